@@ -1,0 +1,1070 @@
+/* config: load preforkd.conf with libconfuse into struct config. Every option
+ * is checked by a validation callback while libconfuse still knows its line,
+ * so errors read "FILE:LINE: option: problem". Comments are blanked out before
+ * libconfuse sees the text: 3.3 miscounts lines after them (upstream #150). */
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <confuse.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_CONF_BYTES (1 << 20)      /* a configuration, not a data file */
+
+enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN };
+
+struct load_ctx;
+struct rule;
+typedef int (*apply_fn)(struct load_ctx *ctx, const struct rule *r,
+                        const char *text, void *field);
+
+/* One option: where it lives, its default as written in a file, and the
+ * function that checks the text and stores it at offset/size. */
+struct rule {
+    enum section section;
+    const char *name;
+    const char *def;                 /* NULL: no default, must be given */
+    apply_fn apply;
+    long min, max;                   /* range, for numeric options */
+    size_t offset, size;             /* in struct config; struct listen_conf
+                                        for SEC_LISTEN */
+};
+
+/* State of one config_load(); libconfuse callbacks take no user pointer. */
+struct load_ctx {
+    const char *path;                /* as given, for messages */
+    struct config *out;
+    char *err;
+    size_t errlen;
+    bool failed;                     /* first error wins */
+    char msg[512];                   /* an apply function's complaint */
+    int line;                        /* line being applied; 0 = default */
+    int root_line;                   /* where http.root was set */
+    struct listen_conf pending;      /* listen section being parsed */
+    bool pending_has_address;
+    int *listen_lines;               /* line of each top-level "listen {" */
+    size_t nlisten_lines, listen_lines_cap, nlisten_done;
+};
+
+/* libconfuse is not reentrant (its lexer is global), so neither is this. */
+static struct load_ctx *loading;
+
+static const char *const section_prefix[] = { "", "http.", "listen." };
+static const char *const section_path[] = { "", "http|", "listen|" };
+
+/* ---- error reporting ---- */
+
+__attribute__((format(printf, 3, 4)))
+static int report(struct load_ctx *ctx, int line, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (ctx->failed)
+        return -1;
+    ctx->failed = true;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ctx->err && ctx->errlen > 0) {
+        if (line > 0)
+            snprintf(ctx->err, ctx->errlen, "%s:%d: %s", ctx->path, line, msg);
+        else
+            snprintf(ctx->err, ctx->errlen, "%s: %s", ctx->path, msg);
+    }
+    return -1;
+}
+
+/* An apply function's complaint; the caller adds FILE:LINE and the name. */
+__attribute__((format(printf, 2, 3)))
+static int bad(struct load_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int msgf(char *msg, size_t msglen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* libconfuse's own errors (syntax, unknown options) go to the caller's
+ * buffer, never to stderr; cfg->line is right because comments are gone. */
+static void on_confuse_error(cfg_t *cc, const char *fmt, va_list ap)
+{
+    char msg[512];
+
+    if (!loading)
+        return;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    report(loading, cc ? cc->line : 0, "%s", msg);
+}
+
+/* ---- names ---- */
+
+const char *proto_name(enum proto_kind p)
+{
+    switch (p) {
+    case PROTO_HTTP: return "http";
+    case PROTO_ECHO: return "echo";
+    case PROTO_CHAT: return "chat";
+    }
+    return "?";
+}
+
+const char *log_level_name(enum log_level l)
+{
+    switch (l) {
+    case LOG_LVL_ERROR: return "error";
+    case LOG_LVL_WARN:  return "warn";
+    case LOG_LVL_INFO:  return "info";
+    case LOG_LVL_DEBUG: return "debug";
+    }
+    return "?";
+}
+
+/* ---- addresses ---- */
+
+/* Strict decimal port: digits only, 0..65535. */
+static int parse_port(const char *s, in_port_t *port)
+{
+    unsigned long v = 0;
+
+    if (!*s || strlen(s) > 5)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (unsigned long)(*s - '0');
+    }
+    if (v > 65535)
+        return -1;
+    *port = (in_port_t)v;
+    return 0;
+}
+
+/* "unix:PATH": relative paths are taken against dir. */
+static int parse_unix(const char *path, const char *dir, struct address *out,
+                      char *msg, size_t msglen)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)&out->sa;
+    int n;
+
+    if (!*path)
+        return msgf(msg, msglen, "empty unix socket path in \"%s\"", out->text);
+    if (path[0] == '/' || !dir)
+        n = snprintf(sun->sun_path, sizeof sun->sun_path, "%s", path);
+    else
+        n = snprintf(sun->sun_path, sizeof sun->sun_path, "%s/%s", dir, path);
+    if (n < 0 || (size_t)n >= sizeof sun->sun_path)
+        return msgf(msg, msglen, "unix socket path longer than %zu bytes in \"%s\"",
+                    sizeof sun->sun_path - 1, out->text);
+    sun->sun_family = AF_UNIX;
+    out->socktype = SOCK_STREAM;
+    out->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+    return 0;
+}
+
+/* Split "host:port" or "[v6]:port"; host goes to a caller buffer. */
+static int split_host_port(const char *s, const struct address *out, char *host,
+                           size_t hostlen, const char **port, bool *bracketed,
+                           char *msg, size_t msglen)
+{
+    const char *end, *colon;
+
+    *bracketed = s[0] == '[';
+    if (*bracketed) {
+        s++;
+        end = strchr(s, ']');
+        if (!end)
+            return msgf(msg, msglen, "missing ']' in \"%s\"", out->text);
+        if (end[1] != ':')
+            return msgf(msg, msglen, "missing :port after ']' in \"%s\"", out->text);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return msgf(msg, msglen, "missing :port in \"%s\"", out->text);
+        end = colon;
+        if (memchr(s, ':', (size_t)(end - s)))
+            return msgf(msg, msglen, "IPv6 address needs brackets, as in "
+                        "\"[::1]:8080\", in \"%s\"", out->text);
+    }
+    if (end == s)
+        return msgf(msg, msglen, "missing host in \"%s\" (\"*:PORT\" means any)",
+                    out->text);
+    if ((size_t)(end - s) >= hostlen)
+        return msgf(msg, msglen, "host name too long in \"%s\"", out->text);
+    memcpy(host, s, (size_t)(end - s));
+    host[end - s] = '\0';
+    *port = colon + 1;
+    return 0;
+}
+
+/* Numeric literal or name (first getaddrinfo answer); "*" is 0.0.0.0. */
+static int resolve_host(const char *host, bool bracketed, struct address *out,
+                        char *msg, size_t msglen)
+{
+    struct addrinfo hints = { .ai_socktype = out->socktype }, *res;
+    int rc;
+
+    if (!bracketed && strcmp(host, "*") == 0) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        out->salen = sizeof *sin;
+        return 0;
+    }
+    hints.ai_family = bracketed ? AF_INET6 : AF_UNSPEC;
+    hints.ai_flags = bracketed ? AI_NUMERICHOST : 0;
+    rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 && bracketed)
+        return msgf(msg, msglen, "bad IPv6 address in \"%s\"", out->text);
+    if (rc != 0)
+        return msgf(msg, msglen, "cannot resolve \"%s\" in \"%s\": %s", host, out->text,
+                    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    if (res->ai_addrlen > sizeof out->sa) {
+        freeaddrinfo(res);
+        return msgf(msg, msglen, "unexpected address size for \"%s\"", out->text);
+    }
+    memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
+    out->salen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int parse_inet(const char *s, struct address *out, char *msg, size_t msglen)
+{
+    char host[256];
+    const char *port_text = "";
+    bool bracketed;
+    in_port_t port;
+
+    if (split_host_port(s, out, host, sizeof host, &port_text, &bracketed,
+                        msg, msglen) < 0)
+        return -1;
+    if (parse_port(port_text, &port) < 0)
+        return msgf(msg, msglen, "bad port in \"%s\"", out->text);
+    if (resolve_host(host, bracketed, out, msg, msglen) < 0)
+        return -1;
+    if (out->sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&out->sa)->sin_port = htons(port);
+    else if (out->sa.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&out->sa)->sin6_port = htons(port);
+    else
+        return msgf(msg, msglen, "\"%s\" is neither IPv4 nor IPv6", out->text);
+    return 0;
+}
+
+/* address_parse without the "address: " prefix, for config messages. */
+static int parse_address(const char *text, const char *dir, struct address *out,
+                         char *msg, size_t msglen)
+{
+    size_t len = strlen(text);
+
+    memset(out, 0, sizeof *out);
+    if (len >= sizeof out->text)
+        return msgf(msg, msglen, "longer than %zu bytes", sizeof out->text - 1);
+    memcpy(out->text, text, len + 1);
+    if (len == 0)
+        return msgf(msg, msglen, "must not be empty");
+    if (strncmp(text, "unix:", 5) == 0)
+        return parse_unix(text + 5, dir, out, msg, msglen);
+    out->socktype = SOCK_STREAM;
+    if (strncmp(text, "udp:", 4) == 0) {
+        out->socktype = SOCK_DGRAM;
+        text += 4;
+        if (strncmp(text, "unix:", 5) == 0)
+            return msgf(msg, msglen, "udp takes host:port, not a unix path, in \"%s\"",
+                        out->text);
+    }
+    return parse_inet(text, out, msg, msglen);
+}
+
+int address_parse(const char *text, const char *dir, struct address *out,
+                  char *err, size_t errlen)
+{
+    char msg[512];
+
+    if (parse_address(text, dir, out, msg, sizeof msg) == 0)
+        return 0;
+    if (err && errlen > 0)
+        snprintf(err, errlen, "address: %s", msg);
+    return -1;
+}
+
+static in_port_t address_port(const struct address *a)
+{
+    if (a->sa.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->sa)->sin_port;
+    if (a->sa.ss_family == AF_INET6)
+        return ((const struct sockaddr_in6 *)&a->sa)->sin6_port;
+    return 1;                        /* unix: never "kernel-chosen" */
+}
+
+/* Same socket twice is an error; port 0 means a fresh kernel-chosen port
+ * each time, so those never collide. */
+static const struct listen_conf *find_same_address(const struct config *c,
+                                                   const struct address *a)
+{
+    if (address_port(a) == 0)
+        return NULL;
+    for (size_t i = 0; i < c->nlistens; i++) {
+        const struct address *b = &c->listens[i].addr;
+        if (b->socktype == a->socktype && b->salen == a->salen &&
+            memcmp(&b->sa, &a->sa, a->salen) == 0)
+            return &c->listens[i];
+    }
+    return NULL;
+}
+
+/* ---- paths ---- */
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* TEXT as is when absolute, else DIR/TEXT. */
+static int join_path(const char *dir, const char *text, char *out, size_t outlen)
+{
+    int n = text[0] == '/' ? snprintf(out, outlen, "%s", text)
+                           : snprintf(out, outlen, "%s/%s", dir, text);
+
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* Canonicalise the longest existing leading part of absolute PATH with
+ * realpath(); the rest is kept as written, since it may be created later
+ * (build/run appears at start-up). */
+static int canonical_prefix(const char *path, char *out, size_t outlen)
+{
+    char head[PATH_MAX], real[PATH_MAX];
+    const char *tail;
+    int n;
+
+    if (snprintf(head, sizeof head, "%s", path) >= (int)sizeof head)
+        return -1;
+    while (!realpath(head, real)) {
+        char *cut = strrchr(head, '/');
+        if (errno != ENOENT && errno != ENOTDIR)
+            return snprintf(out, outlen, "%s", path) >= (int)outlen ? -1 : 0;
+        if (!cut || cut == head) {
+            snprintf(head, sizeof head, "/");
+            snprintf(real, sizeof real, "/");
+            break;
+        }
+        *cut = '\0';
+    }
+    tail = path + strlen(head);
+    if (!*tail)
+        n = snprintf(out, outlen, "%s", real);
+    else
+        n = snprintf(out, outlen, "%s%s%s", strcmp(real, "/") ? real : "",
+                     *tail == '/' ? "" : "/", tail);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* An absolute path for a file that need not exist yet: TEXT against the
+ * configuration directory, its directory canonicalised. With need_dir that
+ * directory must exist (log files are opened at start, not created dirs). */
+static int resolve_file(struct load_ctx *ctx, const char *text, bool need_dir,
+                        char *out, size_t outlen)
+{
+    char joined[PATH_MAX], dir[PATH_MAX];
+    char *slash, *base;
+
+    if (!*text)
+        return bad(ctx, "must not be empty");
+    if (join_path(ctx->out->dir, text, joined, sizeof joined) < 0)
+        return bad(ctx, "path too long: \"%s\"", text);
+    slash = strrchr(joined, '/');
+    base = slash + 1;
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return bad(ctx, "must name a file, got \"%s\"", text);
+    *slash = '\0';
+    while (slash > joined && slash[-1] == '/')      /* "run//x.pid" */
+        *--slash = '\0';
+    if (canonical_prefix(slash == joined ? "/" : joined, dir, sizeof dir) < 0)
+        return bad(ctx, "path too long: \"%s\"", text);
+    if (need_dir && !is_dir(dir))
+        return bad(ctx, "directory \"%s\" does not exist", dir);
+    if (snprintf(out, outlen, "%s/%s", strcmp(dir, "/") ? dir : "", base) >= (int)outlen)
+        return bad(ctx, "path too long: \"%s\"", text);
+    return 0;
+}
+
+/* ---- option checks: each stores the value or explains in ctx->msg ---- */
+
+static void store_number(void *field, size_t size, long v)
+{
+    if (size == sizeof(long))
+        *(long *)field = v;
+    else
+        *(int *)field = (int)v;
+}
+
+/* Strict decimal: optional '-', digits, nothing else, no overflow. */
+static int parse_long(const char *s, long *v)
+{
+    char *end;
+
+    if (!((s[0] >= '0' && s[0] <= '9') || (s[0] == '-' && s[1] >= '0' && s[1] <= '9')))
+        return -1;
+    errno = 0;
+    *v = strtol(s, &end, 10);
+    return errno || *end ? -1 : 0;
+}
+
+static int apply_number(struct load_ctx *ctx, const struct rule *r,
+                        const char *text, void *field)
+{
+    long v;
+
+    if (parse_long(text, &v) < 0 || v < r->min || v > r->max) {
+        if (r->max == LONG_MAX)
+            return bad(ctx, "must be an integer >= %ld, got \"%s\"", r->min, text);
+        return bad(ctx, "must be between %ld and %ld, got \"%s\"", r->min, r->max, text);
+    }
+    store_number(field, r->size, v);
+    return 0;
+}
+
+static int apply_workers(struct load_ctx *ctx, const struct rule *r,
+                         const char *text, void *field)
+{
+    long v;
+
+    ctx->out->workers_auto = strcmp(text, "auto") == 0;
+    if (ctx->out->workers_auto) {
+        v = sysconf(_SC_NPROCESSORS_ONLN);
+        v = v < 1 ? 1 : v > r->max ? r->max : v;    /* -1 if unknown */
+    } else if (parse_long(text, &v) < 0 || v < r->min || v > r->max) {
+        return bad(ctx, "must be \"auto\" or between %ld and %ld, got \"%s\"",
+                   r->min, r->max, text);
+    }
+    store_number(field, r->size, v);
+    return 0;
+}
+
+static int copy_text(struct load_ctx *ctx, const char *text, void *field, size_t size)
+{
+    if (strlen(text) >= size)
+        return bad(ctx, "longer than %zu bytes", size - 1);
+    memcpy(field, text, strlen(text) + 1);
+    return 0;
+}
+
+static int apply_user(struct load_ctx *ctx, const struct rule *r,
+                      const char *text, void *field)
+{
+    if (*text) {
+        errno = 0;
+        if (!getpwnam(text))
+            return errno && errno != ENOENT && errno != ESRCH
+                   ? bad(ctx, "cannot look up \"%s\": %s", text, strerror(errno))
+                   : bad(ctx, "no such user \"%s\"", text);
+    }
+    return copy_text(ctx, text, field, r->size);
+}
+
+static int apply_file_path(struct load_ctx *ctx, const struct rule *r,
+                           const char *text, void *field)
+{
+    return resolve_file(ctx, text, false, field, r->size);
+}
+
+static int apply_socket_path(struct load_ctx *ctx, const struct rule *r,
+                             const char *text, void *field)
+{
+    struct sockaddr_un sun;
+
+    if (resolve_file(ctx, text, false, field, r->size) < 0)
+        return -1;
+    if (strlen(field) >= sizeof sun.sun_path)
+        return bad(ctx, "\"%s\" is longer than a unix socket path may be (%zu bytes)",
+                   (char *)field, sizeof sun.sun_path - 1);
+    return 0;
+}
+
+static int apply_error_log(struct load_ctx *ctx, const struct rule *r,
+                           const char *text, void *field)
+{
+    if (strcmp(text, "stderr") == 0 || strcmp(text, "syslog") == 0)
+        return copy_text(ctx, text, field, r->size);
+    if (!*text)
+        return bad(ctx, "must be \"stderr\", \"syslog\" or a file path, got \"\"");
+    return resolve_file(ctx, text, true, field, r->size);
+}
+
+/* "" turns the log off. */
+static int apply_log_path(struct load_ctx *ctx, const struct rule *r,
+                          const char *text, void *field)
+{
+    if (!*text)
+        return copy_text(ctx, text, field, r->size);
+    return resolve_file(ctx, text, true, field, r->size);
+}
+
+/* Existence is checked after parsing: it only matters with an http listener. */
+static int apply_dir_path(struct load_ctx *ctx, const struct rule *r,
+                          const char *text, void *field)
+{
+    char joined[PATH_MAX];
+
+    if (!*text)
+        return bad(ctx, "must not be empty");
+    if (join_path(ctx->out->dir, text, joined, sizeof joined) < 0 ||
+        canonical_prefix(joined, field, r->size) < 0)
+        return bad(ctx, "path too long: \"%s\"", text);
+    ctx->root_line = ctx->line;
+    return 0;
+}
+
+static int apply_index(struct load_ctx *ctx, const struct rule *r,
+                       const char *text, void *field)
+{
+    if (!*text || strchr(text, '/') || strcmp(text, ".") == 0 || strcmp(text, "..") == 0)
+        return bad(ctx, "must be a file name without '/', got \"%s\"", text);
+    return copy_text(ctx, text, field, r->size);
+}
+
+static int apply_log_level(struct load_ctx *ctx, const struct rule *r,
+                           const char *text, void *field)
+{
+    (void)r;
+    for (enum log_level l = LOG_LVL_ERROR; l <= LOG_LVL_DEBUG; l++) {
+        if (strcmp(text, log_level_name(l)) == 0) {
+            *(enum log_level *)field = l;
+            return 0;
+        }
+    }
+    return bad(ctx, "must be error, warn, info or debug, got \"%s\"", text);
+}
+
+static int apply_protocol(struct load_ctx *ctx, const struct rule *r,
+                          const char *text, void *field)
+{
+    (void)r;
+    for (enum proto_kind p = PROTO_HTTP; p <= PROTO_CHAT; p++) {
+        if (strcmp(text, proto_name(p)) == 0) {
+            *(enum proto_kind *)field = p;
+            return 0;
+        }
+    }
+    return bad(ctx, "must be http, echo or chat, got \"%s\"", text);
+}
+
+static int apply_address(struct load_ctx *ctx, const struct rule *r,
+                         const char *text, void *field)
+{
+    (void)r;
+    if (parse_address(text, ctx->out->dir, field, ctx->msg, sizeof ctx->msg) < 0)
+        return -1;
+    ctx->pending_has_address = true;
+    return 0;
+}
+
+#define IN_CONFIG(m) offsetof(struct config, m), sizeof(((struct config *)0)->m)
+#define IN_LISTEN(m) offsetof(struct listen_conf, m), sizeof(((struct listen_conf *)0)->m)
+
+/* Every option, with its default and accepted range. The ranges are there
+ * to catch typos rather than to obey them: workers 1..1024 or "auto" (one
+ * per online CPU); worker_connections 1..1000000 (the fd limit bites first);
+ * max_requests >= 0 (0 = never recycle); worker_timeout 1..86400 s;
+ * graceful_timeout 0..3600 s; backlog 1..65535 (the kernel caps it at
+ * somaxconn); keepalive_timeout 0..3600 s (0 = no keep-alive); header_timeout
+ * 1..3600 s; max_header_size 1 KiB..1 MiB. */
+static const struct rule rules[] = {
+    { SEC_ROOT, "workers", "auto", apply_workers, 1, 1024, IN_CONFIG(workers) },
+    { SEC_ROOT, "worker_connections", "1024", apply_number, 1, 1000000,
+      IN_CONFIG(worker_connections) },
+    { SEC_ROOT, "max_requests", "0", apply_number, 0, LONG_MAX, IN_CONFIG(max_requests) },
+    { SEC_ROOT, "worker_timeout", "30", apply_number, 1, 86400, IN_CONFIG(worker_timeout) },
+    { SEC_ROOT, "graceful_timeout", "30", apply_number, 0, 3600,
+      IN_CONFIG(graceful_timeout) },
+    { SEC_ROOT, "user", "", apply_user, 0, 0, IN_CONFIG(user) },
+    { SEC_ROOT, "pidfile", "../build/run/preforkd.pid", apply_file_path, 0, 0,
+      IN_CONFIG(pidfile) },
+    { SEC_ROOT, "control_socket", "../build/run/preforkd.sock", apply_socket_path, 0, 0,
+      IN_CONFIG(control_socket) },
+    { SEC_ROOT, "error_log", "stderr", apply_error_log, 0, 0, IN_CONFIG(error_log) },
+    { SEC_ROOT, "log_level", "info", apply_log_level, 0, 0, IN_CONFIG(log_level) },
+    { SEC_HTTP, "root", "www", apply_dir_path, 0, 0, IN_CONFIG(http.root) },
+    { SEC_HTTP, "index", "index.html", apply_index, 0, 0, IN_CONFIG(http.index) },
+    { SEC_HTTP, "access_log", "", apply_log_path, 0, 0, IN_CONFIG(http.access_log) },
+    { SEC_HTTP, "keepalive_timeout", "5", apply_number, 0, 3600,
+      IN_CONFIG(http.keepalive_timeout) },
+    { SEC_HTTP, "header_timeout", "10", apply_number, 1, 3600,
+      IN_CONFIG(http.header_timeout) },
+    { SEC_HTTP, "max_header_size", "8192", apply_number, 1024, 1048576,
+      IN_CONFIG(http.max_header_size) },
+    { SEC_LISTEN, "address", NULL, apply_address, 0, 0, IN_LISTEN(addr) },
+    { SEC_LISTEN, "protocol", "http", apply_protocol, 0, 0, IN_LISTEN(protocol) },
+    { SEC_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
+};
+#define NRULES (sizeof rules / sizeof rules[0])
+
+static int apply_rule(struct load_ctx *ctx, const struct rule *r, const char *text,
+                      int line)
+{
+    char *base = r->section == SEC_LISTEN ? (char *)&ctx->pending : (char *)ctx->out;
+
+    ctx->line = line;
+    if (r->apply(ctx, r, text, base + r->offset) == 0)
+        return 0;
+    return report(ctx, line, "%s%s: %s", section_prefix[r->section], r->name, ctx->msg);
+}
+
+static int apply_defaults(struct load_ctx *ctx, enum section section)
+{
+    for (size_t i = 0; i < NRULES; i++)
+        if (rules[i].section == section && rules[i].def &&
+            apply_rule(ctx, &rules[i], rules[i].def, 0) < 0)
+            return -1;
+    return 0;
+}
+
+/* ---- listen sections ---- */
+
+static int reset_pending(struct load_ctx *ctx)
+{
+    memset(&ctx->pending, 0, sizeof ctx->pending);
+    ctx->pending_has_address = false;
+    return apply_defaults(ctx, SEC_LISTEN);
+}
+
+static int finish_listen(struct load_ctx *ctx, int line)
+{
+    struct listen_conf *l = &ctx->pending, *grown;
+    const struct listen_conf *dup;
+    struct config *c = ctx->out;
+
+    l->line = line;
+    if (!ctx->pending_has_address)
+        return report(ctx, line, "listen: address is required");
+    if (l->addr.socktype == SOCK_DGRAM && l->protocol != PROTO_ECHO)
+        return report(ctx, line, "listen: protocol \"%s\" needs a stream address, "
+                      "\"%s\" is udp (only echo speaks udp)",
+                      proto_name(l->protocol), l->addr.text);
+    dup = find_same_address(c, &l->addr);
+    if (dup)
+        return report(ctx, line, "listen: duplicate address \"%s\" (also at line %d)",
+                      l->addr.text, dup->line);
+    grown = realloc(c->listens, (c->nlistens + 1) * sizeof *grown);
+    if (!grown)
+        return report(ctx, line, "listen: %s", strerror(errno));
+    c->listens = grown;
+    c->listens[c->nlistens++] = *l;
+    return 0;
+}
+
+/* ---- libconfuse callbacks ---- */
+
+static enum section section_of(cfg_t *sec)
+{
+    const char *name = cfg_name(sec);
+
+    if (name && strcmp(name, "http") == 0)
+        return SEC_HTTP;
+    if (name && strcmp(name, "listen") == 0)
+        return SEC_LISTEN;
+    return SEC_ROOT;
+}
+
+/* Runs right after libconfuse stored a value, while sec->line is its line. */
+static int on_option(cfg_t *sec, cfg_opt_t *opt)
+{
+    enum section section = section_of(sec);
+    const char *name = cfg_opt_name(opt), *text = cfg_opt_getnstr(opt, 0);
+
+    if (!loading || !name)
+        return -1;
+    for (size_t i = 0; i < NRULES; i++)
+        if (rules[i].section == section && strcmp(rules[i].name, name) == 0)
+            return apply_rule(loading, &rules[i], text ? text : "", sec->line);
+    return report(loading, sec->line, "%s: no rule for this option", name);
+}
+
+/* Runs at a listen section's closing brace; libconfuse then knows only the
+ * line of that brace, so the section's first line comes from our own scan. */
+static int on_listen_end(cfg_t *parent, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    int line;
+
+    (void)opt;
+    if (!ctx)
+        return -1;
+    line = ctx->nlisten_done < ctx->nlisten_lines
+           ? ctx->listen_lines[ctx->nlisten_done] : parent->line;
+    ctx->nlisten_done++;
+    if (finish_listen(ctx, line) < 0)
+        return -1;
+    return reset_pending(ctx);
+}
+
+/* ---- reading the text: comments out, lines kept ---- */
+
+/* P is at a quote; returns just past its closing quote, or NULL when the
+ * string never ends. Backslash escapes anything, as in libconfuse's lexer;
+ * newlines inside count towards *line. */
+static const char *skip_quoted(const char *p, int *line)
+{
+    char quote = *p++;
+
+    for (; *p && *p != quote; p++) {
+        if (*p == '\\' && p[1])
+            p++;
+        if (*p == '\n')
+            ++*line;
+    }
+    return *p ? p + 1 : NULL;
+}
+
+/* "//" and "/ *" open a comment only at the start of a token, as in
+ * libconfuse ("/srv//www" is a path); "#" opens one anywhere. */
+static bool token_starts(const char *text, const char *p)
+{
+    return p == text || strchr(" \t\r\n={}(),+", p[-1]);
+}
+
+static char *blank_to_eol(char *p)
+{
+    for (; *p && *p != '\n'; p++)
+        *p = ' ';
+    return p;
+}
+
+/* Blank a C comment at P, keeping its newlines; NULL if it never closes. */
+static char *blank_block(char *p, int *line)
+{
+    for (p[0] = p[1] = ' ', p += 2; *p; p++) {
+        if (p[0] == '*' && p[1] == '/') {
+            p[0] = p[1] = ' ';
+            return p + 2;
+        }
+        if (*p == '\n')
+            ++*line;
+        else
+            *p = ' ';
+    }
+    return NULL;
+}
+
+/* Replace every comment with spaces, keeping every newline, so that
+ * libconfuse 3.3 counts lines right (it adds phantom lines after comments).
+ * Returns NULL, or what is wrong with *line set to where it starts. */
+static const char *blank_comments(char *text, int *line)
+{
+    char *p = text;
+
+    *line = 1;
+    while (*p) {
+        int start = *line;
+
+        if (*p == '\n') {
+            ++*line;
+            p++;
+        } else if (*p == '"' || *p == '\'') {
+            const char *end = skip_quoted(p, line);
+            if (!end) {
+                *line = start;
+                return "unterminated string";
+            }
+            p += end - p;
+        } else if (*p == '#' || (p[0] == '/' && p[1] == '/' && token_starts(text, p))) {
+            p = blank_to_eol(p);
+        } else if (p[0] == '/' && p[1] == '*' && token_starts(text, p)) {
+            p = blank_block(p, line);
+            if (!p) {
+                *line = start;
+                return "unterminated /* comment";
+            }
+        } else {
+            p++;
+        }
+    }
+    return NULL;
+}
+
+static int add_listen_line(struct load_ctx *ctx, int line)
+{
+    if (ctx->nlisten_lines == ctx->listen_lines_cap) {
+        size_t cap = ctx->listen_lines_cap ? 2 * ctx->listen_lines_cap : 8;
+        int *grown = realloc(ctx->listen_lines, cap * sizeof *grown);
+        if (!grown)
+            return report(ctx, 0, "%s", strerror(errno));
+        ctx->listen_lines = grown;
+        ctx->listen_lines_cap = cap;
+    }
+    ctx->listen_lines[ctx->nlisten_lines++] = line;
+    return 0;
+}
+
+/* Is P the keyword "listen" opening a section ("listen" then "{")? */
+static bool is_listen_keyword(const char *text, const char *p)
+{
+    static const char word[] = "listen";
+    const size_t len = sizeof word - 1;
+
+    if (!token_starts(text, p) || strncmp(p, word, len) != 0)
+        return false;
+    p += len;
+    p += strspn(p, " \t\r\n");
+    return *p == '{';
+}
+
+/* Record the line of every top-level listen section, in file order (the
+ * order libconfuse parses them in). TEXT has no comments left. */
+static int find_listen_lines(struct load_ctx *ctx, const char *text)
+{
+    int line = 1, depth = 0;
+
+    for (const char *p = text; *p; p++) {
+        if (*p == '"' || *p == '\'') {
+            p = skip_quoted(p, &line);
+            if (!p)
+                break;
+            p--;
+        } else if (*p == '\n') {
+            line++;
+        } else if (*p == '{') {
+            depth++;
+        } else if (*p == '}') {
+            depth--;
+        } else if (depth == 0 && is_listen_keyword(text, p) &&
+                   add_listen_line(ctx, line) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int read_all(int fd, char *buf, size_t cap, size_t *len)
+{
+    ssize_t n;
+
+    *len = 0;
+    while (*len < cap) {
+        n = read(fd, buf + *len, cap - *len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        *len += (size_t)n;
+    }
+    return 0;
+}
+
+/* The whole file, NUL-terminated, or NULL with the error reported. */
+static char *read_file(struct load_ctx *ctx, size_t *len)
+{
+    struct stat st;
+    char *buf = NULL;
+    int fd = open(ctx->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        report(ctx, 0, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0)
+        report(ctx, 0, "cannot stat: %s", strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        report(ctx, 0, "not a regular file");
+    else if (st.st_size > MAX_CONF_BYTES)
+        report(ctx, 0, "larger than %d bytes", MAX_CONF_BYTES);
+    else if (!(buf = malloc((size_t)st.st_size + 1)))
+        report(ctx, 0, "%s", strerror(errno));
+    else if (read_all(fd, buf, (size_t)st.st_size, len) < 0)
+        report(ctx, 0, "cannot read: %s", strerror(errno));
+    if (close(fd) < 0)
+        report(ctx, 0, "cannot close: %s", strerror(errno));
+    if (ctx->failed) {
+        free(buf);
+        return NULL;
+    }
+    buf[*len] = '\0';
+    return buf;
+}
+
+/* The file with comments blanked, or NULL with the error reported. */
+static char *read_clean_text(struct load_ctx *ctx, size_t *len)
+{
+    const char *problem;
+    char *text = read_file(ctx, len), *nul;
+    int line;
+
+    if (!text)
+        return NULL;
+    nul = memchr(text, '\0', *len);
+    if (nul) {
+        line = 1;
+        for (const char *p = text; p < nul; p++)
+            line += *p == '\n';
+        report(ctx, line, "NUL byte in the file");
+    } else if ((problem = blank_comments(text, &line))) {
+        report(ctx, line, "%s", problem);
+    }
+    if (ctx->failed) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* ---- the parser ---- */
+
+static size_t section_opts(enum section section, cfg_opt_t *opts)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < NRULES; i++)
+        if (rules[i].section == section)
+            opts[n++] = (cfg_opt_t)CFG_STR(rules[i].name, rules[i].def,
+                                           rules[i].def ? CFGF_NONE : CFGF_NODEFAULT);
+    return n;
+}
+
+/* Options are all strings: `workers = 4` and `workers = "4"` lex the same,
+ * and our own strict checks give one message style for every option. */
+static cfg_t *new_parser(void)
+{
+    cfg_opt_t root[NRULES + 3], http[NRULES + 1], listen[NRULES + 1];
+    size_t n = section_opts(SEC_ROOT, root);
+    char name[64];
+    cfg_t *cc;
+
+    http[section_opts(SEC_HTTP, http)] = (cfg_opt_t)CFG_END();
+    listen[section_opts(SEC_LISTEN, listen)] = (cfg_opt_t)CFG_END();
+    root[n++] = (cfg_opt_t)CFG_SEC("listen", listen, CFGF_MULTI);
+    root[n++] = (cfg_opt_t)CFG_SEC("http", http, CFGF_NONE);
+    root[n] = (cfg_opt_t)CFG_END();
+    cc = cfg_init(root, CFGF_NONE);     /* copies the arrays */
+    if (!cc)
+        return NULL;
+    cfg_set_error_function(cc, on_confuse_error);
+    for (size_t i = 0; i < NRULES; i++) {
+        snprintf(name, sizeof name, "%s%s", section_path[rules[i].section], rules[i].name);
+        cfg_set_validate_func(cc, name, on_option);
+    }
+    cfg_set_validate_func(cc, "listen", on_listen_end);
+    return cc;
+}
+
+static int parse_text(struct load_ctx *ctx, char *text, size_t len)
+{
+    cfg_t *cc = new_parser();
+    FILE *fp = NULL;
+    int rc = CFG_SUCCESS;
+
+    if (!cc)
+        return report(ctx, 0, "cannot set up libconfuse: %s", strerror(errno));
+    free(cc->filename);
+    cc->filename = strdup(ctx->path);   /* cfg_parse_fp would say "FILE" */
+    if (!cc->filename)
+        report(ctx, 0, "%s", strerror(errno));
+    else if (len > 0 && !(fp = fmemopen(text, len, "r")))
+        report(ctx, 0, "fmemopen: %s", strerror(errno));
+    if (fp) {
+        loading = ctx;
+        rc = cfg_parse_fp(cc, fp);
+        loading = NULL;
+        fclose(fp);                     /* read-only memory stream */
+    }
+    cfg_free(cc);
+    if (rc != CFG_SUCCESS)
+        report(ctx, 0, "syntax error");  /* only if nothing more precise came */
+    return ctx->failed ? -1 : 0;
+}
+
+/* ---- whole-file checks and entry points ---- */
+
+static int check_whole(struct load_ctx *ctx)
+{
+    const struct config *c = ctx->out;
+
+    if (c->nlistens == 0)
+        return report(ctx, 0, "listen: at least one listen section is required");
+    for (size_t i = 0; i < c->nlistens; i++)
+        if (c->listens[i].protocol == PROTO_HTTP && !is_dir(c->http.root))
+            return report(ctx, ctx->root_line, "http.root: \"%s\" is not an existing directory",
+                          c->http.root);
+    return 0;
+}
+
+/* Store PATH as given and the absolute directory it lives in. */
+static int set_paths(struct load_ctx *ctx, const char *path)
+{
+    struct config *c = ctx->out;
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+
+    if (snprintf(c->path, sizeof c->path, "%s", path) >= (int)sizeof c->path)
+        return report(ctx, 0, "path too long");
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (!realpath(dir, c->dir))
+        return report(ctx, 0, "directory \"%s\": %s", dir, strerror(errno));
+    return 0;
+}
+
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
+{
+    struct load_ctx ctx = { .path = path, .out = cfg, .err = err, .errlen = errlen };
+    char *text = NULL;
+    size_t len = 0;
+
+    memset(cfg, 0, sizeof *cfg);
+    if (err && errlen > 0)
+        err[0] = '\0';
+    if (set_paths(&ctx, path) == 0 && (text = read_clean_text(&ctx, &len)) &&
+        find_listen_lines(&ctx, text) == 0 && apply_defaults(&ctx, SEC_ROOT) == 0 &&
+        apply_defaults(&ctx, SEC_HTTP) == 0 && reset_pending(&ctx) == 0 &&
+        parse_text(&ctx, text, len) == 0)
+        check_whole(&ctx);
+    free(text);
+    free(ctx.listen_lines);
+    if (ctx.failed) {
+        config_free(cfg);
+        memset(cfg, 0, sizeof *cfg);
+        return -1;
+    }
+    return 0;
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg->listens);
+    cfg->listens = NULL;
+    cfg->nlistens = 0;
+}

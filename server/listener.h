@@ -1,0 +1,26 @@
+/* listener: the master's bound sockets (TCP v4/v6, unix stream, UDP), all
+ * non-blocking and close-on-exec; workers inherit them through fork(). */
+#ifndef PREFORKD_LISTENER_H
+#define PREFORKD_LISTENER_H
+
+#include <stddef.h>
+#include "server/config.h"
+
+struct listener {
+    struct listen_conf conf;
+    int fd;
+};
+
+/* Create, bind and (for streams) listen. 0, or -1 with "bind ADDR: why". */
+int listener_open(struct listener *l, const struct listen_conf *conf,
+                  char *err, size_t errlen);
+/* Close; a unix socket's path is removed. */
+void listener_close(struct listener *l);
+/* Open every listen of cfg into a new array; on failure none stay open. */
+int listeners_open_all(const struct config *cfg, struct listener **out,
+                       char *err, size_t errlen);
+void listeners_close_all(struct listener *ls, size_t n);
+/* "echo 127.0.0.1:7007" for logs. */
+const char *listener_describe(const struct listener *l, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,134 @@
+/* main: command line of build/preforkd. Starts the master (daemonized unless
+ * -f), tests a configuration (-t), or asks a running master for its status.
+ * Everything that can fail at start fails here, on the operator's terminal. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/config.h"
+#include "server/daemon.h"
+#include "server/listener.h"
+#include "server/log.h"
+#include "server/master.h"
+#include "server/status.h"
+
+#define PREFORKD_VERSION "0.1.0"
+#define DEFAULT_CONF "etc/preforkd.conf"
+
+struct options {
+    const char *conf;
+    int foreground, test_only, status;
+    enum status_format format;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: preforkd [-c FILE] [-f]          start (daemonizes unless -f)\n"
+        "       preforkd -t [-c FILE]            test the configuration\n"
+        "       preforkd status [-c FILE] [--json | --prometheus]\n"
+        "       preforkd -v | -h\n"
+        "default FILE: %s\n", DEFAULT_CONF);
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        { "json", no_argument, NULL, 'J' },
+        { "prometheus", no_argument, NULL, 'P' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'v' },
+        { NULL, 0, NULL, 0 },
+    };
+    *o = (struct options){ .conf = DEFAULT_CONF, .format = STATUS_TEXT };
+    if (argc > 1 && strcmp(argv[1], "status") == 0) {
+        o->status = 1;
+        argv[1] = argv[0];
+        argc--;
+        argv++;
+    }
+    int c;
+    while ((c = getopt_long(argc, argv, "c:fthv", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->conf = optarg; break;
+        case 'f': o->foreground = 1; break;
+        case 't': o->test_only = 1; break;
+        case 'J': o->format = STATUS_JSON; break;
+        case 'P': o->format = STATUS_PROMETHEUS; break;
+        case 'h': usage(stdout); exit(0);
+        case 'v': printf("preforkd %s\n", PREFORKD_VERSION); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "preforkd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything that can fail before detaching: config, log, pidfile, bind. */
+static int prepare_master(const struct options *o, struct master *m)
+{
+    char err[1024];
+    memset(m, 0, sizeof *m);
+    m->pidfile_fd = m->ready_fd = -1;
+    m->foreground = o->foreground;
+    if (config_load(o->conf, &m->cfg, err, sizeof err) != 0 ||
+        log_open(m->cfg.error_log, m->cfg.log_level, err, sizeof err) != 0 ||
+        mkdir_parents(m->cfg.control_socket, 0755) != 0 ||
+        (m->pidfile_fd = pidfile_lock(m->cfg.pidfile, err, sizeof err)) < 0 ||
+        listeners_open_all(&m->cfg, &m->ls, err, sizeof err) != 0) {
+        fprintf(stderr, "preforkd: %s\n", err);
+        return -1;
+    }
+    m->nls = m->cfg.nlistens;
+    return 0;
+}
+
+static int start(const struct options *o)
+{
+    struct master m;
+    if (prepare_master(o, &m) != 0)
+        return 1;
+    if (!o->foreground) {
+        char err[256];
+        if (daemonize(&m.ready_fd, err, sizeof err) != 0) {
+            fprintf(stderr, "preforkd: %s\n", err);
+            return 1;
+        }
+        int keep_stderr = strcmp(m.cfg.error_log, "stderr") == 0;
+        if (daemon_redirect_stdio(keep_stderr) != 0)
+            log_warn("redirecting stdio to /dev/null: %s", strerror(errno));
+    }
+    return master_run(&m);
+}
+
+static int test_config(const struct options *o)
+{
+    struct config cfg;
+    char err[1024];
+    if (config_load(o->conf, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    config_free(&cfg);
+    printf("configuration OK\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    if (parse_args(argc, argv, &o) != 0)
+        return 1;
+    if (o.test_only)
+        return test_config(&o);
+    if (o.status)
+        return status_client(o.conf, o.format);
+    return start(&o);
+}

@@ -1,0 +1,593 @@
+/* master: one loop, woken by signalfd, worker status pipes and timers.
+ * Signals only set state (stopping, target count); the same code paths then
+ * act on it, as in nginx's process cycle. The master never blocks on a
+ * child: reaping is WNOHANG, writes to workers go through bounded queues. */
+#include "server/master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/daemon.h"
+#include "server/log.h"
+#include "workers/worker.h"
+
+#define EARLY_DEATH_MS   2000   /* a worker dying sooner is a crash loop */
+#define BACKOFF_BASE_MS  100
+#define BACKOFF_MAX_MS   30000
+#define CMD_QUEUE_LIMIT  (256 * 1024)
+#define TICK_MS          1000
+#define QUIT_GRACE_MS    1000   /* SIGINT/SIGQUIT: then SIGKILL */
+
+enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD };
+
+static uint64_t ev_data(enum ev_kind kind, size_t idx)
+{
+    return ((uint64_t)kind << 32) | (uint64_t)idx;
+}
+
+static int epoll_watch(struct master *m, int op, int fd, uint32_t events,
+                       enum ev_kind kind, size_t idx)
+{
+    struct epoll_event ee = { .events = events, .data.u64 = ev_data(kind, idx) };
+    if (epoll_ctl(m->epfd, op, fd, &ee) != 0) {
+        log_error("epoll_ctl fd %d: %s", fd, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static size_t live_workers(const struct master *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nslots; i++)
+        n += m->slots[i].pid != 0;
+    return n;
+}
+
+/* --- slots -------------------------------------------------------------- */
+
+static int slots_reserve(struct master *m, size_t n)
+{
+    if (n <= m->nslots)
+        return 0;
+    struct slot *s = realloc(m->slots, n * sizeof *s);
+    if (!s)
+        return -1;
+    for (size_t i = m->nslots; i < n; i++) {
+        memset(&s[i], 0, sizeof s[i]);
+        s[i].status_fd = s[i].cmd_fd = -1;
+        ipc_queue_init(&s[i].q, CMD_QUEUE_LIMIT);
+    }
+    m->slots = s;
+    m->nslots = n;
+    return 0;
+}
+
+static void slot_close_channels(struct master *m, struct slot *s)
+{
+    if (s->status_fd >= 0) {
+        epoll_ctl(m->epfd, EPOLL_CTL_DEL, s->status_fd, NULL);
+        close(s->status_fd);
+        s->status_fd = -1;
+    }
+    if (s->cmd_fd >= 0) {
+        epoll_ctl(m->epfd, EPOLL_CTL_DEL, s->cmd_fd, NULL);
+        close(s->cmd_fd);
+        s->cmd_fd = -1;
+    }
+    ipc_queue_free(&s->q);
+    s->cmd_wants_out = false;
+}
+
+/* In a new worker: drop every descriptor that belongs to the master. */
+static void close_master_fds(struct master *m, size_t keep)
+{
+    close(m->epfd);
+    close(m->sigfd);
+    if (m->pidfile_fd >= 0)
+        close(m->pidfile_fd);
+    if (m->ready_fd >= 0)
+        close(m->ready_fd);
+    for (size_t i = 0; i < m->nslots; i++) {
+        if (i == keep)
+            continue;
+        if (m->slots[i].status_fd >= 0)
+            close(m->slots[i].status_fd);
+        if (m->slots[i].cmd_fd >= 0)
+            close(m->slots[i].cmd_fd);
+    }
+}
+
+/* --- spawning ----------------------------------------------------------- */
+
+static __attribute__((noreturn)) void run_child(struct master *m, size_t idx,
+                                                int status_w, int cmd_r)
+{
+    close_master_fds(m, idx);
+    int fds[m->nls ? m->nls : 1];
+    for (size_t i = 0; i < m->nls; i++)
+        fds[i] = m->ls[i].fd;
+    struct worker_args a = {
+        .cfg = &m->cfg, .slot = (int)idx, .gen = m->gen,
+        .master_pid = getppid(), .status_fd = status_w, .cmd_fd = cmd_r,
+        .listen_fds = fds,
+    };
+    worker_main(&a);
+}
+
+static int spawn_worker(struct master *m, size_t idx)
+{
+    struct slot *s = &m->slots[idx];
+    int st[2], cm[2];
+    if (ipc_pipe(st) != 0)
+        goto fail;
+    if (ipc_pipe(cm) != 0) {
+        close(st[0]); close(st[1]);
+        goto fail;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(st[0]); close(st[1]); close(cm[0]); close(cm[1]);
+        goto fail;
+    }
+    if (pid == 0) {
+        close(st[0]);
+        close(cm[1]);
+        run_child(m, idx, st[1], cm[0]);
+    }
+    close(st[1]);
+    close(cm[0]);
+    ipc_queue_free(&s->q);
+    memset(s, 0, sizeof *s);
+    ipc_reader_init(&s->rd);
+    ipc_queue_init(&s->q, CMD_QUEUE_LIMIT);
+    s->pid = pid;
+    s->gen = m->gen;
+    s->status_fd = st[0];
+    s->cmd_fd = cm[1];
+    s->state = WS_STARTING;
+    s->started_ms = s->last_seen_ms = s->prev_report_ms = m->now_ms;
+    s->started_wall = time(NULL);
+    epoll_watch(m, EPOLL_CTL_ADD, s->status_fd, EPOLLIN, EV_STATUS, idx);
+    log_info("worker slot %zu started, pid %d, generation %u", idx, (int)pid, m->gen);
+    return 0;
+fail:
+    log_error("spawning worker slot %zu: %s; retrying in 1s", idx, strerror(errno));
+    s->respawn_at_ms = m->now_ms + 1000;
+    return -1;
+}
+
+/* Fill every empty slot below target whose back-off has passed. */
+static void spawn_missing(struct master *m)
+{
+    if (m->stopping)
+        return;
+    for (size_t i = 0; i < m->target; i++) {
+        struct slot *s = &m->slots[i];
+        if (s->pid == 0 && s->respawn_at_ms <= m->now_ms)
+            spawn_worker(m, i);
+    }
+}
+
+/* --- commands to workers ------------------------------------------------ */
+
+static void flush_commands(struct master *m, size_t idx)
+{
+    struct slot *s = &m->slots[idx];
+    if (s->cmd_fd < 0)
+        return;
+    int r = ipc_queue_flush(&s->q, s->cmd_fd);
+    if (r < 0) {
+        log_warn("command pipe of slot %zu: %s", idx, strerror(errno));
+        r = 1;      /* nothing more can be sent; the reaper cleans up */
+    }
+    bool want = r == 0;
+    if (want != s->cmd_wants_out) {
+        epoll_watch(m, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, s->cmd_fd,
+                    EPOLLOUT, EV_CMD, idx);
+        s->cmd_wants_out = want;
+    }
+}
+
+static void send_command(struct master *m, size_t idx, uint16_t type)
+{
+    struct slot *s = &m->slots[idx];
+    if (s->pid == 0 || s->cmd_fd < 0)
+        return;
+    if (ipc_queue_push(&s->q, type, (uint16_t)idx, s->gen, NULL, 0) != 0) {
+        log_warn("slot %zu is not reading its commands; killing pid %d",
+                 idx, (int)s->pid);
+        kill(s->pid, SIGKILL);
+        return;
+    }
+    flush_commands(m, idx);
+}
+
+static void drain_worker(struct master *m, size_t idx)
+{
+    struct slot *s = &m->slots[idx];
+    if (s->pid == 0 || s->draining)
+        return;
+    s->draining = true;
+    send_command(m, idx, IPC_CMD_DRAIN);
+}
+
+/* --- reports from workers ----------------------------------------------- */
+
+static void apply_report(struct master *m, struct slot *s, const struct ipc_msg *msg)
+{
+    const struct ipc_report *r = (const struct ipc_report *)msg->payload;
+    s->last_seen_ms = m->now_ms;
+    if (msg->hdr.type == IPC_HEARTBEAT) {
+        int64_t dt = m->now_ms - s->prev_report_ms;
+        if (dt > 0 && r->requests >= s->prev_report.requests)
+            s->req_rate = (double)(r->requests - s->prev_report.requests) * 1000.0 / (double)dt;
+        s->prev_report = *r;
+        s->prev_report_ms = m->now_ms;
+    }
+    s->report = *r;
+    if (r->state < WS_NSTATES)
+        s->state = (enum worker_state)r->state;
+}
+
+/* A worker that breaks the protocol is replaced, never trusted further. */
+static void reject_worker(struct master *m, size_t idx, const char *why)
+{
+    struct slot *s = &m->slots[idx];
+    log_error("worker slot %zu pid %d: bad message on its status pipe: %s; "
+              "replacing it", idx, (int)s->pid, why);
+    slot_close_channels(m, s);
+    kill(s->pid, SIGKILL);
+    s->killed = true;
+}
+
+static void on_status(struct master *m, size_t idx)
+{
+    struct slot *s = &m->slots[idx];
+    ssize_t n = ipc_reader_fill(&s->rd, s->status_fd);
+    if (n == 0 || (n < 0 && errno != EAGAIN)) {
+        /* EOF: the worker exited (SIGCHLD follows) or closed its end. */
+        epoll_ctl(m->epfd, EPOLL_CTL_DEL, s->status_fd, NULL);
+        close(s->status_fd);
+        s->status_fd = -1;
+        return;
+    }
+    struct ipc_msg msg;
+    char err[160];
+    int r;
+    while ((r = ipc_reader_next(&s->rd, &msg, err, sizeof err)) == 1) {
+        if (msg.hdr.type != IPC_STATE && msg.hdr.type != IPC_HEARTBEAT) {
+            snprintf(err, sizeof err, "unexpected message type %u", msg.hdr.type);
+            r = -1;
+            break;
+        }
+        apply_report(m, s, &msg);
+    }
+    if (r < 0)
+        reject_worker(m, idx, err);
+}
+
+/* --- reaping ------------------------------------------------------------ */
+
+static void describe_status(int status, char *buf, size_t cap)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
+}
+
+static void record_exit(struct master *m, size_t idx, int status, int64_t lived)
+{
+    struct exit_record *e = &m->exits[m->nexits++ % EXIT_RING];
+    *e = (struct exit_record){ .pid = m->slots[idx].pid, .slot = (int)idx,
+        .status = status, .when = time(NULL), .lived_ms = lived };
+}
+
+/* Back-off: a worker that dies young lengthens the wait before the next. */
+static void schedule_respawn(struct master *m, size_t idx, int64_t lived)
+{
+    struct slot *s = &m->slots[idx];
+    if (lived >= EARLY_DEATH_MS) {
+        m->crash_streak = 0;
+        s->respawn_at_ms = m->now_ms;
+        return;
+    }
+    m->crash_streak++;
+    int64_t delay = BACKOFF_BASE_MS;
+    for (unsigned i = 1; i < m->crash_streak && delay < BACKOFF_MAX_MS; i++)
+        delay *= 2;
+    if (delay > BACKOFF_MAX_MS)
+        delay = BACKOFF_MAX_MS;
+    s->respawn_at_ms = m->now_ms + delay;
+    log_warn("crash loop: %u workers in a row died within %d ms of start; "
+             "respawning slot %zu in %lld ms", m->crash_streak, EARLY_DEATH_MS,
+             idx, (long long)delay);
+}
+
+static void worker_exited(struct master *m, size_t idx, int status)
+{
+    struct slot *s = &m->slots[idx];
+    int64_t lived = m->now_ms - s->started_ms;
+    char how[96];
+    describe_status(status, how, sizeof how);
+    bool expected = s->draining || m->stopping;
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    log_msg(expected && clean ? LOG_LVL_INFO : LOG_LVL_WARN,
+            "worker slot %zu pid %d %s after %.3fs", idx, (int)s->pid, how,
+            (double)lived / 1000.0);
+    record_exit(m, idx, status, lived);
+    if (!expected)
+        m->restarts++;
+    slot_close_channels(m, s);
+    s->pid = 0;
+    s->state = WS_STARTING;
+    if (!m->ready && !expected && !m->stopping) {
+        char why[160];
+        snprintf(why, sizeof why, "worker slot %zu %s during start-up", idx, how);
+        daemon_ready(m->ready_fd, why);
+        m->ready_fd = -1;
+        log_error("%s; stopping", why);
+        m->stopping = m->stop_now = true;
+        m->stop_deadline_ms = m->now_ms + QUIT_GRACE_MS;
+        return;
+    }
+    if (idx < m->target && !m->stopping)
+        schedule_respawn(m, idx, expected ? EARLY_DEATH_MS : lived);
+}
+
+static void reap_children(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (size_t i = 0; i < m->nslots; i++) {
+            if (m->slots[i].pid == pid) {
+                worker_exited(m, i, status);
+                break;
+            }
+        }
+    }
+    if (pid < 0 && errno != ECHILD)
+        log_error("waitpid: %s", strerror(errno));
+}
+
+/* --- stopping ----------------------------------------------------------- */
+
+static void begin_stop(struct master *m, bool now)
+{
+    if (m->stopping && (m->stop_now || !now))
+        return;
+    m->stopping = true;
+    m->stop_now = now;
+    log_info("%s stop: %zu workers", now ? "immediate" : "graceful", live_workers(m));
+    /* Stop accepting: our copies of the listeners go first. */
+    listeners_close_all(m->ls, m->nls);
+    m->ls = NULL;
+    m->nls = 0;
+    if (now) {
+        for (size_t i = 0; i < m->nslots; i++)
+            if (m->slots[i].pid)
+                kill(m->slots[i].pid, SIGQUIT);
+        m->stop_deadline_ms = m->now_ms + QUIT_GRACE_MS;
+        return;
+    }
+    for (size_t i = 0; i < m->nslots; i++)
+        drain_worker(m, i);
+    /* Workers enforce graceful_timeout themselves; this is the backstop. */
+    m->stop_deadline_ms = m->now_ms + (int64_t)m->cfg.graceful_timeout * 1000 + 1000;
+}
+
+/* Past the deadline: SIGKILL what is left, then give up waiting. */
+static void enforce_stop_deadline(struct master *m)
+{
+    if (!m->stopping || m->now_ms < m->stop_deadline_ms)
+        return;
+    if (m->stop_kills++ > 0)
+        return;
+    for (size_t i = 0; i < m->nslots; i++) {
+        if (m->slots[i].pid) {
+            log_warn("worker slot %zu pid %d still running at the stop deadline; "
+                     "SIGKILL", i, (int)m->slots[i].pid);
+            kill(m->slots[i].pid, SIGKILL);
+        }
+    }
+    m->stop_deadline_ms = m->now_ms + 1000;
+}
+
+/* --- signals ------------------------------------------------------------ */
+
+static void scale_by(struct master *m, int delta)
+{
+    if (m->stopping)
+        return;
+    if (delta > 0) {
+        if (slots_reserve(m, m->target + 1) != 0)
+            return;
+        m->target++;
+    } else if (m->target > 1) {
+        m->target--;
+        drain_worker(m, m->target);
+    }
+    log_info("worker count now %zu", m->target);
+}
+
+static void reopen_logs(struct master *m)
+{
+    log_reopen();
+    log_info("log files reopened");
+    for (size_t i = 0; i < m->nslots; i++)
+        send_command(m, i, IPC_CMD_REOPEN);
+}
+
+static void on_signal(struct master *m)
+{
+    struct signalfd_siginfo si;
+    ssize_t n;
+    while ((n = read(m->sigfd, &si, sizeof si)) == sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGCHLD: reap_children(m); break;
+        case SIGTERM: begin_stop(m, false); break;
+        case SIGINT:
+        case SIGQUIT: begin_stop(m, true); break;
+        case SIGUSR1: reopen_logs(m); break;
+        case SIGTTIN: scale_by(m, +1); break;
+        case SIGTTOU: scale_by(m, -1); break;
+        case SIGHUP:
+            log_warn("SIGHUP: configuration reload is not supported yet; ignored");
+            break;
+        }
+    }
+    if (n < 0 && errno != EAGAIN)
+        log_error("signalfd read: %s", strerror(errno));
+}
+
+static const int master_signals[] = {
+    SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGTTIN, SIGTTOU,
+};
+
+static int setup_signalfd(struct master *m)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof master_signals / sizeof master_signals[0]; i++)
+        sigaddset(&set, master_signals[i]);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (m->sigfd < 0)
+        return -1;
+    return epoll_watch(m, EPOLL_CTL_ADD, m->sigfd, EPOLLIN, EV_SIGNAL, 0);
+}
+
+/* --- timers: watchdog, readiness ---------------------------------------- */
+
+/* A worker whose heartbeat is overdue (an endless loop, SIGSTOP) is killed
+ * and replaced; its exit is then handled like any other. */
+static void check_heartbeats(struct master *m)
+{
+    int64_t limit = (int64_t)m->cfg.worker_timeout * 1000;
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct slot *s = &m->slots[i];
+        if (s->pid == 0 || s->killed || m->now_ms - s->last_seen_ms <= limit)
+            continue;
+        log_error("worker slot %zu pid %d unresponsive: no heartbeat for %.1fs "
+                  "(worker_timeout %d); SIGKILL", i, (int)s->pid,
+                  (double)(m->now_ms - s->last_seen_ms) / 1000.0,
+                  m->cfg.worker_timeout);
+        kill(s->pid, SIGKILL);
+        s->killed = true;
+    }
+}
+
+static void check_ready(struct master *m)
+{
+    if (m->ready || m->stopping)
+        return;
+    for (size_t i = 0; i < m->target; i++)
+        if (m->slots[i].pid == 0 || m->slots[i].state == WS_STARTING)
+            return;
+    m->ready = true;
+    if (m->pidfile_fd >= 0 && pidfile_write(m->pidfile_fd, getpid()) != 0) {
+        log_error("pidfile %s: %s", m->cfg.pidfile, strerror(errno));
+        daemon_ready(m->ready_fd, "cannot write the pidfile");
+        m->ready_fd = -1;
+        begin_stop(m, true);
+        return;
+    }
+    log_info("ready: %zu workers, %zu listeners, generation %u", m->target,
+             m->nls, m->gen);
+    daemon_ready(m->ready_fd, NULL);
+    m->ready_fd = -1;
+}
+
+static int64_t next_wakeup(const struct master *m)
+{
+    int64_t next = m->now_ms + TICK_MS;
+    if (m->stopping && m->stop_deadline_ms < next)
+        next = m->stop_deadline_ms;
+    for (size_t i = 0; i < m->target && i < m->nslots; i++)
+        if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms < next)
+            next = m->slots[i].respawn_at_ms;
+    return next;
+}
+
+/* --- the loop ----------------------------------------------------------- */
+
+static void dispatch(struct master *m, const struct epoll_event *ee)
+{
+    enum ev_kind kind = (enum ev_kind)(ee->data.u64 >> 32);
+    size_t idx = (size_t)(ee->data.u64 & 0xffffffffu);
+    switch (kind) {
+    case EV_SIGNAL: on_signal(m); break;
+    case EV_STATUS: on_status(m, idx); break;
+    case EV_CMD:    flush_commands(m, idx); break;
+    }
+}
+
+static void run_loop(struct master *m)
+{
+    struct epoll_event evs[64];
+    while (!(m->stopping && live_workers(m) == 0) &&
+           !(m->stopping && m->stop_kills > 1)) {
+        int64_t timeout = next_wakeup(m) - m->now_ms;
+        int n = epoll_wait(m->epfd, evs, 64, timeout < 0 ? 0 : (int)timeout);
+        if (n < 0 && errno != EINTR) {
+            log_error("epoll_wait: %s", strerror(errno));
+            break;
+        }
+        m->now_ms = monotonic_ms();
+        for (int i = 0; i < n; i++)
+            dispatch(m, &evs[i]);
+        spawn_missing(m);
+        check_heartbeats(m);
+        check_ready(m);
+        enforce_stop_deadline(m);
+    }
+}
+
+static void cleanup(struct master *m)
+{
+    for (size_t i = 0; i < m->nslots; i++)
+        slot_close_channels(m, &m->slots[i]);
+    free(m->slots);
+    if (m->ls)
+        listeners_close_all(m->ls, m->nls);
+    if (m->pidfile_fd >= 0)
+        pidfile_remove(m->cfg.pidfile, m->pidfile_fd);
+    close(m->sigfd);
+    close(m->epfd);
+}
+
+int master_run(struct master *m)
+{
+    m->now_ms = monotonic_ms();
+    m->started_wall = time(NULL);
+    m->gen = 1;
+    m->target = (size_t)m->cfg.workers;
+    m->sigfd = -1;
+    log_set_role("master");
+    m->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (m->epfd < 0 || setup_signalfd(m) != 0 || slots_reserve(m, m->target) != 0) {
+        log_error("master set-up: %s", strerror(errno));
+        daemon_ready(m->ready_fd, "master set-up failed");
+        return 1;
+    }
+    spawn_missing(m);
+    run_loop(m);
+    bool failed = !m->ready;
+    log_info("stopped");
+    cleanup(m);
+    config_free(&m->cfg);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,67 @@
+/* master: the supervising process. It owns the listeners and a slot table
+ * of workers, watches them over their status pipes and signals through one
+ * epoll loop (signalfd), respawns with back-off, and stops them gracefully. */
+#ifndef PREFORKD_MASTER_H
+#define PREFORKD_MASTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ipc/ipc.h"
+#include "server/config.h"
+#include "server/listener.h"
+
+#define EXIT_RING 16
+
+struct slot {
+    pid_t pid;                      /* 0: empty */
+    uint32_t gen;
+    int status_fd, cmd_fd;          /* master's ends, -1 when closed */
+    struct ipc_reader rd;
+    struct ipc_queue q;
+    bool cmd_wants_out;             /* EPOLLOUT registered for cmd_fd */
+    bool draining, killed;
+    enum worker_state state;
+    int64_t started_ms, last_seen_ms, respawn_at_ms;
+    time_t started_wall;
+    struct ipc_report report, prev_report;
+    int64_t prev_report_ms;
+    double req_rate;                /* requests/s between the last two heartbeats */
+};
+
+struct exit_record {
+    pid_t pid;
+    int slot;
+    int status;                     /* as from waitpid */
+    time_t when;
+    int64_t lived_ms;
+};
+
+struct master {
+    struct config cfg;
+    struct listener *ls;
+    size_t nls;
+    struct slot *slots;
+    size_t nslots;                  /* capacity */
+    size_t target;                  /* workers wanted in this generation */
+    uint32_t gen;
+    int epfd, sigfd;
+    int pidfile_fd, ready_fd;
+    bool foreground, ready;
+    bool stopping, stop_now;
+    int64_t stop_deadline_ms;
+    int stop_kills;                 /* SIGKILL rounds sent while stopping */
+    int64_t now_ms;
+    time_t started_wall;
+    unsigned crash_streak;          /* workers in a row that died young */
+    unsigned long restarts;
+    struct exit_record exits[EXIT_RING];
+    unsigned long nexits;
+};
+
+/* Take ownership of cfg and the open listeners; run until stopped.
+ * Returns the process exit code. */
+int master_run(struct master *m);
+
+#endif

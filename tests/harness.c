@@ -1,0 +1,397 @@
+/* harness: process, file and socket helpers for the integration tests.
+ * Criterion aborts a failing test, so cleanup lives in fixtures' fini. */
+#include "tests/harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t h_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+const char *h_bin(void)
+{
+    const char *b = getenv("PREFORKD_BIN");
+    return b ? b : "build/preforkd";
+}
+
+const char *h_root(void)
+{
+    const char *r = getenv("PREFORKD_ROOT");
+    return r ? r : ".";
+}
+
+int h_free_port(int socktype)
+{
+    int fd = socket(AF_INET, socktype | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sin;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof sin) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+void server_init(struct server *s)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "/tmp/preforkd-test-XXXXXX");
+    if (!mkdtemp(s->dir))
+        abort();
+    snprintf(s->conf, sizeof s->conf, "%s/preforkd.conf", s->dir);
+    snprintf(s->pidfile, sizeof s->pidfile, "%s/run/preforkd.pid", s->dir);
+    snprintf(s->sock, sizeof s->sock, "%s/run/preforkd.sock", s->dir);
+    snprintf(s->log, sizeof s->log, "%s/error.log", s->dir);
+    snprintf(s->out, sizeof s->out, "%s/stdout.log", s->dir);
+    char www[80];
+    snprintf(www, sizeof www, "%s/www", s->dir);
+    mkdir(www, 0755);
+}
+
+void server_write_conf(struct server *s, const char *fmt, ...)
+{
+    FILE *f = fopen(s->conf, "w");
+    if (!f)
+        abort();
+    fprintf(f, "pidfile = \"run/preforkd.pid\"\n"
+               "control_socket = \"run/preforkd.sock\"\n"
+               "error_log = \"error.log\"\n"
+               "log_level = \"debug\"\n");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+}
+
+static bool is_our_preforkd(pid_t pid);
+
+static pid_t read_pidfile(const char *path)
+{
+    char *t = h_read_file(path);
+    pid_t pid = t ? (pid_t)atoi(t) : 0;
+    free(t);
+    return pid;
+}
+
+int server_start(struct server *s, char *const *env)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(s->out, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        for (size_t i = 0; env && env[i]; i++)
+            putenv(env[i]);
+        execl(h_bin(), "preforkd", "-f", "-c", s->conf, (char *)NULL);
+        _exit(127);
+    }
+    s->pid = pid;
+    bool ready = WAIT_UNTIL(read_pidfile(s->pidfile) == pid ||
+                            waitpid(pid, NULL, WNOHANG) == pid, 15000);
+    if (!ready || read_pidfile(s->pidfile) != pid) {
+        s->pid = 0;
+        return -1;
+    }
+    pid_t w[256];
+    h_children(s, pid, w, 256);     /* remember the workers for cleanup */
+    return 0;
+}
+
+int server_stop(struct server *s, int sig, int ms)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, sig);
+    int status = -1;
+    pid_t r = 0;
+    WAIT_UNTIL((r = waitpid(s->pid, &status, WNOHANG)) == s->pid, ms);
+    if (r != s->pid)
+        return -1;
+    s->pid = 0;
+    return status;
+}
+
+static void remove_tree(const char *path)
+{
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup: %s failed\n", cmd);
+}
+
+void server_cleanup(struct server *s)
+{
+    if (s->pid > 0 && server_stop(s, SIGINT, 3000) < 0) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+    }
+    for (size_t i = 0; i < s->nknown; i++)
+        if (is_our_preforkd(s->known_workers[i]))
+            kill(s->known_workers[i], SIGKILL);
+    if (s->dir[0] && !getenv("PREFORKD_KEEP_TEST_DIRS"))
+        remove_tree(s->dir);
+}
+
+/* Fields of /proc/PID/stat after the command name: state, ppid, ... */
+static int read_stat(pid_t pid, char *comm, size_t ccap, char *state,
+                     pid_t *ppid, long *ticks)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
+    if (!open_paren || !close_paren)
+        return -1;
+    if (comm)
+        snprintf(comm, ccap, "%.*s", (int)(close_paren - open_paren - 1), open_paren + 1);
+    long utime = 0, stime = 0;
+    int pp = 0;
+    char st = '?';
+    if (sscanf(close_paren + 2, "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld",
+               &st, &pp, &utime, &stime) != 4)
+        return -1;
+    if (state) *state = st;
+    if (ppid) *ppid = pp;
+    if (ticks) *ticks = utime + stime;
+    return 0;
+}
+
+bool h_pid_gone(pid_t pid)
+{
+    char st;
+    return read_stat(pid, NULL, 0, &st, NULL, NULL) != 0 || st == 'Z' || st == 'X';
+}
+
+static bool is_our_preforkd(pid_t pid)
+{
+    char comm[64], st;
+    return read_stat(pid, comm, sizeof comm, &st, NULL, NULL) == 0 &&
+           st != 'Z' && strcmp(comm, "preforkd") == 0;
+}
+
+static void remember_worker(struct server *s, pid_t pid)
+{
+    for (size_t i = 0; i < s->nknown; i++)
+        if (s->known_workers[i] == pid)
+            return;
+    if (s->nknown < sizeof s->known_workers / sizeof s->known_workers[0])
+        s->known_workers[s->nknown++] = pid;
+}
+
+size_t h_children(struct server *s, pid_t parent, pid_t *pids, size_t cap)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)atoi(de->d_name);
+        pid_t ppid;
+        char st;
+        if (pid <= 0 || read_stat(pid, NULL, 0, &st, &ppid, NULL) != 0 ||
+            ppid != parent || st == 'Z' || !is_our_preforkd(pid))
+            continue;
+        if (s)
+            remember_worker(s, pid);
+        if (n < cap)
+            pids[n] = pid;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+long h_cpu_ticks(pid_t pid)
+{
+    long t = -1;
+    read_stat(pid, NULL, 0, NULL, NULL, &t);
+    return t;
+}
+
+int h_count_sockets(pid_t pid)
+{
+    char path[64], link[128];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+        ssize_t len = readlink(p, link, sizeof link - 1);
+        if (len > 0) {
+            link[len] = '\0';
+            n += strncmp(link, "socket:", 7) == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+char *h_read_file(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+int h_file_count(const char *path, const char *needle)
+{
+    char *t = h_read_file(path);
+    int n = 0;
+    for (char *p = t; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(t);
+    return n;
+}
+
+int h_tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int h_write_full(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int h_read_full(int fd, void *buf, size_t len, int ms)
+{
+    char *p = buf;
+    int64_t end = h_now_ms() + ms;
+    while (len) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int64_t left = end - h_now_ms();
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return -1;
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Full duplex: a client that only wrote would deadlock against a server
+ * with back-pressure once both sides' buffers fill. */
+int h_echo_exchange(int fd, const unsigned char *out, size_t len,
+                    unsigned char *in, size_t chunk, int ms)
+{
+    size_t sent = 0, got = 0;
+    int64_t end = h_now_ms() + ms;
+    while (got < len) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN | (sent < len ? POLLOUT : 0) };
+        int64_t left = end - h_now_ms();
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return -1;
+        if ((pfd.revents & POLLOUT) && sent < len) {
+            size_t n = len - sent < chunk ? len - sent : chunk;
+            ssize_t w = send(fd, out + sent, n, MSG_DONTWAIT);
+            if (w < 0 && errno != EAGAIN && errno != EINTR)
+                return -1;
+            sent += w > 0 ? (size_t)w : 0;
+        }
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t r = recv(fd, in + got, len - got, MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+                return -1;
+            got += r > 0 ? (size_t)r : 0;
+        }
+    }
+    return 0;
+}
+
+int h_run(char *out, size_t cap, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[4200];
+    snprintf(full, sizeof full, "(%s) 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p)
+        return -1;
+    size_t len = fread(out, 1, cap - 1, p);
+    out[len] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

@@ -1,0 +1,75 @@
+/* harness: helpers for integration tests that run the real build/preforkd
+ * in a temporary directory on ephemeral ports, poll with deadlines instead
+ * of sleeping, and stop only the processes they started. */
+#ifndef PREFORKD_HARNESS_H
+#define PREFORKD_HARNESS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct server {
+    char dir[64];               /* temp dir, removed by server_cleanup */
+    char conf[PATH_MAX];
+    char pidfile[PATH_MAX];
+    char sock[PATH_MAX];        /* control socket */
+    char log[PATH_MAX];         /* error_log */
+    char out[PATH_MAX];         /* the binary's own stdout+stderr */
+    pid_t pid;                  /* master, when started with -f by us */
+    pid_t known_workers[256];   /* every worker pid seen, for cleanup */
+    size_t nknown;
+};
+
+/* Poll cond every 10 ms until true or ms elapse; evaluates to the result. */
+#define WAIT_UNTIL(cond, ms) ({                                           \
+    int64_t _end = h_now_ms() + (ms); bool _ok;                           \
+    while (!(_ok = (cond)) && h_now_ms() < _end) h_sleep_ms(10);          \
+    _ok; })
+
+int64_t h_now_ms(void);
+void h_sleep_ms(int ms);
+const char *h_bin(void);            /* $PREFORKD_BIN */
+const char *h_root(void);           /* $PREFORKD_ROOT */
+
+/* A port no one listens on now (bind to 0, read, close). */
+int h_free_port(int socktype);
+
+/* Make the temp dir; write conf from the body (listen sections etc.) after
+ * the standard header (pidfile, control_socket, error_log inside dir). */
+void server_init(struct server *s);
+void server_write_conf(struct server *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Fork+exec `preforkd -f -c conf` with extra environment ("K=V", NULL
+ * ended); wait until the pidfile names it (ready). 0, or -1 if it exited. */
+int server_start(struct server *s, char *const *env);
+/* Send sig, wait up to ms for exit. Returns the wait status or -1. */
+int server_stop(struct server *s, int sig, int ms);
+/* Kill what is left (master and every worker seen), remove the dir. */
+void server_cleanup(struct server *s);
+
+/* Live (non-zombie) children of pid; returns the count, fills pids. */
+size_t h_children(struct server *s, pid_t parent, pid_t *pids, size_t cap);
+/* Gone: no /proc entry, or a zombie. */
+bool h_pid_gone(pid_t pid);
+/* Count of socket descriptors a process holds. */
+int h_count_sockets(pid_t pid);
+/* CPU time (user+system) of a process in clock ticks. */
+long h_cpu_ticks(pid_t pid);
+/* Whether the file contains needle; count of occurrences. */
+int h_file_count(const char *path, const char *needle);
+char *h_read_file(const char *path);    /* malloc'd, NUL-ended, or NULL */
+
+int h_tcp_connect(int port);                 /* 127.0.0.1, blocking */
+/* Send all of out while reading back len bytes into in, through poll. */
+int h_echo_exchange(int fd, const unsigned char *out, size_t len,
+                    unsigned char *in, size_t chunk, int ms);
+/* Read exactly len bytes within ms. 0 or -1. */
+int h_read_full(int fd, void *buf, size_t len, int ms);
+int h_write_full(int fd, const void *buf, size_t len);
+/* Run a command line via /bin/sh, capture stdout+stderr; returns exit code. */
+int h_run(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,300 @@
+/* Integration tests of the core: the real build/preforkd in foreground mode,
+ * its pool, the spread of connections, echo over TCP and UDP, respawn and
+ * crash-loop back-off, graceful and immediate stop, worker_connections. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static struct server srv;
+static int port;
+
+static void setup(void)
+{
+    server_init(&srv);
+    port = h_free_port(SOCK_STREAM);
+}
+
+static void teardown(void)
+{
+    server_cleanup(&srv);
+}
+
+static void start_echo(int workers, const char *extra)
+{
+    server_write_conf(&srv, "workers = %d\ngraceful_timeout = 5\n%s\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n",
+                      workers, extra, port);
+    cr_assert_eq(server_start(&srv, NULL), 0, "server did not become ready");
+}
+
+static size_t worker_pids(pid_t *pids, size_t cap)
+{
+    return h_children(&srv, srv.pid, pids, cap);
+}
+
+static void fill_pattern(unsigned char *buf, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 1103515245u + 12345u;
+        buf[i] = (unsigned char)(seed >> 16);
+    }
+}
+
+TestSuite(core, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(core, pool_size_and_pidfile)
+{
+    start_echo(3, "");
+    pid_t w[16];
+    cr_assert(WAIT_UNTIL(worker_pids(w, 16) == 3, 5000), "expected 3 workers");
+    char *pid = h_read_file(srv.pidfile);
+    cr_assert_eq(atoi(pid), srv.pid);
+    free(pid);
+    cr_assert_eq(server_stop(&srv, SIGTERM, 10000), 0, "clean exit on SIGTERM");
+    cr_assert_null(h_read_file(srv.pidfile), "pidfile removed on exit");
+}
+
+Test(core, echo_large_payload_in_order)
+{
+    start_echo(2, "");
+    size_t len = 8 << 20;
+    unsigned char *out = malloc(len), *in = malloc(len);
+    fill_pattern(out, len, 7);
+    int fd = h_tcp_connect(port);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(h_echo_exchange(fd, out, len, in, 65536, 20000), 0);
+    cr_assert_eq(memcmp(out, in, len), 0, "echoed bytes differ");
+    close(fd);
+    free(out);
+    free(in);
+}
+
+Test(core, echo_fragmented_writes)
+{
+    start_echo(2, "");
+    unsigned char out[20000], in[20000];
+    fill_pattern(out, sizeof out, 3);
+    int fd = h_tcp_connect(port);
+    cr_assert_geq(fd, 0);
+    /* 1, 2, 3, ... byte writes: the reply must be the same stream. */
+    size_t off = 0;
+    for (size_t n = 1; off < sizeof out; n = n % 97 + 1) {
+        size_t k = n < sizeof out - off ? n : sizeof out - off;
+        cr_assert_eq(h_write_full(fd, out + off, k), 0);
+        off += k;
+    }
+    cr_assert_eq(h_read_full(fd, in, sizeof in, 10000), 0);
+    cr_assert_eq(memcmp(out, in, sizeof out), 0);
+    close(fd);
+}
+
+Test(core, echo_udp)
+{
+    int uport = h_free_port(SOCK_DGRAM);
+    server_write_conf(&srv, "workers = 2\n"
+                      "listen { address = \"udp:127.0.0.1:%d\" protocol = \"echo\" }\n", uport);
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)uport),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    for (int i = 0; i < 50; i++) {
+        char msg[64], got[64];
+        int n = snprintf(msg, sizeof msg, "datagram %d", i);
+        cr_assert_eq(send(fd, msg, (size_t)n, 0), n);
+        cr_assert_eq(h_read_full(fd, got, (size_t)n, 3000), 0, "no reply to %d", i);
+        cr_assert_eq(memcmp(msg, got, (size_t)n), 0);
+    }
+    close(fd);
+}
+
+/* Back-pressure: a client that sends but never reads must not make the
+ * worker buffer without bound; the worker's RSS stays flat. */
+Test(core, echo_backpressure_bounds_memory)
+{
+    start_echo(1, "");
+    pid_t w;
+    cr_assert(WAIT_UNTIL(worker_pids(&w, 1) == 1, 5000));
+    int fd = h_tcp_connect(port);
+    cr_assert_geq(fd, 0);
+    static unsigned char junk[1 << 16];
+    size_t sent = 0;
+    int64_t end = h_now_ms() + 5000;
+    /* Send until the kernel buffers on both sides are full. */
+    while (h_now_ms() < end) {
+        ssize_t n = send(fd, junk, sizeof junk, MSG_DONTWAIT);
+        if (n < 0 && errno == EAGAIN) {
+            h_sleep_ms(50);
+            if (send(fd, junk, sizeof junk, MSG_DONTWAIT) < 0 && errno == EAGAIN)
+                break;
+            continue;
+        }
+        cr_assert_gt(n, 0);
+        sent += (size_t)n;
+    }
+    cr_assert_lt(sent, (size_t)64 << 20, "server accepted %zu bytes unread", sent);
+    close(fd);
+}
+
+/* 400 connections over 4 workers: EPOLLEXCLUSIVE alone would give most of
+ * them to the first worker; re-ordering the wait queue spreads them. */
+Test(core, connections_spread_over_workers)
+{
+    start_echo(4, "");
+    pid_t w[8];
+    cr_assert(WAIT_UNTIL(worker_pids(w, 8) == 4, 5000));
+    int base[4];
+    for (int i = 0; i < 4; i++)
+        base[i] = h_count_sockets(w[i]);
+    static int fds[400];
+    for (int i = 0; i < 400; i++) {
+        fds[i] = h_tcp_connect(port);
+        cr_assert_geq(fds[i], 0);
+        char c = 'x', r;
+        cr_assert_eq(h_write_full(fds[i], &c, 1), 0);
+        cr_assert_eq(h_read_full(fds[i], &r, 1, 5000), 0, "conn %d not served", i);
+    }
+    int total = 0, most = 0;
+    for (int i = 0; i < 4; i++) {
+        int n = h_count_sockets(w[i]) - base[i];
+        cr_log_info("worker %d: %d connections", w[i], n);
+        total += n;
+        most = n > most ? n : most;
+    }
+    cr_assert_eq(total, 400);
+    cr_assert_leq(most, 200, "one worker took %d of 400 connections", most);
+    for (int i = 0; i < 400; i++)
+        close(fds[i]);
+}
+
+Test(core, killed_worker_is_replaced)
+{
+    start_echo(3, "");
+    pid_t w[8], after[8];
+    cr_assert(WAIT_UNTIL(worker_pids(w, 8) == 3, 5000));
+    cr_assert_eq(kill(w[1], SIGKILL), 0);
+    cr_assert(WAIT_UNTIL(h_pid_gone(w[1]), 3000));
+    bool replaced = WAIT_UNTIL(worker_pids(after, 8) == 3 &&
+        after[0] != w[1] && after[1] != w[1] && after[2] != w[1], 3000);
+    cr_assert(replaced, "the killed worker was not replaced");
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "killed by signal 9") == 1, 2000));
+    int fd = h_tcp_connect(port);
+    char r[2];
+    cr_assert_eq(h_write_full(fd, "ok", 2), 0);
+    cr_assert_eq(h_read_full(fd, r, 2, 3000), 0);
+    close(fd);
+}
+
+/* Workers that die right after start are respawned with a growing delay,
+ * not in a tight loop, and the pool recovers once the cause is gone. */
+Test(core, crash_loop_backs_off_and_recovers)
+{
+    char fault[128], env[160];
+    snprintf(fault, sizeof fault, "%s/crash", srv.dir);
+    snprintf(env, sizeof env, "PREFORKD_FAULT_EXIT=%s", fault);
+    char *envv[] = { env, NULL };
+    server_write_conf(&srv, "workers = 2\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n", port);
+    cr_assert_eq(server_start(&srv, envv), 0);
+    pid_t w[8];
+    cr_assert(WAIT_UNTIL(worker_pids(w, 8) == 2, 5000));
+    FILE *f = fopen(fault, "w");
+    fclose(f);
+    kill(w[0], SIGKILL);
+    /* Let it loop for a while: count respawns in 2.5 s. */
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "crash loop:") >= 4, 5000),
+              "no back-off logged");
+    int64_t t0 = h_now_ms();
+    int before = h_file_count(srv.log, "fault injection");
+    while (h_now_ms() - t0 < 2500)
+        h_sleep_ms(50);
+    int during = h_file_count(srv.log, "fault injection") - before;
+    cr_log_info("%d crashes in 2.5 s of back-off", during);
+    cr_assert_leq(during, 4, "respawned %d times in 2.5 s: no back-off", during);
+    cr_assert(h_file_count(srv.log, "respawning slot 0 in 800 ms") +
+              h_file_count(srv.log, "respawning slot 0 in 1600 ms") >= 1,
+              "delays did not grow");
+    unlink(fault);
+    cr_assert(WAIT_UNTIL(worker_pids(w, 8) == 2, 15000), "pool did not recover");
+}
+
+/* SIGTERM while an echo exchange is under way: the exchange completes. */
+Test(core, sigterm_drains_inflight_echo)
+{
+    start_echo(2, "");
+    size_t len = 4 << 20, half = len / 2;
+    unsigned char *out = malloc(len), *in = malloc(len);
+    fill_pattern(out, len, 11);
+    int fd = h_tcp_connect(port);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(h_echo_exchange(fd, out, half, in, 65536, 10000), 0);
+    cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+    cr_assert_eq(h_echo_exchange(fd, out + half, len - half, in + half, 65536, 10000), 0,
+                 "exchange broken by the graceful stop");
+    cr_assert_eq(memcmp(out, in, len), 0);
+    /* After a quiet moment the server closes: we see EOF, not a reset. */
+    char c;
+    cr_assert_eq(h_read_full(fd, &c, 1, 5000), -1);
+    close(fd);
+    int st = server_stop(&srv, 0, 8000);
+    cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    cr_assert_lt(h_tcp_connect(port), 0, "port still open after stop");
+}
+
+Test(core, sigint_stops_at_once)
+{
+    start_echo(2, "");
+    pid_t w[8];
+    size_t n = worker_pids(w, 8);
+    int fd = h_tcp_connect(port);     /* an idle connection must not delay it */
+    cr_assert_geq(fd, 0);
+    int64_t t0 = h_now_ms();
+    int st = server_stop(&srv, SIGINT, 3000);
+    cr_assert_geq(st, 0, "master did not stop on SIGINT");
+    cr_assert_lt(h_now_ms() - t0, 2000);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(WAIT_UNTIL(h_pid_gone(w[i]), 2000));
+    close(fd);
+}
+
+/* SIGKILL on the master: no orphan keeps serving the old configuration. */
+Test(core, workers_die_with_master)
+{
+    start_echo(3, "");
+    pid_t w[8];
+    cr_assert(WAIT_UNTIL(worker_pids(w, 8) == 3, 5000));
+    kill(srv.pid, SIGKILL);
+    waitpid(srv.pid, NULL, 0);
+    srv.pid = 0;
+    for (int i = 0; i < 3; i++)
+        cr_assert(WAIT_UNTIL(h_pid_gone(w[i]), 5000), "worker %d survived", w[i]);
+    cr_assert(WAIT_UNTIL(h_tcp_connect(port) < 0, 2000), "port still served");
+}
+
+/* At worker_connections a worker stops accepting; a freed slot resumes. */
+Test(core, worker_connections_limit)
+{
+    start_echo(1, "worker_connections = 2");
+    int a = h_tcp_connect(port), b = h_tcp_connect(port), c = h_tcp_connect(port);
+    char r;
+    cr_assert_eq(h_write_full(a, "a", 1), 0);
+    cr_assert_eq(h_read_full(a, &r, 1, 3000), 0);
+    cr_assert_eq(h_write_full(b, "b", 1), 0);
+    cr_assert_eq(h_read_full(b, &r, 1, 3000), 0);
+    cr_assert_eq(h_write_full(c, "c", 1), 0);
+    cr_assert_eq(h_read_full(c, &r, 1, 500), -1, "third connection served over the limit");
+    close(a);
+    cr_assert_eq(h_read_full(c, &r, 1, 3000), 0, "not served after a slot freed");
+    cr_assert_eq(r, 'c');
+    close(b);
+    close(c);
+}

@@ -1,0 +1,607 @@
+/* worker: the per-process event loop. Listeners are shared by every worker
+ * with EPOLLEXCLUSIVE (no thundering herd) and re-added every few accepts so
+ * the kernel's LIFO wake-up order does not hand one worker everything. */
+#include "workers/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/log.h"
+#include "workers/echo.h"
+#include "workers/http.h"
+
+#define ACCEPT_BATCH      16    /* accepts per wake-up */
+#define REORDER_EVERY     16    /* accepts between wait-queue re-orders */
+#define EMFILE_PAUSE_MS   1000  /* out of descriptors: stop accepting */
+#define REPORT_EVERY_MS   1000
+#define STATE_MIN_GAP_MS  100   /* busy/idle flips reported at most this often */
+#define MAX_EVENTS        256
+
+static volatile sig_atomic_t sig_drain, sig_quit, sig_reopen;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGTERM)
+        sig_drain = 1;
+    else if (sig == SIGUSR1)
+        sig_reopen = 1;
+    else
+        sig_quit = 1;
+}
+
+int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- protocols ---------------------------------------------------------- */
+
+static void unavailable_open(struct conn *c)
+{
+    static const char msg[] = "chat is not available in this version\r\n";
+    ssize_t n = write(c->fd, msg, sizeof msg - 1);
+    (void)n;    /* best effort: the connection is closed either way */
+    conn_close(c);
+}
+
+static const struct proto unavailable_proto = {
+    .name = "unavailable", .on_open = unavailable_open,
+};
+
+static const struct proto *proto_for(enum proto_kind kind)
+{
+    switch (kind) {
+    case PROTO_HTTP: return &http_proto;
+    case PROTO_ECHO: return &echo_proto;
+    default:         return &unavailable_proto;
+    }
+}
+
+static int proto_index(const struct proto *p)
+{
+    return p == &http_proto ? 0 : p == &echo_proto ? 1 : 2;
+}
+
+/* --- timers ------------------------------------------------------------- */
+
+struct tlist *worker_timer_list(struct worker *w, int64_t dur_ms)
+{
+    for (size_t i = 0; i < w->ntimers; i++)
+        if (w->timers[i].dur_ms == dur_ms)
+            return &w->timers[i];
+    if (w->ntimers == sizeof w->timers / sizeof w->timers[0])
+        return NULL;
+    struct tlist *tl = &w->timers[w->ntimers++];
+    tl->dur_ms = dur_ms;
+    tl->head = tl->tail = NULL;
+    return tl;
+}
+
+void conn_timer_clear(struct conn *c)
+{
+    struct tlist *tl = c->tl;
+    if (!tl)
+        return;
+    if (c->tprev) c->tprev->tnext = c->tnext; else tl->head = c->tnext;
+    if (c->tnext) c->tnext->tprev = c->tprev; else tl->tail = c->tprev;
+    c->tprev = c->tnext = NULL;
+    c->tl = NULL;
+}
+
+void conn_timer_set(struct conn *c, struct tlist *tl)
+{
+    conn_timer_clear(c);
+    if (!tl)
+        return;
+    c->deadline_ms = c->w->now_ms + tl->dur_ms;
+    c->tl = tl;
+    c->tprev = tl->tail;
+    if (tl->tail) tl->tail->tnext = c; else tl->head = c;
+    tl->tail = c;
+}
+
+static void expire_timers(struct worker *w)
+{
+    for (size_t i = 0; i < w->ntimers; i++) {
+        struct tlist *tl = &w->timers[i];
+        while (tl->head && tl->head->deadline_ms <= w->now_ms) {
+            struct conn *c = tl->head;
+            conn_timer_clear(c);
+            if (c->proto->on_timeout)
+                c->proto->on_timeout(c);
+            else
+                conn_close(c);
+        }
+    }
+}
+
+static int64_t next_deadline(const struct worker *w)
+{
+    int64_t next = w->next_report_ms;
+    for (size_t i = 0; i < w->ntimers; i++)
+        if (w->timers[i].head && w->timers[i].head->deadline_ms < next)
+            next = w->timers[i].head->deadline_ms;
+    if (w->accept_resume_ms && w->accept_resume_ms < next)
+        next = w->accept_resume_ms;
+    if (w->draining && w->drain_deadline_ms < next)
+        next = w->drain_deadline_ms;
+    return next;
+}
+
+/* --- connections -------------------------------------------------------- */
+
+static void conn_dispatch(struct worker *w, struct ev *ev, uint32_t events)
+{
+    (void)w;
+    struct conn *c = (struct conn *)ev;
+    c->proto->on_event(c, events);
+}
+
+static struct conn *conn_alloc(struct worker *w, const struct proto *p)
+{
+    struct conn **pool = &w->pool[proto_index(p)];
+    struct conn *c = *pool;
+    if (c) {
+        *pool = c->free_next;
+    } else {
+        c = malloc(sizeof *c + p->state_size);
+        if (!c)
+            return NULL;
+    }
+    memset(c, 0, sizeof *c + p->state_size);
+    c->ev.on_event = conn_dispatch;
+    c->w = w;
+    c->proto = p;
+    return c;
+}
+
+int conn_set_interest(struct conn *c, uint32_t events)
+{
+    if (c->interest == events)
+        return 0;
+    struct epoll_event ee = { .events = events, .data.ptr = &c->ev };
+    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ee) != 0) {
+        log_error("epoll_ctl mod fd %d: %s", c->fd, strerror(errno));
+        return -1;
+    }
+    c->interest = events;
+    return 0;
+}
+
+static void listeners_enable(struct worker *w, bool on);
+
+void conn_close(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->proto->on_close)
+        c->proto->on_close(c);
+    conn_timer_clear(c);
+    /* close() also removes the fd from the epoll set. */
+    close(c->fd);
+    if (c->aprev) c->aprev->anext = c->anext; else w->all = c->anext;
+    if (c->anext) c->anext->aprev = c->aprev;
+    struct conn **pool = &w->pool[proto_index(c->proto)];
+    c->free_next = *pool;
+    *pool = c;
+    w->nconns--;
+    w->stats.active = (uint32_t)w->nconns;
+    if (!w->accepting && !w->draining && !w->accept_resume_ms)
+        listeners_enable(w, true);
+}
+
+static void conn_open(struct worker *w, struct wlistener *l, int fd)
+{
+    struct conn *c = conn_alloc(w, l->proto);
+    if (!c) {
+        log_error("out of memory for a connection");
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->ls = l;
+    struct epoll_event ee = { .events = 0, .data.ptr = &c->ev };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ee) != 0) {
+        log_error("epoll_ctl add fd %d: %s", fd, strerror(errno));
+        close(fd);
+        c->free_next = w->pool[proto_index(c->proto)];
+        w->pool[proto_index(c->proto)] = c;
+        return;
+    }
+    c->anext = w->all;
+    if (w->all)
+        w->all->aprev = c;
+    w->all = c;
+    w->nconns++;
+    w->stats.accepted++;
+    w->stats.active = (uint32_t)w->nconns;
+    l->proto->on_open(c);
+}
+
+/* --- listeners ---------------------------------------------------------- */
+
+static int listener_add(struct worker *w, struct wlistener *l)
+{
+    struct epoll_event ee = { .events = EPOLLIN | EPOLLEXCLUSIVE,
+                              .data.ptr = &l->ev };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ee) != 0) {
+        log_error("epoll_ctl add listener %s: %s", l->conf->addr.text,
+                  strerror(errno));
+        return -1;
+    }
+    l->in_epoll = true;
+    return 0;
+}
+
+static void listener_del(struct worker *w, struct wlistener *l)
+{
+    if (l->in_epoll && epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL) != 0)
+        log_error("epoll_ctl del listener: %s", strerror(errno));
+    l->in_epoll = false;
+}
+
+static void listeners_enable(struct worker *w, bool on)
+{
+    for (size_t i = 0; i < w->nls; i++) {
+        struct wlistener *l = &w->ls[i];
+        if (on && !l->in_epoll && l->fd >= 0)
+            listener_add(w, l);
+        else if (!on && l->in_epoll && l->conf->addr.socktype == SOCK_STREAM)
+            listener_del(w, l);
+    }
+    w->accepting = on;
+}
+
+/* EPOLLEXCLUSIVE wakes the first idle epoll instance in the socket's wait
+ * queue, which is the one that added the socket first. Re-adding moves this
+ * worker to the back, so the next connections go to its siblings. */
+static void listener_reorder(struct worker *w, struct wlistener *l)
+{
+    if (++l->accepts % REORDER_EVERY != 0 || !l->in_epoll)
+        return;
+    listener_del(w, l);
+    listener_add(w, l);
+}
+
+static bool accept_error_is_transient(int err)
+{
+    return err == ECONNABORTED || err == EINTR || err == EPROTO ||
+           err == EPERM || err == ENETDOWN || err == EHOSTUNREACH;
+}
+
+static void pause_accepting(struct worker *w, int err)
+{
+    log_warn("accept: %s; pausing accepts for %d ms (%zu connections open)",
+             strerror(err), EMFILE_PAUSE_MS, w->nconns);
+    listeners_enable(w, false);
+    w->accept_resume_ms = w->now_ms + EMFILE_PAUSE_MS;
+}
+
+static void on_listener(struct worker *w, struct ev *ev, uint32_t events)
+{
+    (void)events;
+    struct wlistener *l = (struct wlistener *)ev;
+    if (l->conf->addr.socktype == SOCK_DGRAM) {
+        l->proto->on_datagram(w, l);
+        return;
+    }
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (w->nconns >= w->max_conns) {
+            listeners_enable(w, false);     /* back on when a slot frees */
+            return;
+        }
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (accept_error_is_transient(errno))
+                continue;
+            pause_accepting(w, errno);      /* EMFILE, ENFILE, ENOBUFS, ... */
+            return;
+        }
+        conn_open(w, l, fd);
+        if (w->draining)
+            return;
+    }
+    listener_reorder(w, l);
+}
+
+/* --- reports to the master ---------------------------------------------- */
+
+static enum worker_state current_state(const struct worker *w)
+{
+    if (w->draining)
+        return WS_DRAINING;
+    return w->nconns > 0 ? WS_BUSY : WS_IDLE;
+}
+
+static void fill_usage(struct ipc_report *r)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return;
+    r->cpu_usec = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+                  (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    r->maxrss_kb = (uint64_t)ru.ru_maxrss;
+}
+
+/* A full pipe drops the report: counters are cumulative, the next one
+ * carries everything. */
+static void send_report(struct worker *w, uint16_t type)
+{
+    w->stats.state = current_state(w);
+    w->stats.active = (uint32_t)w->nconns;
+    if (type == IPC_HEARTBEAT)
+        fill_usage(&w->stats);
+    if (ipc_send(w->status_fd, type, (uint16_t)w->slot, w->gen, &w->stats,
+                 sizeof w->stats) != 0 && errno != EAGAIN)
+        log_debug("report to master: %s", strerror(errno));
+    w->reported_state = current_state(w);
+    w->last_state_ms = w->now_ms;
+}
+
+static void report_if_due(struct worker *w)
+{
+    if (w->now_ms >= w->next_report_ms) {
+        send_report(w, IPC_HEARTBEAT);
+        w->next_report_ms = w->now_ms + REPORT_EVERY_MS;
+        /* The parent check backs up PR_SET_PDEATHSIG. */
+        if (getppid() != w->master_pid && !w->draining) {
+            log_warn("master %d is gone; draining", (int)w->master_pid);
+            sig_drain = 1;
+        }
+        return;
+    }
+    enum worker_state st = current_state(w);
+    if (st != w->reported_state &&
+        (st == WS_DRAINING || w->now_ms - w->last_state_ms >= STATE_MIN_GAP_MS))
+        send_report(w, IPC_STATE);
+}
+
+/* --- draining and commands ---------------------------------------------- */
+
+static void start_draining(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    w->drain_deadline_ms = w->now_ms + (int64_t)w->cfg->graceful_timeout * 1000;
+    for (size_t i = 0; i < w->nls; i++) {
+        listener_del(w, &w->ls[i]);
+        close(w->ls[i].fd);
+        w->ls[i].fd = -1;
+    }
+    w->accepting = false;
+    log_info("draining %zu connections", w->nconns);
+    /* on_drain may close c, so take the next link first. */
+    for (struct conn *c = w->all, *next; c; c = next) {
+        next = c->anext;
+        if (c->proto->on_drain)
+            c->proto->on_drain(c);
+        else
+            conn_close(c);
+    }
+    send_report(w, IPC_STATE);
+}
+
+static void reopen_logs(struct worker *w)
+{
+    log_reopen();
+    for (size_t i = 0; i < w->nls; i++)
+        if (w->ls[i].proto->on_reopen)
+            w->ls[i].proto->on_reopen(w);
+}
+
+static void handle_command(struct worker *w, const struct ipc_msg *m)
+{
+    switch (m->hdr.type) {
+    case IPC_CMD_DRAIN:
+        start_draining(w);
+        break;
+    case IPC_CMD_REOPEN:
+        reopen_logs(w);
+        break;
+    default:
+        log_warn("unexpected command %u from the master", m->hdr.type);
+    }
+}
+
+static void on_command(struct worker *w, struct ev *ev, uint32_t events)
+{
+    (void)ev; (void)events;
+    ssize_t n = ipc_reader_fill(&w->cmd_rd, w->cmd_fd);
+    if (n == 0 || (n < 0 && errno != EAGAIN)) {
+        /* The master closed our channel: it is gone or replacing us. */
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->cmd_fd, NULL);
+        start_draining(w);
+        return;
+    }
+    struct ipc_msg m;
+    char err[128];
+    int r;
+    while ((r = ipc_reader_next(&w->cmd_rd, &m, err, sizeof err)) == 1)
+        handle_command(w, &m);
+    if (r < 0) {
+        log_error("command pipe: %s", err);
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->cmd_fd, NULL);
+        start_draining(w);
+    }
+}
+
+/* --- set-up and loop ---------------------------------------------------- */
+
+static void setup_signals(void)
+{
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    int handled[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1 };
+    for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++)
+        sigaction(handled[i], &sa, NULL);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
+    signal(SIGTTOU, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    /* Blocked except inside epoll_pwait, so no signal slips in between
+     * checking the flags and going to sleep. */
+    sigset_t block;
+    sigemptyset(&block);
+    for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++)
+        sigaddset(&block, handled[i]);
+    sigprocmask(SIG_SETMASK, &block, NULL);
+}
+
+/* Test hook for the crash-loop tests: PREFORKD_FAULT_EXIT=FILE makes a
+ * worker exit at start while FILE exists. */
+static void fault_exit_at_start(void)
+{
+    const char *f = getenv("PREFORKD_FAULT_EXIT");
+    if (f && *f && access(f, F_OK) == 0) {
+        log_error("fault injection: %s exists, exiting at start", f);
+        _exit(3);
+    }
+}
+
+static int setup_listeners(struct worker *w, const struct worker_args *a)
+{
+    w->nls = a->cfg->nlistens;
+    w->ls = calloc(w->nls, sizeof *w->ls);
+    if (!w->ls)
+        return -1;
+    for (size_t i = 0; i < w->nls; i++) {
+        struct wlistener *l = &w->ls[i];
+        l->ev.on_event = on_listener;
+        l->fd = a->listen_fds[i];
+        l->conf = &a->cfg->listens[i];
+        l->proto = proto_for(l->conf->protocol);
+    }
+    for (size_t i = 0; i < w->nls; i++) {
+        const struct proto *p = w->ls[i].proto;
+        bool first = true;
+        for (size_t j = 0; j < i; j++)
+            first = first && w->ls[j].proto != p;
+        if (first && p->init && p->init(w) != 0)
+            return -1;
+    }
+    listeners_enable(w, true);
+    return 0;
+}
+
+static int setup_worker(struct worker *w, const struct worker_args *a)
+{
+    memset(w, 0, sizeof *w);
+    w->cfg = a->cfg;
+    w->slot = a->slot;
+    w->gen = a->gen;
+    w->master_pid = a->master_pid;
+    w->status_fd = a->status_fd;
+    w->cmd_fd = a->cmd_fd;
+    w->max_conns = (size_t)a->cfg->worker_connections;
+    w->now_ms = monotonic_ms();
+    w->reported_state = WS_STARTING;
+    ipc_reader_init(&w->cmd_rd);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0) {
+        log_error("epoll_create1: %s", strerror(errno));
+        return -1;
+    }
+    w->cmd_ev.on_event = on_command;
+    struct epoll_event ee = { .events = EPOLLIN, .data.ptr = &w->cmd_ev };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->cmd_fd, &ee) != 0) {
+        log_error("epoll_ctl command pipe: %s", strerror(errno));
+        return -1;
+    }
+    return setup_listeners(w, a);
+}
+
+/* Let each protocol flush (access logs) exactly once, then exit. */
+static __attribute__((noreturn)) void worker_exit(struct worker *w, int code)
+{
+    for (size_t i = 0; i < w->nls; i++) {
+        const struct proto *p = w->ls[i].proto;
+        bool first = true;
+        for (size_t j = 0; j < i; j++)
+            first = first && w->ls[j].proto != p;
+        if (first && p->on_exit)
+            p->on_exit(w);
+    }
+    _exit(code);
+}
+
+static void handle_signal_flags(struct worker *w)
+{
+    if (sig_quit) {
+        log_info("stopping now (%zu connections open)", w->nconns);
+        worker_exit(w, 0);
+    }
+    if (sig_drain) {
+        sig_drain = 0;
+        start_draining(w);
+    }
+    if (sig_reopen) {
+        sig_reopen = 0;
+        reopen_logs(w);
+    }
+}
+
+static void run_once(struct worker *w, const sigset_t *waitmask)
+{
+    struct epoll_event evs[MAX_EVENTS];
+    int64_t timeout = next_deadline(w) - w->now_ms;
+    if (timeout < 0)
+        timeout = 0;
+    int n = epoll_pwait(w->epfd, evs, MAX_EVENTS, (int)timeout, waitmask);
+    if (n < 0 && errno != EINTR) {
+        log_error("epoll_pwait: %s", strerror(errno));
+        _exit(1);
+    }
+    w->now_ms = monotonic_ms();
+    for (int i = 0; i < n; i++) {
+        struct ev *ev = evs[i].data.ptr;
+        ev->on_event(w, ev, evs[i].events);
+    }
+    handle_signal_flags(w);
+    expire_timers(w);
+    if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms) {
+        w->accept_resume_ms = 0;
+        if (!w->draining)
+            listeners_enable(w, true);
+    }
+    report_if_due(w);
+}
+
+void worker_main(const struct worker_args *a)
+{
+    struct worker w;
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    setup_signals();
+    if (getppid() != a->master_pid)
+        _exit(0);               /* the master died before PDEATHSIG was set */
+    log_set_role("worker %d", a->slot);
+    fault_exit_at_start();
+    if (setup_worker(&w, a) != 0)
+        _exit(2);
+    sigset_t waitmask;
+    sigemptyset(&waitmask);
+    send_report(&w, IPC_STATE);     /* starting -> idle: we are up */
+    w.next_report_ms = w.now_ms + REPORT_EVERY_MS;
+    for (;;) {
+        run_once(&w, &waitmask);
+        if (w.draining && (w.nconns == 0 || w.now_ms >= w.drain_deadline_ms))
+            break;
+    }
+    if (w.nconns)
+        log_warn("graceful_timeout: closing %zu connections", w.nconns);
+    send_report(&w, IPC_HEARTBEAT);
+    worker_exit(&w, 0);
+}

@@ -1,0 +1,126 @@
+/* worker: one process of the pool. An epoll loop over the inherited
+ * listeners, its command pipe from the master and its connections; protocol
+ * handlers (echo, http, chat) plug in through struct proto and the conn_*
+ * calls below. Handlers do the I/O; the loop does accept, timers, reports. */
+#ifndef PREFORKD_WORKER_H
+#define PREFORKD_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ipc/ipc.h"
+#include "server/config.h"
+
+struct worker;
+struct conn;
+
+/* Everything in the loop's epoll set starts with this. */
+struct ev {
+    void (*on_event)(struct worker *w, struct ev *ev, uint32_t events);
+};
+
+/* Connections with the same timeout duration share a FIFO list, so the
+ * oldest deadline is always at its head: O(1) set, clear and expire. */
+struct tlist {
+    int64_t dur_ms;
+    struct conn *head, *tail;
+};
+
+struct wlistener {
+    struct ev ev;
+    int fd;
+    const struct listen_conf *conf;
+    const struct proto *proto;
+    bool in_epoll;
+    unsigned accepts;               /* for re-ordering the wait queue */
+};
+
+struct conn {
+    struct ev ev;
+    int fd;
+    uint32_t interest;              /* events registered with epoll */
+    struct worker *w;
+    const struct proto *proto;
+    struct wlistener *ls;
+    struct tlist *tl;               /* timer list, or NULL */
+    struct conn *tprev, *tnext;
+    int64_t deadline_ms;
+    struct conn *free_next;         /* pool link while unused */
+    struct conn *anext, *aprev;     /* the worker's list of live conns */
+    /* protocol state follows, proto->state_size bytes, max-aligned */
+    _Alignas(max_align_t) unsigned char state[];
+};
+
+struct proto {
+    const char *name;
+    size_t state_size;
+    /* once per worker, before the loop; 0 or -1 (the worker exits) */
+    int (*init)(struct worker *w);
+    void (*on_open)(struct conn *c);            /* accepted: set interest */
+    void (*on_event)(struct conn *c, uint32_t events);
+    void (*on_timeout)(struct conn *c);         /* its deadline passed */
+    void (*on_drain)(struct conn *c);           /* the worker is draining */
+    void (*on_close)(struct conn *c);           /* release state; may be NULL */
+    /* datagram listeners: the socket is readable */
+    void (*on_datagram)(struct worker *w, struct wlistener *l);
+    void (*on_reopen)(struct worker *w);        /* SIGUSR1: reopen logs */
+    void (*on_exit)(struct worker *w);          /* flush before exiting */
+};
+
+struct worker {
+    const struct config *cfg;
+    int slot;
+    uint32_t gen;
+    pid_t master_pid;
+    int epfd;
+    int status_fd;                  /* to the master */
+    struct ev cmd_ev;
+    int cmd_fd;                     /* from the master */
+    struct ipc_reader cmd_rd;
+    struct wlistener *ls;
+    size_t nls;
+    size_t nconns, max_conns;
+    struct conn *all;               /* live conns */
+    struct conn *pool[4];           /* free conns per protocol */
+    struct tlist timers[8];
+    size_t ntimers;
+    int64_t now_ms;                 /* monotonic, updated every wakeup */
+    int64_t accept_resume_ms;       /* EMFILE pause; 0 = none */
+    int64_t drain_deadline_ms;
+    int64_t next_report_ms;
+    int64_t last_state_ms;
+    bool accepting, draining;
+    enum worker_state reported_state;
+    struct ipc_report stats;        /* handlers bump requests and bytes */
+};
+
+/* Arguments from the master for one worker process. */
+struct worker_args {
+    const struct config *cfg;
+    int slot;
+    uint32_t gen;
+    pid_t master_pid;
+    int status_fd, cmd_fd;
+    const int *listen_fds;          /* parallel to cfg->listens */
+};
+
+/* Run a worker; never returns. */
+__attribute__((noreturn)) void worker_main(const struct worker_args *a);
+
+/* --- for protocol handlers --- */
+/* Change the epoll interest (EPOLLIN, EPOLLOUT, both or 0). */
+int conn_set_interest(struct conn *c, uint32_t events);
+/* Close and free; c must not be used afterwards. */
+void conn_close(struct conn *c);
+/* Find or make the timer list for a duration (call from proto->init). */
+struct tlist *worker_timer_list(struct worker *w, int64_t dur_ms);
+/* Arm c's deadline at now + tl->dur_ms (re-arming moves it to the tail). */
+void conn_timer_set(struct conn *c, struct tlist *tl);
+void conn_timer_clear(struct conn *c);
+/* Millisecond monotonic clock, as cached for this wakeup. */
+int64_t monotonic_ms(void);
+static inline int64_t worker_now(const struct worker *w) { return w->now_ms; }
+
+#endif
