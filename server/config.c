@@ -12,7 +12,6 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +50,7 @@ struct load_ctx {
     char msg[512];                   /* an apply function's complaint */
     int line;                        /* line being applied; 0 = default */
     int root_line;                   /* where http.root was set */
+    int nlines;                      /* lines in the file */
     struct listen_conf pending;      /* listen section being parsed */
     bool pending_has_address;
     int *listen_lines;               /* line of each top-level "listen {" */
@@ -114,11 +114,14 @@ static int msgf(char *msg, size_t msglen, const char *fmt, ...)
 static void on_confuse_error(cfg_t *cc, const char *fmt, va_list ap)
 {
     char msg[512];
+    int line = cc ? cc->line : 0;
 
     if (!loading)
         return;
+    if (line > loading->nlines)     /* at EOF, after the last newline */
+        line = loading->nlines;
     vsnprintf(msg, sizeof msg, fmt, ap);
-    report(loading, cc ? cc->line : 0, "%s", msg);
+    report(loading, line, "%s", msg);
 }
 
 /* ---- names ---- */
@@ -144,6 +147,105 @@ const char *log_level_name(enum log_level l)
     return "?";
 }
 
+/* ---- paths ---- */
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* TEXT as is when absolute, else DIR/TEXT. */
+static int join_path(const char *dir, const char *text, char *out, size_t outlen)
+{
+    int n = text[0] == '/' ? snprintf(out, outlen, "%s", text)
+                           : snprintf(out, outlen, "%s/%s", dir, text);
+
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* Canonicalise the longest existing leading part of absolute PATH with
+ * realpath(); the rest is kept as written, since it may be created later
+ * (build/run appears at start-up). */
+static int canonical_prefix(const char *path, char *out, size_t outlen)
+{
+    char head[PATH_MAX], real[PATH_MAX];
+    const char *tail;
+    int n;
+
+    if (snprintf(head, sizeof head, "%s", path) >= (int)sizeof head)
+        return -1;
+    while (!realpath(head, real)) {
+        char *cut = strrchr(head, '/');
+        if (errno != ENOENT && errno != ENOTDIR)
+            return snprintf(out, outlen, "%s", path) >= (int)outlen ? -1 : 0;
+        if (!cut || cut == head) {
+            snprintf(head, sizeof head, "/");
+            snprintf(real, sizeof real, "/");
+            break;
+        }
+        *cut = '\0';
+    }
+    tail = path + strlen(head);
+    if (!*tail)
+        n = snprintf(out, outlen, "%s", real);
+    else
+        n = snprintf(out, outlen, "%s%s%s", strcmp(real, "/") ? real : "",
+                     *tail == '/' ? "" : "/", tail);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* JOINED (absolute) with its directory canonicalised; the file name itself
+ * is kept, so that a symlinked pidfile or log stays what it is. */
+static int canonical_file(const char *joined, char *out, size_t outlen)
+{
+    const char *base = strrchr(joined, '/') + 1;
+    size_t dirlen = (size_t)(base - 1 - joined);
+    char dir[PATH_MAX], canon[PATH_MAX];
+    int n;
+
+    while (dirlen > 0 && joined[dirlen - 1] == '/')     /* "run//x.pid" */
+        dirlen--;
+    if (dirlen >= sizeof dir)
+        return -1;
+    memcpy(dir, joined, dirlen);
+    dir[dirlen] = '\0';
+    if (canonical_prefix(dirlen ? dir : "/", canon, sizeof canon) < 0)
+        return -1;
+    n = snprintf(out, outlen, "%s/%s", strcmp(canon, "/") ? canon : "", base);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* An absolute path for a file that need not exist yet: TEXT against the
+ * configuration directory, its directory canonicalised. With need_dir that
+ * directory must exist: logs are opened in place, nobody creates their dirs. */
+static int resolve_file(struct load_ctx *ctx, const char *text, bool need_dir,
+                        char *out, size_t outlen)
+{
+    char joined[PATH_MAX];
+    const char *base;
+
+    if (!*text)
+        return bad(ctx, "must not be empty");
+    if (join_path(ctx->out->dir, text, joined, sizeof joined) < 0)
+        return bad(ctx, "path too long: \"%s\"", text);
+    base = strrchr(joined, '/') + 1;
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return bad(ctx, "must name a file, got \"%s\"", text);
+    if (canonical_file(joined, out, outlen) < 0)
+        return bad(ctx, "path too long: \"%s\"", text);
+    if (need_dir) {
+        int dirlen = (int)(strrchr(out, '/') - out);
+        char dir[PATH_MAX];
+
+        snprintf(dir, sizeof dir, "%.*s", dirlen, out);
+        if (dirlen > 0 && !is_dir(dir))         /* "/" always is */
+            return bad(ctx, "directory \"%s\" does not exist", dir);
+    }
+    return 0;
+}
+
 /* ---- addresses ---- */
 
 /* Strict decimal port: digits only, 0..65535. */
@@ -164,25 +266,30 @@ static int parse_port(const char *s, in_port_t *port)
     return 0;
 }
 
-/* "unix:PATH": relative paths are taken against dir. */
+/* "unix:PATH": relative paths are taken against dir, and the directory is
+ * canonicalised so that "unix:s.sock" and "unix:./s.sock" compare equal. */
 static int parse_unix(const char *path, const char *dir, struct address *out,
                       char *msg, size_t msglen)
 {
     struct sockaddr_un *sun = (struct sockaddr_un *)&out->sa;
-    int n;
+    char joined[PATH_MAX], canon[PATH_MAX];
+    size_t len;
 
-    if (!*path)
-        return msgf(msg, msglen, "empty unix socket path in \"%s\"", out->text);
-    if (path[0] == '/' || !dir)
-        n = snprintf(sun->sun_path, sizeof sun->sun_path, "%s", path);
-    else
-        n = snprintf(sun->sun_path, sizeof sun->sun_path, "%s/%s", dir, path);
-    if (n < 0 || (size_t)n >= sizeof sun->sun_path)
+    if (!*path || path[strlen(path) - 1] == '/')
+        return msgf(msg, msglen, "unix socket path must name a file in \"%s\"", out->text);
+    if (path[0] != '/' && !dir)         /* nothing to resolve against */
+        snprintf(canon, sizeof canon, "%s", path);
+    else if (join_path(dir, path, joined, sizeof joined) < 0 ||
+             canonical_file(joined, canon, sizeof canon) < 0)
+        return msgf(msg, msglen, "path too long in \"%s\"", out->text);
+    len = strlen(canon);
+    if (len >= sizeof sun->sun_path)
         return msgf(msg, msglen, "unix socket path longer than %zu bytes in \"%s\"",
                     sizeof sun->sun_path - 1, out->text);
+    memcpy(sun->sun_path, canon, len + 1);
     sun->sun_family = AF_UNIX;
     out->socktype = SOCK_STREAM;
-    out->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+    out->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
     return 0;
 }
 
@@ -337,84 +444,6 @@ static const struct listen_conf *find_same_address(const struct config *c,
             return &c->listens[i];
     }
     return NULL;
-}
-
-/* ---- paths ---- */
-
-static bool is_dir(const char *path)
-{
-    struct stat st;
-
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* TEXT as is when absolute, else DIR/TEXT. */
-static int join_path(const char *dir, const char *text, char *out, size_t outlen)
-{
-    int n = text[0] == '/' ? snprintf(out, outlen, "%s", text)
-                           : snprintf(out, outlen, "%s/%s", dir, text);
-
-    return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
-/* Canonicalise the longest existing leading part of absolute PATH with
- * realpath(); the rest is kept as written, since it may be created later
- * (build/run appears at start-up). */
-static int canonical_prefix(const char *path, char *out, size_t outlen)
-{
-    char head[PATH_MAX], real[PATH_MAX];
-    const char *tail;
-    int n;
-
-    if (snprintf(head, sizeof head, "%s", path) >= (int)sizeof head)
-        return -1;
-    while (!realpath(head, real)) {
-        char *cut = strrchr(head, '/');
-        if (errno != ENOENT && errno != ENOTDIR)
-            return snprintf(out, outlen, "%s", path) >= (int)outlen ? -1 : 0;
-        if (!cut || cut == head) {
-            snprintf(head, sizeof head, "/");
-            snprintf(real, sizeof real, "/");
-            break;
-        }
-        *cut = '\0';
-    }
-    tail = path + strlen(head);
-    if (!*tail)
-        n = snprintf(out, outlen, "%s", real);
-    else
-        n = snprintf(out, outlen, "%s%s%s", strcmp(real, "/") ? real : "",
-                     *tail == '/' ? "" : "/", tail);
-    return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
-/* An absolute path for a file that need not exist yet: TEXT against the
- * configuration directory, its directory canonicalised. With need_dir that
- * directory must exist (log files are opened at start, not created dirs). */
-static int resolve_file(struct load_ctx *ctx, const char *text, bool need_dir,
-                        char *out, size_t outlen)
-{
-    char joined[PATH_MAX], dir[PATH_MAX];
-    char *slash, *base;
-
-    if (!*text)
-        return bad(ctx, "must not be empty");
-    if (join_path(ctx->out->dir, text, joined, sizeof joined) < 0)
-        return bad(ctx, "path too long: \"%s\"", text);
-    slash = strrchr(joined, '/');
-    base = slash + 1;
-    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
-        return bad(ctx, "must name a file, got \"%s\"", text);
-    *slash = '\0';
-    while (slash > joined && slash[-1] == '/')      /* "run//x.pid" */
-        *--slash = '\0';
-    if (canonical_prefix(slash == joined ? "/" : joined, dir, sizeof dir) < 0)
-        return bad(ctx, "path too long: \"%s\"", text);
-    if (need_dir && !is_dir(dir))
-        return bad(ctx, "directory \"%s\" does not exist", dir);
-    if (snprintf(out, outlen, "%s/%s", strcmp(dir, "/") ? dir : "", base) >= (int)outlen)
-        return bad(ctx, "path too long: \"%s\"", text);
-    return 0;
 }
 
 /* ---- option checks: each stores the value or explains in ctx->msg ---- */
@@ -655,6 +684,14 @@ static int reset_pending(struct load_ctx *ctx)
     memset(&ctx->pending, 0, sizeof ctx->pending);
     ctx->pending_has_address = false;
     return apply_defaults(ctx, SEC_LISTEN);
+}
+
+/* Defaults first; the file's values then overwrite them one by one. */
+static int load_defaults(struct load_ctx *ctx)
+{
+    if (apply_defaults(ctx, SEC_ROOT) < 0 || apply_defaults(ctx, SEC_HTTP) < 0)
+        return -1;
+    return reset_pending(ctx);
 }
 
 static int finish_listen(struct load_ctx *ctx, int line)
@@ -922,6 +959,9 @@ static char *read_clean_text(struct load_ctx *ctx, size_t *len)
 
     if (!text)
         return NULL;
+    ctx->nlines = *len > 0 && text[*len - 1] != '\n';
+    for (const char *p = text; (p = memchr(p, '\n', *len - (size_t)(p - text))); p++)
+        ctx->nlines++;
     nul = memchr(text, '\0', *len);
     if (nul) {
         line = 1;
@@ -1047,10 +1087,9 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     memset(cfg, 0, sizeof *cfg);
     if (err && errlen > 0)
         err[0] = '\0';
-    if (set_paths(&ctx, path) == 0 && (text = read_clean_text(&ctx, &len)) &&
-        find_listen_lines(&ctx, text) == 0 && apply_defaults(&ctx, SEC_ROOT) == 0 &&
-        apply_defaults(&ctx, SEC_HTTP) == 0 && reset_pending(&ctx) == 0 &&
-        parse_text(&ctx, text, len) == 0)
+    text = read_clean_text(&ctx, &len);
+    if (text && set_paths(&ctx, path) == 0 && find_listen_lines(&ctx, text) == 0 &&
+        load_defaults(&ctx) == 0 && parse_text(&ctx, text, len) == 0)
         check_whole(&ctx);
     free(text);
     free(ctx.listen_lines);

@@ -3,6 +3,7 @@
  * Everything that can fail at start fails here, on the operator's terminal. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,11 +75,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 /* Everything that can fail before detaching: config, log, pidfile, bind. */
 static int prepare_master(const struct options *o, struct master *m)
 {
-    char err[1024];
+    char err[1024], abs[PATH_MAX];
     memset(m, 0, sizeof *m);
     m->pidfile_fd = m->ready_fd = -1;
     m->foreground = o->foreground;
-    if (config_load(o->conf, &m->cfg, err, sizeof err) != 0 ||
+    /* Reloads re-read the file after the daemon's chdir("/"). */
+    const char *conf = realpath(o->conf, abs) ? abs : o->conf;
+    if (config_load(conf, &m->cfg, err, sizeof err) != 0 ||
         log_open(m->cfg.error_log, m->cfg.log_level, err, sizeof err) != 0 ||
         mkdir_parents(m->cfg.control_socket, 0755) != 0 ||
         (m->pidfile_fd = pidfile_lock(m->cfg.pidfile, err, sizeof err)) < 0 ||

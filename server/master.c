@@ -17,6 +17,7 @@
 
 #include "server/daemon.h"
 #include "server/log.h"
+#include "server/status.h"
 #include "workers/worker.h"
 
 #define EARLY_DEATH_MS   2000   /* a worker dying sooner is a crash loop */
@@ -25,8 +26,9 @@
 #define CMD_QUEUE_LIMIT  (256 * 1024)
 #define TICK_MS          1000
 #define QUIT_GRACE_MS    1000   /* SIGINT/SIGQUIT: then SIGKILL */
+#define DRAINING_CAP_PER_WORKER 3   /* reloads faster than drains: cap */
 
-enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD };
+enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD, EV_CTL_LISTEN, EV_CTL_CLIENT };
 
 static uint64_t ev_data(enum ev_kind kind, size_t idx)
 {
@@ -96,6 +98,7 @@ static void close_master_fds(struct master *m, size_t keep)
         close(m->pidfile_fd);
     if (m->ready_fd >= 0)
         close(m->ready_fd);
+    control_close_in_child(&m->ctl);
     for (size_t i = 0; i < m->nslots; i++) {
         if (i == keep)
             continue;
@@ -220,6 +223,29 @@ static void drain_worker(struct master *m, size_t idx)
     send_command(m, idx, IPC_CMD_DRAIN);
 }
 
+/* Move a worker out of its slot into a free one at or above target, so the
+ * slot can take a replacement at once while the old worker drains. */
+static size_t retire_slot(struct master *m, size_t idx)
+{
+    size_t to = m->target > idx ? m->target : idx + 1;
+    while (to < m->nslots && m->slots[to].pid)
+        to++;
+    if (to == m->nslots && slots_reserve(m, m->nslots + 1) != 0)
+        return idx;                 /* no memory: drain in place */
+    struct slot *from = &m->slots[idx], *dst = &m->slots[to];
+    ipc_queue_free(&dst->q);
+    *dst = *from;
+    if (dst->status_fd >= 0)
+        epoll_watch(m, EPOLL_CTL_MOD, dst->status_fd, EPOLLIN, EV_STATUS, to);
+    if (dst->cmd_wants_out)
+        epoll_watch(m, EPOLL_CTL_MOD, dst->cmd_fd, EPOLLOUT, EV_CMD, to);
+    memset(from, 0, sizeof *from);
+    from->status_fd = from->cmd_fd = -1;
+    ipc_queue_init(&from->q, CMD_QUEUE_LIMIT);
+    from->respawn_at_ms = m->now_ms;
+    return to;
+}
+
 /* --- reports from workers ----------------------------------------------- */
 
 static void apply_report(struct master *m, struct slot *s, const struct ipc_msg *msg)
@@ -236,6 +262,11 @@ static void apply_report(struct master *m, struct slot *s, const struct ipc_msg 
     s->report = *r;
     if (r->state < WS_NSTATES)
         s->state = (enum worker_state)r->state;
+    if (s->state == WS_DRAINING && !s->draining) {
+        s->draining = true;         /* max_requests reached: recycling */
+        log_info("worker pid %d is recycling after %llu requests", (int)s->pid,
+                 (unsigned long long)r->requests);
+    }
 }
 
 /* A worker that breaks the protocol is replaced, never trusted further. */
@@ -245,8 +276,31 @@ static void reject_worker(struct master *m, size_t idx, const char *why)
     log_error("worker slot %zu pid %d: bad message on its status pipe: %s; "
               "replacing it", idx, (int)s->pid, why);
     slot_close_channels(m, s);
-    kill(s->pid, SIGKILL);
+    if (!s->killed)
+        kill(s->pid, SIGKILL);
     s->killed = true;
+}
+
+/* Take every complete frame in the reader. 0, or -1 after rejecting. */
+static int read_frames(struct master *m, size_t idx)
+{
+    struct slot *s = &m->slots[idx];
+    struct ipc_msg msg;
+    char err[160];
+    int r;
+    while ((r = ipc_reader_next(&s->rd, &msg, err, sizeof err)) == 1) {
+        if (msg.hdr.type != IPC_STATE && msg.hdr.type != IPC_HEARTBEAT) {
+            snprintf(err, sizeof err, "unexpected message type %u", msg.hdr.type);
+            r = -1;
+            break;
+        }
+        apply_report(m, s, &msg);
+    }
+    if (r < 0) {
+        reject_worker(m, idx, err);
+        return -1;
+    }
+    return 0;
 }
 
 static void on_status(struct master *m, size_t idx)
@@ -260,19 +314,20 @@ static void on_status(struct master *m, size_t idx)
         s->status_fd = -1;
         return;
     }
-    struct ipc_msg msg;
-    char err[160];
-    int r;
-    while ((r = ipc_reader_next(&s->rd, &msg, err, sizeof err)) == 1) {
-        if (msg.hdr.type != IPC_STATE && msg.hdr.type != IPC_HEARTBEAT) {
-            snprintf(err, sizeof err, "unexpected message type %u", msg.hdr.type);
-            r = -1;
-            break;
-        }
-        apply_report(m, s, &msg);
-    }
-    if (r < 0)
-        reject_worker(m, idx, err);
+    if (read_frames(m, idx) != 0)
+        return;
+    if (s->draining && idx < m->target && !m->stopping)
+        retire_slot(m, idx);        /* the replacement starts now */
+}
+
+/* An exited worker's last reports may still sit in its pipe: read them
+ * before closing, or the totals would lose its final counters. */
+static void read_last_reports(struct master *m, size_t idx)
+{
+    struct slot *s = &m->slots[idx];
+    while (s->status_fd >= 0 && ipc_reader_fill(&s->rd, s->status_fd) > 0)
+        if (read_frames(m, idx) != 0)
+            return;
 }
 
 /* --- reaping ------------------------------------------------------------ */
@@ -318,6 +373,8 @@ static void worker_exited(struct master *m, size_t idx, int status)
 {
     struct slot *s = &m->slots[idx];
     int64_t lived = m->now_ms - s->started_ms;
+    s->killed = true;               /* reaped: its pid must not be signalled */
+    read_last_reports(m, idx);
     char how[96];
     describe_status(status, how, sizeof how);
     bool expected = s->draining || m->stopping;
@@ -326,6 +383,10 @@ static void worker_exited(struct master *m, size_t idx, int status)
             "worker slot %zu pid %d %s after %.3fs", idx, (int)s->pid, how,
             (double)lived / 1000.0);
     record_exit(m, idx, status, lived);
+    m->retired.accepted += s->report.accepted;
+    m->retired.requests += s->report.requests;
+    m->retired.bytes_in += s->report.bytes_in;
+    m->retired.bytes_out += s->report.bytes_out;
     if (!expected)
         m->restarts++;
     slot_close_channels(m, s);
@@ -429,6 +490,175 @@ static void reopen_logs(struct master *m)
         send_command(m, i, IPC_CMD_REOPEN);
 }
 
+/* --- reload ------------------------------------------------------------- */
+
+static bool ls_is_shared(const struct master *m, int fd)
+{
+    for (size_t j = 0; j < m->nls; j++)
+        if (m->ls[j].fd == fd)
+            return true;
+    return false;
+}
+
+static bool same_address(const struct address *a, const struct address *b)
+{
+    return a->socktype == b->socktype && a->salen == b->salen &&
+           memcmp(&a->sa, &b->sa, a->salen) == 0;
+}
+
+/* The new set of listeners: an unchanged address keeps its socket (no
+ * connection refused during the swap), a new one is bound. On failure
+ * nothing changes. */
+static int build_listeners(struct master *m, const struct config *cfg,
+                           struct listener **out, char *err, size_t errlen)
+{
+    struct listener *ls = calloc(cfg->nlistens, sizeof *ls);
+    if (!ls) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        ls[i].fd = -1;
+        for (size_t j = 0; j < m->nls && ls[i].fd < 0; j++) {
+            if (m->ls[j].fd >= 0 && same_address(&m->ls[j].conf.addr, &cfg->listens[i].addr)) {
+                ls[i].conf = cfg->listens[i];
+                ls[i].fd = m->ls[j].fd;
+            }
+        }
+        if (ls[i].fd >= 0) {
+            if (ls[i].conf.addr.socktype == SOCK_STREAM)
+                listen(ls[i].fd, ls[i].conf.backlog);   /* a new backlog applies */
+            continue;
+        }
+        if (listener_open(&ls[i], &cfg->listens[i], err, errlen) != 0) {
+            for (size_t k = 0; k < i; k++)
+                if (!ls_is_shared(m, ls[k].fd))
+                    listener_close(&ls[k]);
+            free(ls);
+            return -1;
+        }
+    }
+    *out = ls;
+    return 0;
+}
+
+/* Close the old listeners that the new set does not reuse. */
+static void replace_listeners(struct master *m, struct listener *ls, size_t n)
+{
+    for (size_t j = 0; j < m->nls; j++) {
+        bool kept = false;
+        for (size_t i = 0; i < n; i++)
+            kept = kept || ls[i].fd == m->ls[j].fd;
+        if (!kept) {
+            char d[400];
+            log_info("closing listener %s", listener_describe(&m->ls[j], d, sizeof d));
+            listener_close(&m->ls[j]);
+        }
+    }
+    free(m->ls);
+    m->ls = ls;
+    m->nls = n;
+}
+
+/* Settings the running master cannot change: keep the old, say so. */
+static void keep_restart_settings(struct master *m, struct config *cfg, char *note, size_t cap)
+{
+    struct { const char *name; char *now, *next; size_t size; } fixed[] = {
+        { "pidfile", m->cfg.pidfile, cfg->pidfile, sizeof cfg->pidfile },
+        { "control_socket", m->cfg.control_socket, cfg->control_socket, sizeof cfg->control_socket },
+        { "user", m->cfg.user, cfg->user, sizeof cfg->user },
+    };
+    note[0] = '\0';
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        if (strcmp(fixed[i].now, fixed[i].next) == 0)
+            continue;
+        log_warn("reload: %s changed; this needs a restart, keeping \"%s\"",
+                 fixed[i].name, fixed[i].now);
+        size_t len = strlen(note);
+        snprintf(note + len, cap - len, "%s%s needs a restart", len ? "; " : "", fixed[i].name);
+        snprintf(fixed[i].next, fixed[i].size, "%s", fixed[i].now);
+    }
+}
+
+/* Too many generations draining at once: stop the oldest now. */
+static void cap_draining(struct master *m)
+{
+    size_t cap = m->target * DRAINING_CAP_PER_WORKER, draining = 0;
+    for (size_t i = 0; i < m->nslots; i++)
+        draining += m->slots[i].pid && m->slots[i].draining;
+    while (draining > cap) {
+        struct slot *oldest = NULL;
+        for (size_t i = 0; i < m->nslots; i++) {
+            struct slot *s = &m->slots[i];
+            if (s->pid && s->draining && !s->killed &&
+                (!oldest || s->started_ms < oldest->started_ms))
+                oldest = s;
+        }
+        if (!oldest)
+            break;
+        log_warn("%zu workers draining (cap %zu): stopping the oldest, pid %d",
+                 draining, cap, (int)oldest->pid);
+        kill(oldest->pid, SIGQUIT);
+        oldest->killed = true;
+        draining--;
+    }
+}
+
+/* Old generation out of its slots and draining; the new one spawns. */
+static void start_generation(struct master *m, size_t new_target)
+{
+    size_t old_target = m->target;
+    m->gen++;
+    m->target = old_target > new_target ? old_target : new_target;
+    for (size_t i = 0; i < old_target; i++) {
+        if (m->slots[i].pid)
+            drain_worker(m, retire_slot(m, i));
+        m->slots[i].respawn_at_ms = m->now_ms;
+    }
+    m->target = new_target;
+    if (slots_reserve(m, new_target) != 0)
+        log_error("reload: out of memory for %zu slots", new_target);
+    for (size_t i = 0; i < m->target; i++)
+        if (!m->slots[i].pid)
+            m->slots[i].respawn_at_ms = m->now_ms;
+    cap_draining(m);
+}
+
+static void reject_reload(struct master *m, const char *why)
+{
+    m->last_reload_ok = false;
+    snprintf(m->last_reload_msg, sizeof m->last_reload_msg, "%s", why);
+    log_error("reload rejected, still serving generation %u: %s", m->gen, why);
+}
+
+static void reload(struct master *m)
+{
+    struct config cfg;
+    struct listener *ls;
+    char err[512], note[256];
+    m->reloads++;
+    m->last_reload_wall = time(NULL);
+    if (m->stopping)
+        return reject_reload(m, "stopping");
+    if (config_load(m->cfg.path, &cfg, err, sizeof err) != 0)
+        return reject_reload(m, err);
+    keep_restart_settings(m, &cfg, note, sizeof note);
+    if (build_listeners(m, &cfg, &ls, err, sizeof err) != 0) {
+        config_free(&cfg);
+        return reject_reload(m, err);
+    }
+    replace_listeners(m, ls, cfg.nlistens);
+    if (log_open(cfg.error_log, cfg.log_level, err, sizeof err) != 0)
+        log_error("reload: %s (keeping the old log)", err);
+    config_free(&m->cfg);
+    m->cfg = cfg;
+    m->last_reload_ok = true;
+    snprintf(m->last_reload_msg, sizeof m->last_reload_msg, "%s", note);
+    start_generation(m, (size_t)cfg.workers);
+    log_info("reload: generation %u with %zu workers, %zu listeners%s%s", m->gen,
+             m->target, m->nls, note[0] ? "; " : "", note);
+}
+
 static void on_signal(struct master *m)
 {
     struct signalfd_siginfo si;
@@ -442,9 +672,7 @@ static void on_signal(struct master *m)
         case SIGUSR1: reopen_logs(m); break;
         case SIGTTIN: scale_by(m, +1); break;
         case SIGTTOU: scale_by(m, -1); break;
-        case SIGHUP:
-            log_warn("SIGHUP: configuration reload is not supported yet; ignored");
-            break;
+        case SIGHUP: reload(m); break;
         }
     }
     if (n < 0 && errno != EAGAIN)
@@ -522,6 +750,50 @@ static int64_t next_wakeup(const struct master *m)
     return next;
 }
 
+/* --- the control socket ------------------------------------------------- */
+
+const char *master_slot_state(const struct master *m, const struct slot *s)
+{
+    static const char *names[] = { "starting", "idle", "busy", "draining" };
+    if (s->state != WS_STARTING && !s->draining &&
+        m->now_ms - s->last_seen_ms > UNRESPONSIVE_AFTER_MS)
+        return "unresponsive";
+    if (s->draining)
+        return "draining";
+    return s->state < WS_NSTATES ? names[s->state] : "unknown";
+}
+
+static void handle_scale(struct master *m, const char *arg, struct sbuf *out)
+{
+    char *end;
+    long n = strtol(arg, &end, 10);
+    if (*arg == '\0' || *end != '\0' || n < 1 || n > 1024) {
+        sbuf_printf(out, "error: scale takes a worker count from 1 to 1024\n");
+        return;
+    }
+    while ((long)m->target < n && !m->stopping)
+        scale_by(m, +1);
+    while ((long)m->target > n && !m->stopping)
+        scale_by(m, -1);
+    sbuf_printf(out, "ok: %zu workers\n", m->target);
+}
+
+static void handle_control(void *ctx, const char *line, struct sbuf *out)
+{
+    struct master *m = ctx;
+    m->now_ms = monotonic_ms();
+    if (strcmp(line, "status") == 0)
+        status_render(m, STATUS_TEXT, out);
+    else if (strcmp(line, "status json") == 0)
+        status_render(m, STATUS_JSON, out);
+    else if (strcmp(line, "status prometheus") == 0)
+        status_render(m, STATUS_PROMETHEUS, out);
+    else if (strncmp(line, "scale ", 6) == 0)
+        handle_scale(m, line + 6, out);
+    else
+        sbuf_printf(out, "error: unknown command; try: status [json|prometheus], scale N\n");
+}
+
 /* --- the loop ----------------------------------------------------------- */
 
 static void dispatch(struct master *m, const struct epoll_event *ee)
@@ -532,6 +804,10 @@ static void dispatch(struct master *m, const struct epoll_event *ee)
     case EV_SIGNAL: on_signal(m); break;
     case EV_STATUS: on_status(m, idx); break;
     case EV_CMD:    flush_commands(m, idx); break;
+    case EV_CTL_LISTEN: control_on_listen(&m->ctl, m->now_ms); break;
+    case EV_CTL_CLIENT:
+        control_on_client(&m->ctl, idx, ee->events, handle_control, m);
+        break;
     }
 }
 
@@ -553,11 +829,13 @@ static void run_loop(struct master *m)
         check_heartbeats(m);
         check_ready(m);
         enforce_stop_deadline(m);
+        control_expire(&m->ctl, m->now_ms);
     }
 }
 
 static void cleanup(struct master *m)
 {
+    control_close(&m->ctl);
     for (size_t i = 0; i < m->nslots; i++)
         slot_close_channels(m, &m->slots[i]);
     free(m->slots);
@@ -581,6 +859,13 @@ int master_run(struct master *m)
     if (m->epfd < 0 || setup_signalfd(m) != 0 || slots_reserve(m, m->target) != 0) {
         log_error("master set-up: %s", strerror(errno));
         daemon_ready(m->ready_fd, "master set-up failed");
+        return 1;
+    }
+    char err[512];
+    if (control_open(&m->ctl, m->cfg.control_socket, m->epfd, ev_data(EV_CTL_LISTEN, 0),
+                     ev_data(EV_CTL_CLIENT, 0), err, sizeof err) != 0) {
+        log_error("%s", err);
+        daemon_ready(m->ready_fd, err);
         return 1;
     }
     spawn_missing(m);

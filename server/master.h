@@ -10,6 +10,7 @@
 
 #include "ipc/ipc.h"
 #include "server/config.h"
+#include "server/control.h"
 #include "server/listener.h"
 
 #define EXIT_RING 16
@@ -28,6 +29,11 @@ struct slot {
     struct ipc_report report, prev_report;
     int64_t prev_report_ms;
     double req_rate;                /* requests/s between the last two heartbeats */
+};
+
+/* Counters of workers that have exited, so totals never go backwards. */
+struct totals {
+    uint64_t accepted, requests, bytes_in, bytes_out;
 };
 
 struct exit_record {
@@ -58,7 +64,18 @@ struct master {
     unsigned long restarts;
     struct exit_record exits[EXIT_RING];
     unsigned long nexits;
+    struct totals retired;
+    struct control ctl;
+    unsigned long reloads;          /* SIGHUPs handled, applied or not */
+    time_t last_reload_wall;        /* 0: never */
+    bool last_reload_ok;
+    char last_reload_msg[512];      /* "FILE:LINE: message" when rejected */
 };
+
+/* Worker state as status shows it: a heartbeat overdue by this much is
+ * "unresponsive" (the kill comes later, at worker_timeout). */
+#define UNRESPONSIVE_AFTER_MS 3000
+const char *master_slot_state(const struct master *m, const struct slot *s);
 
 /* Take ownership of cfg and the open listeners; run until stopped.
  * Returns the process exit code. */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "server/config.h"
@@ -94,4 +95,386 @@ int status_client(const char *conf_path, enum status_format fmt)
     config_free(&cfg);
     fputs(answer, stdout);
     return strncmp(answer, "error", 5) == 0 ? 1 : 0;
+}
+
+/* --- rendering (master side) -------------------------------------------- */
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <time.h>
+
+#include "server/master.h"
+
+#define PREFORKD_VERSION_STR "0.1.0"
+
+struct slot_view {
+    const struct slot *s;
+    size_t idx;
+    const char *state;
+    double up_s, seen_s, cpu_s;
+    uint64_t rss;
+};
+
+struct listen_view { int queue, backlog; };
+
+static const char *fmt_duration(double s, char *buf, size_t cap)
+{
+    long t = (long)s;
+    if (s < 10)
+        snprintf(buf, cap, "%.1fs", s);
+    else if (t < 60)
+        snprintf(buf, cap, "%lds", t);
+    else if (t < 3600)
+        snprintf(buf, cap, "%ldm", t / 60);
+    else if (t < 86400)
+        snprintf(buf, cap, "%ldh%ldm", t / 3600, t % 3600 / 60);
+    else
+        snprintf(buf, cap, "%ldd%ldh", t / 86400, t % 86400 / 3600);
+    return buf;
+}
+
+static const char *fmt_bytes(uint64_t n, char *buf, size_t cap)
+{
+    static const char units[] = "KMGTP";
+    if (n < 1024) {
+        snprintf(buf, cap, "%llu", (unsigned long long)n);
+        return buf;
+    }
+    double v = (double)n;
+    int u = -1;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, cap, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
+    return buf;
+}
+
+/* Current accept queue of a listening TCP socket, from the kernel:
+ * tcpi_unacked is the queue length, tcpi_sacked the backlog. */
+static struct listen_view listen_queue(const struct listener *l)
+{
+    struct listen_view v = { -1, l->conf.backlog };
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    int fam = l->conf.addr.sa.ss_family;
+    if (l->conf.addr.socktype != SOCK_STREAM || fam == AF_UNIX || l->fd < 0)
+        return v;
+    if (getsockopt(l->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
+        v.queue = (int)ti.tcpi_unacked;
+        v.backlog = (int)ti.tcpi_sacked;
+    }
+    return v;
+}
+
+static uint64_t process_rss(pid_t pid)
+{
+    char path[64], buf[128];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    unsigned long size = 0, resident = 0;
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
+        return 0;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static struct slot_view view_slot(const struct master *m, size_t idx)
+{
+    const struct slot *s = &m->slots[idx];
+    struct slot_view v = { .s = s, .idx = idx };
+    v.state = master_slot_state(m, s);
+    v.up_s = (double)(m->now_ms - s->started_ms) / 1000.0;
+    v.seen_s = (double)(m->now_ms - s->last_seen_ms) / 1000.0;
+    v.cpu_s = (double)s->report.cpu_usec / 1e6;
+    v.rss = process_rss(s->pid);
+    return v;
+}
+
+static void sum_totals(const struct master *m, struct totals *t, uint64_t *active)
+{
+    *t = m->retired;
+    *active = 0;
+    for (size_t i = 0; i < m->nslots; i++) {
+        const struct slot *s = &m->slots[i];
+        if (!s->pid)
+            continue;
+        t->accepted += s->report.accepted;
+        t->requests += s->report.requests;
+        t->bytes_in += s->report.bytes_in;
+        t->bytes_out += s->report.bytes_out;
+        *active += s->report.active;
+    }
+}
+
+static const char *state_names[] = { "starting", "idle", "busy", "draining", "unresponsive" };
+enum { NSTATE_NAMES = 5 };
+
+static void count_states(const struct master *m, size_t counts[NSTATE_NAMES], size_t *total)
+{
+    memset(counts, 0, NSTATE_NAMES * sizeof counts[0]);
+    *total = 0;
+    for (size_t i = 0; i < m->nslots; i++) {
+        if (!m->slots[i].pid)
+            continue;
+        const char *st = master_slot_state(m, &m->slots[i]);
+        for (size_t k = 0; k < NSTATE_NAMES; k++)
+            counts[k] += strcmp(st, state_names[k]) == 0;
+        (*total)++;
+    }
+}
+
+static const struct exit_record *last_exit(const struct master *m)
+{
+    return m->nexits ? &m->exits[(m->nexits - 1) % EXIT_RING] : NULL;
+}
+
+static void describe_exit(const struct exit_record *e, char *buf, size_t cap)
+{
+    if (WIFSIGNALED(e->status))
+        snprintf(buf, cap, "signal %d", WTERMSIG(e->status));
+    else
+        snprintf(buf, cap, "exit %d", WEXITSTATUS(e->status));
+}
+
+/* --- text --------------------------------------------------------------- */
+
+static void text_header(const struct master *m, struct sbuf *o)
+{
+    char up[32], ago[32];
+    time_t now = time(NULL);
+    sbuf_printf(o, "preforkd %s  master %d  up %s  generation %u  last reload ",
+                PREFORKD_VERSION_STR, (int)getpid(),
+                fmt_duration((double)(now - m->started_wall), up, sizeof up), m->gen);
+    if (!m->last_reload_wall)
+        sbuf_printf(o, "never\n");
+    else
+        sbuf_printf(o, "%s ago: %s%s%s\n",
+                    fmt_duration((double)(now - m->last_reload_wall), ago, sizeof ago),
+                    m->last_reload_ok ? "ok" : "rejected",
+                    m->last_reload_ok ? "" : ": ", m->last_reload_ok ? "" : m->last_reload_msg);
+    sbuf_printf(o, "listen  ");
+    for (size_t i = 0; i < m->nls; i++) {
+        struct listen_view q = listen_queue(&m->ls[i]);
+        sbuf_printf(o, " %s %s", proto_name(m->ls[i].conf.protocol), m->ls[i].conf.addr.text);
+        if (q.queue >= 0)
+            sbuf_printf(o, " queue %d/%d", q.queue, q.backlog);
+        sbuf_printf(o, "  ");
+    }
+    sbuf_printf(o, "\n");
+}
+
+static void text_summary(const struct master *m, struct sbuf *o)
+{
+    size_t c[NSTATE_NAMES], total;
+    count_states(m, c, &total);
+    sbuf_printf(o, "workers  %zu: busy %zu, idle %zu, starting %zu, draining %zu",
+                total, c[2], c[1], c[0], c[3]);
+    if (c[4])
+        sbuf_printf(o, ", unresponsive %zu", c[4]);
+    sbuf_printf(o, "   restarts %lu", m->restarts);
+    const struct exit_record *e = last_exit(m);
+    if (e) {
+        char how[32], ago[32];
+        describe_exit(e, how, sizeof how);
+        sbuf_printf(o, " (last: pid %d %s, %s ago)", (int)e->pid, how,
+                    fmt_duration((double)(time(NULL) - e->when), ago, sizeof ago));
+    }
+    if (m->crash_streak)
+        sbuf_printf(o, "   CRASH LOOP: %u early deaths in a row, respawn backing off",
+                    m->crash_streak);
+    struct totals t;
+    uint64_t active;
+    sum_totals(m, &t, &active);
+    char in[16], out[16];
+    sbuf_printf(o, "\ntotals   accepted %llu  active %llu  requests %llu  in %s  out %s\n\n",
+                (unsigned long long)t.accepted, (unsigned long long)active,
+                (unsigned long long)t.requests, fmt_bytes(t.bytes_in, in, sizeof in),
+                fmt_bytes(t.bytes_out, out, sizeof out));
+}
+
+static void text_rows(const struct master *m, struct sbuf *o)
+{
+    sbuf_printf(o, "%-5s %-7s %-4s %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s %-6s %-6s %s\n",
+                "SLOT", "PID", "GEN", "STATE", "UP", "ACTIVE", "ACCEPTED", "REQUESTS",
+                "REQ/S", "IN", "OUT", "CPU", "RSS", "SEEN");
+    for (size_t i = 0; i < m->nslots; i++) {
+        if (!m->slots[i].pid)
+            continue;
+        struct slot_view v = view_slot(m, i);
+        const struct ipc_report *r = &v.s->report;
+        char up[16], in[16], out[16], cpu[16], rss[16], seen[16];
+        sbuf_printf(o, "%-5zu %-7d %-4u %-12s %-6s %-7u %-9llu %-9llu %-8.1f %-6s %-6s %-6s %-6s %s\n",
+                    v.idx, (int)v.s->pid, v.s->gen, v.state,
+                    fmt_duration(v.up_s, up, sizeof up), r->active,
+                    (unsigned long long)r->accepted, (unsigned long long)r->requests,
+                    v.s->req_rate, fmt_bytes(r->bytes_in, in, sizeof in),
+                    fmt_bytes(r->bytes_out, out, sizeof out),
+                    fmt_duration(v.cpu_s, cpu, sizeof cpu), fmt_bytes(v.rss, rss, sizeof rss),
+                    fmt_duration(v.seen_s, seen, sizeof seen));
+    }
+}
+
+/* --- JSON: the same facts, snake_case, Unix seconds, integer counters ---- */
+
+static void json_header(const struct master *m, struct sbuf *o)
+{
+    sbuf_printf(o, "{\"version\":\"%s\",\"master_pid\":%d,\"started\":%lld,"
+                "\"generation\":%u,\"reloads\":%lu,\"last_reload\":",
+                PREFORKD_VERSION_STR, (int)getpid(), (long long)m->started_wall, m->gen,
+                m->reloads);
+    if (!m->last_reload_wall) {
+        sbuf_printf(o, "null");
+    } else {
+        sbuf_printf(o, "{\"time\":%lld,\"result\":\"%s\",\"message\":",
+                    (long long)m->last_reload_wall, m->last_reload_ok ? "ok" : "rejected");
+        sbuf_json_string(o, m->last_reload_msg);
+        sbuf_printf(o, "}");
+    }
+    sbuf_printf(o, ",\"listen\":[");
+    for (size_t i = 0; i < m->nls; i++) {
+        struct listen_view q = listen_queue(&m->ls[i]);
+        sbuf_printf(o, "%s{\"protocol\":\"%s\",\"address\":", i ? "," : "",
+                    proto_name(m->ls[i].conf.protocol));
+        sbuf_json_string(o, m->ls[i].conf.addr.text);
+        if (q.queue >= 0)
+            sbuf_printf(o, ",\"queue\":%d", q.queue);
+        else
+            sbuf_printf(o, ",\"queue\":null");
+        sbuf_printf(o, ",\"backlog\":%d}", q.backlog);
+    }
+    sbuf_printf(o, "]");
+}
+
+static void json_summary(const struct master *m, struct sbuf *o)
+{
+    size_t c[NSTATE_NAMES], total;
+    count_states(m, c, &total);
+    sbuf_printf(o, ",\"workers_count\":%zu,\"busy\":%zu,\"idle\":%zu,\"starting\":%zu,"
+                "\"draining\":%zu,\"unresponsive\":%zu,\"restarts\":%lu,\"crash_streak\":%u,"
+                "\"last_exit\":", total, c[2], c[1], c[0], c[3], c[4], m->restarts,
+                m->crash_streak);
+    const struct exit_record *e = last_exit(m);
+    if (!e)
+        sbuf_printf(o, "null");
+    else
+        sbuf_printf(o, "{\"pid\":%d,\"slot\":%d,\"exit_code\":%d,\"signal\":%d,"
+                    "\"time\":%lld,\"lived_ms\":%lld}", (int)e->pid, e->slot,
+                    WIFEXITED(e->status) ? WEXITSTATUS(e->status) : -1,
+                    WIFSIGNALED(e->status) ? WTERMSIG(e->status) : 0,
+                    (long long)e->when, (long long)e->lived_ms);
+    struct totals t;
+    uint64_t active;
+    sum_totals(m, &t, &active);
+    sbuf_printf(o, ",\"totals\":{\"accepted\":%llu,\"active\":%llu,\"requests\":%llu,"
+                "\"in\":%llu,\"out\":%llu}", (unsigned long long)t.accepted,
+                (unsigned long long)active, (unsigned long long)t.requests,
+                (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out);
+}
+
+static void json_rows(const struct master *m, struct sbuf *o)
+{
+    time_t now = time(NULL);
+    bool first = true;
+    sbuf_printf(o, ",\"workers\":[");
+    for (size_t i = 0; i < m->nslots; i++) {
+        if (!m->slots[i].pid)
+            continue;
+        struct slot_view v = view_slot(m, i);
+        const struct ipc_report *r = &v.s->report;
+        sbuf_printf(o, "%s{\"slot\":%zu,\"pid\":%d,\"gen\":%u,\"state\":\"%s\","
+                    "\"up\":%lld,\"started\":%lld,\"active\":%u,\"accepted\":%llu,"
+                    "\"requests\":%llu,\"req_s\":%.1f,\"in\":%llu,\"out\":%llu,"
+                    "\"cpu\":%.3f,\"rss\":%llu,\"seen\":%lld}",
+                    first ? "" : ",", v.idx, (int)v.s->pid, v.s->gen, v.state,
+                    (long long)v.up_s, (long long)v.s->started_wall, r->active,
+                    (unsigned long long)r->accepted, (unsigned long long)r->requests,
+                    v.s->req_rate, (unsigned long long)r->bytes_in,
+                    (unsigned long long)r->bytes_out, v.cpu_s, (unsigned long long)v.rss,
+                    (long long)(now - (time_t)v.seen_s));
+        first = false;
+    }
+    sbuf_printf(o, "]}\n");
+}
+
+/* --- Prometheus text exposition ----------------------------------------- */
+
+static void prom_metric(struct sbuf *o, const char *name, const char *type,
+                        const char *help)
+{
+    sbuf_printf(o, "# HELP preforkd_%s %s\n# TYPE preforkd_%s %s\n", name, help, name, type);
+}
+
+static void prom_master(const struct master *m, struct sbuf *o)
+{
+    struct totals t;
+    uint64_t active;
+    sum_totals(m, &t, &active);
+    prom_metric(o, "start_time_seconds", "gauge", "Start time of the master, Unix seconds.");
+    sbuf_printf(o, "preforkd_start_time_seconds %lld\n", (long long)m->started_wall);
+    prom_metric(o, "generation", "gauge", "Configuration generation.");
+    sbuf_printf(o, "preforkd_generation %u\n", m->gen);
+    prom_metric(o, "last_reload_success", "gauge", "1 if the last reload was applied.");
+    sbuf_printf(o, "preforkd_last_reload_success %d\n", !m->last_reload_wall || m->last_reload_ok);
+    prom_metric(o, "worker_restarts_total", "counter", "Unexpected worker exits.");
+    sbuf_printf(o, "preforkd_worker_restarts_total %lu\n", m->restarts);
+    prom_metric(o, "accepted_connections_total", "counter", "Connections accepted.");
+    sbuf_printf(o, "preforkd_accepted_connections_total %llu\n", (unsigned long long)t.accepted);
+    prom_metric(o, "requests_total", "counter", "Requests served (echo: reads echoed).");
+    sbuf_printf(o, "preforkd_requests_total %llu\n", (unsigned long long)t.requests);
+    prom_metric(o, "received_bytes_total", "counter", "Bytes received.");
+    sbuf_printf(o, "preforkd_received_bytes_total %llu\n", (unsigned long long)t.bytes_in);
+    prom_metric(o, "sent_bytes_total", "counter", "Bytes sent.");
+    sbuf_printf(o, "preforkd_sent_bytes_total %llu\n", (unsigned long long)t.bytes_out);
+    prom_metric(o, "active_connections", "gauge", "Open connections.");
+    sbuf_printf(o, "preforkd_active_connections %llu\n", (unsigned long long)active);
+}
+
+static void prom_pool(const struct master *m, struct sbuf *o)
+{
+    size_t c[NSTATE_NAMES], total;
+    count_states(m, c, &total);
+    prom_metric(o, "workers", "gauge", "Worker processes by state.");
+    for (size_t k = 0; k < NSTATE_NAMES; k++)
+        sbuf_printf(o, "preforkd_workers{state=\"%s\"} %zu\n", state_names[k], c[k]);
+    prom_metric(o, "listen_queue", "gauge", "Connections waiting in the accept queue.");
+    for (size_t i = 0; i < m->nls; i++) {
+        struct listen_view q = listen_queue(&m->ls[i]);
+        if (q.queue >= 0)
+            sbuf_printf(o, "preforkd_listen_queue{protocol=\"%s\",address=\"%s\"} %d\n",
+                        proto_name(m->ls[i].conf.protocol), m->ls[i].conf.addr.text, q.queue);
+    }
+    prom_metric(o, "worker_requests_total", "counter", "Requests served per worker.");
+    for (size_t i = 0; i < m->nslots; i++)
+        if (m->slots[i].pid)
+            sbuf_printf(o, "preforkd_worker_requests_total{slot=\"%zu\",pid=\"%d\"} %llu\n",
+                        i, (int)m->slots[i].pid,
+                        (unsigned long long)m->slots[i].report.requests);
+}
+
+void status_render(const struct master *m, enum status_format fmt, struct sbuf *out)
+{
+    switch (fmt) {
+    case STATUS_TEXT:
+        text_header(m, out);
+        text_summary(m, out);
+        text_rows(m, out);
+        break;
+    case STATUS_JSON:
+        json_header(m, out);
+        json_summary(m, out);
+        json_rows(m, out);
+        break;
+    case STATUS_PROMETHEUS:
+        prom_master(m, out);
+        prom_pool(m, out);
+        break;
+    }
 }

@@ -5,6 +5,10 @@
 
 #include <stddef.h>
 
+#include "server/sbuf.h"
+
+struct master;
+
 enum status_format { STATUS_TEXT, STATUS_JSON, STATUS_PROMETHEUS };
 
 /* Ask the master named by the configuration file; print its answer.
@@ -17,5 +21,8 @@ int status_client(const char *conf_path, enum status_format fmt);
  * (ENOENT/ECONNREFUSED: not running). */
 int control_request(const char *sock_path, const char *line,
                     char *buf, size_t cap);
+
+/* Render the master's view: the table of SPEC.md, JSON or Prometheus. */
+void status_render(const struct master *m, enum status_format fmt, struct sbuf *out);
 
 #endif

@@ -73,3 +73,10 @@ int h_run(char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif
+
+/* Strict JSON syntax check of a whole document: true when valid. */
+bool h_json_valid(const char *text);
+/* The number after the first "key": at or after from; -1 if none. */
+double h_json_number(const char *text, const char *key);
+/* Prometheus text format check; on failure *bad points at the line. */
+bool h_prometheus_valid(const char *text, const char **bad);

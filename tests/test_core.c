@@ -241,6 +241,8 @@ Test(core, sigterm_drains_inflight_echo)
     cr_assert_eq(h_echo_exchange(fd, out + half, len - half, in + half, 65536, 10000), 0,
                  "exchange broken by the graceful stop");
     cr_assert_eq(memcmp(out, in, len), 0);
+    free(out);
+    free(in);
     /* After a quiet moment the server closes: we see EOF, not a reset. */
     char c;
     cr_assert_eq(h_read_full(fd, &c, 1, 5000), -1);

@@ -370,6 +370,21 @@ static void report_if_due(struct worker *w)
 
 /* --- draining and commands ---------------------------------------------- */
 
+/* Out of the wait queue first, then take what is already queued: a
+ * connection whose wake-up came to us is served, never left behind. */
+static void accept_pending(struct worker *w, struct wlistener *l)
+{
+    while (l->conf->addr.socktype == SOCK_STREAM && w->nconns < w->max_conns) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (accept_error_is_transient(errno))
+                continue;
+            return;
+        }
+        conn_open(w, l, fd);
+    }
+}
+
 static void start_draining(struct worker *w)
 {
     if (w->draining)
@@ -377,9 +392,13 @@ static void start_draining(struct worker *w)
     w->draining = true;
     w->drain_deadline_ms = w->now_ms + (int64_t)w->cfg->graceful_timeout * 1000;
     for (size_t i = 0; i < w->nls; i++) {
-        listener_del(w, &w->ls[i]);
-        close(w->ls[i].fd);
-        w->ls[i].fd = -1;
+        struct wlistener *l = &w->ls[i];
+        listener_del(w, l);
+        if (l->fd < 0)
+            continue;
+        accept_pending(w, l);
+        close(l->fd);
+        l->fd = -1;
     }
     w->accepting = false;
     log_info("draining %zu connections", w->nconns);
@@ -497,6 +516,25 @@ static int setup_listeners(struct worker *w, const struct worker_args *a)
     return 0;
 }
 
+/* max_requests plus up to 10% jitter, so workers do not recycle at once. */
+static uint64_t recycle_threshold(long max_requests)
+{
+    if (max_requests <= 0)
+        return 0;
+    uint64_t jitter_span = (uint64_t)max_requests / 10 + 1;
+    unsigned seed = (unsigned)getpid() ^ (unsigned)monotonic_ms();
+    return (uint64_t)max_requests + (uint64_t)rand_r(&seed) % jitter_span;
+}
+
+static void recycle_if_due(struct worker *w)
+{
+    if (w->recycle_at && !w->draining && w->stats.requests >= w->recycle_at) {
+        log_info("served %llu requests (max_requests %ld): recycling",
+                 (unsigned long long)w->stats.requests, w->cfg->max_requests);
+        start_draining(w);
+    }
+}
+
 static int setup_worker(struct worker *w, const struct worker_args *a)
 {
     memset(w, 0, sizeof *w);
@@ -507,6 +545,7 @@ static int setup_worker(struct worker *w, const struct worker_args *a)
     w->status_fd = a->status_fd;
     w->cmd_fd = a->cmd_fd;
     w->max_conns = (size_t)a->cfg->worker_connections;
+    w->recycle_at = recycle_threshold(a->cfg->max_requests);
     w->now_ms = monotonic_ms();
     w->reported_state = WS_STARTING;
     ipc_reader_init(&w->cmd_rd);
@@ -571,6 +610,7 @@ static void run_once(struct worker *w, const sigset_t *waitmask)
         ev->on_event(w, ev, evs[i].events);
     }
     handle_signal_flags(w);
+    recycle_if_due(w);
     expire_timers(w);
     if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms) {
         w->accept_resume_ms = 0;

@@ -91,6 +91,7 @@ struct worker {
     int64_t drain_deadline_ms;
     int64_t next_report_ms;
     int64_t last_state_ms;
+    uint64_t recycle_at;            /* max_requests plus jitter; 0 = never */
     bool accepting, draining;
     enum worker_state reported_state;
     struct ipc_report stats;        /* handlers bump requests and bytes */

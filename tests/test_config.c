@@ -1,0 +1,901 @@
+/* Criterion tests for server/config.c: the shipped etc/preforkd.conf, every
+ * option's checks with their exact FILE:LINE, the comment blanking that works
+ * around libconfuse 3.3's line counting, and address_parse. Each test writes
+ * its files into its own mkdtemp directory, removed afterwards. */
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* A listener that needs no http.root, on a kernel-chosen port. */
+#define ECHO_LISTEN "listen { address = \"127.0.0.1:0\" protocol = \"echo\" }\n"
+
+static char tmp[PATH_MAX];          /* this test's directory, canonical */
+static char conf[PATH_MAX];         /* the file load_text() writes */
+
+/* snprintf that fails the test instead of truncating. */
+__attribute__((format(printf, 3, 4)))
+static void print_to(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    cr_assert(n >= 0 && (size_t)n < len, "print_to: %zu bytes are too few", len);
+}
+
+static void make_tmp(void)
+{
+    char templ[] = "/tmp/preforkd-config-XXXXXX";
+
+    cr_assert_not_null(mkdtemp(templ));
+    cr_assert_not_null(realpath(templ, tmp));
+    print_to(conf, sizeof conf, "%s/test.conf", tmp);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void remove_tmp(void)
+{
+    if (tmp[0])
+        nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(config, .init = make_tmp, .fini = remove_tmp);
+
+/* tmp/NAME, in a static buffer. */
+static const char *in_tmp(const char *name)
+{
+    static char path[PATH_MAX];
+
+    print_to(path, sizeof path, "%s/%s", tmp, name);
+    return path;
+}
+
+static void write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "we");
+
+    cr_assert_not_null(f, "cannot create %s", path);
+    cr_assert_eq(fwrite(text, 1, len, f), len);
+    cr_assert_eq(fclose(f), 0);
+}
+
+static void make_dir(const char *name)
+{
+    cr_assert_eq(mkdir(in_tmp(name), 0755), 0, "mkdir %s", name);
+}
+
+static int load_text(const char *text, struct config *c, char *err, size_t errlen)
+{
+    write_file(conf, text, strlen(text));
+    return config_load(conf, c, err, errlen);
+}
+
+static void load_ok(const char *text, struct config *c)
+{
+    char err[1024] = "";
+
+    cr_assert_eq(load_text(text, c, err, sizeof err), 0, "unexpected error: %s\nfor:\n%s",
+                 err, text);
+}
+
+/* TEXT must fail with exactly "conf:LINE: MESSAGE" ("conf: MESSAGE" for
+ * line 0) and leave the config zeroed. */
+static void expect_error(const char *text, int line, const char *message)
+{
+    static const struct config zero;
+    struct config c;
+    char err[1024], want[1280];
+
+    if (line > 0)
+        print_to(want, sizeof want, "%s:%d: %s", conf, line, message);
+    else
+        print_to(want, sizeof want, "%s: %s", conf, message);
+    cr_assert_eq(load_text(text, &c, err, sizeof err), -1, "no error for:\n%s", text);
+    cr_expect_str_eq(err, want, "got  %s\nwant %s\nfor:\n%s", err, want, text);
+    cr_expect_eq(memcmp(&c, &zero, sizeof c), 0, "config not zeroed after failure");
+}
+
+/* OPTION = VALUE on line 2 of an otherwise valid file must fail with
+ * "conf:2: NAME: MESSAGE". */
+static void expect_bad_value(const char *option, const char *value, const char *message)
+{
+    char text[1024];
+
+    print_to(text, sizeof text, "workers = 2\n%s = %s\n" ECHO_LISTEN, option, value);
+    expect_error(text, 2, message);
+}
+
+/* The same inside an http section, the bad value on line 3. */
+static void expect_bad_http_value(const char *option, const char *value,
+                                  const char *message)
+{
+    char text[1024];
+
+    print_to(text, sizeof text, ECHO_LISTEN "http {\n  %s = %s\n}\n", option, value);
+    expect_error(text, 3, message);
+}
+
+static long online_cpus_capped(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : n > 1024 ? 1024 : n;
+}
+
+static in_port_t port_of(const struct address *a)
+{
+    if (a->sa.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
+}
+
+/* ---- the shipped file and defaults ---- */
+
+Test(config, default_file_loads)
+{
+    const char *root = getenv("PREFORKD_ROOT") ? getenv("PREFORKD_ROOT") : ".";
+    char path[PATH_MAX], real[PATH_MAX], want[PATH_MAX + 64], err[1024] = "";
+    struct config c;
+
+    print_to(path, sizeof path, "%s/etc/preforkd.conf", root);
+    cr_assert_not_null(realpath(root, real));
+    cr_assert_eq(config_load(path, &c, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(c.path, path);
+    print_to(want, sizeof want, "%s/etc", real);
+    cr_expect_str_eq(c.dir, want);
+    cr_expect(c.workers_auto);
+    cr_expect_eq(c.workers, online_cpus_capped());
+    cr_expect_eq(c.worker_connections, 1024);
+    cr_expect_eq(c.max_requests, 0);
+    cr_expect_eq(c.worker_timeout, 30);
+    cr_expect_eq(c.graceful_timeout, 30);
+    cr_expect_str_eq(c.user, "");
+    print_to(want, sizeof want, "%s/build/run/preforkd.pid", real);
+    cr_expect_str_eq(c.pidfile, want);
+    print_to(want, sizeof want, "%s/build/run/preforkd.sock", real);
+    cr_expect_str_eq(c.control_socket, want);
+    cr_expect_str_eq(c.error_log, "stderr");
+    cr_expect_eq(c.log_level, LOG_LVL_INFO);
+
+    cr_assert_eq(c.nlistens, 2);
+    cr_expect_str_eq(c.listens[0].addr.text, "127.0.0.1:8080");
+    cr_expect_eq(c.listens[0].protocol, PROTO_HTTP);
+    cr_expect_eq(c.listens[0].backlog, 511);
+    cr_expect_eq(c.listens[0].line, 12);
+    cr_expect_eq(c.listens[0].addr.socktype, SOCK_STREAM);
+    cr_expect_eq(port_of(&c.listens[0].addr), 8080);
+    cr_expect_str_eq(c.listens[1].addr.text, "127.0.0.1:7007");
+    cr_expect_eq(c.listens[1].protocol, PROTO_ECHO);
+    cr_expect_eq(c.listens[1].backlog, 511);
+    cr_expect_eq(c.listens[1].line, 17);
+
+    print_to(want, sizeof want, "%s/etc/www", real);
+    cr_expect_str_eq(c.http.root, want);
+    cr_expect_str_eq(c.http.index, "index.html");
+    cr_expect_str_eq(c.http.access_log, "");
+    cr_expect_eq(c.http.keepalive_timeout, 5);
+    cr_expect_eq(c.http.header_timeout, 10);
+    cr_expect_eq(c.http.max_header_size, 8192);
+    config_free(&c);
+    cr_expect_null(c.listens);
+    cr_expect_eq(c.nlistens, 0);
+}
+
+Test(config, minimal_file_gets_every_default)
+{
+    char parent[PATH_MAX], want[PATH_MAX + 64];
+    struct config c;
+
+    load_ok(ECHO_LISTEN, &c);
+    print_to(parent, sizeof parent, "%s", tmp);
+    dirname(parent);
+    cr_expect_str_eq(c.dir, tmp);
+    cr_expect(c.workers_auto);
+    cr_expect_eq(c.workers, online_cpus_capped());
+    cr_expect_eq(c.worker_connections, 1024);
+    cr_expect_eq(c.max_requests, 0);
+    cr_expect_eq(c.worker_timeout, 30);
+    cr_expect_eq(c.graceful_timeout, 30);
+    cr_expect_str_eq(c.user, "");
+    print_to(want, sizeof want, "%s/build/run/preforkd.pid", strcmp(parent, "/") ? parent : "");
+    cr_expect_str_eq(c.pidfile, want);
+    cr_expect_str_eq(c.error_log, "stderr");
+    cr_expect_eq(c.log_level, LOG_LVL_INFO);
+    cr_expect_str_eq(c.http.root, in_tmp("www"));
+    cr_expect_str_eq(c.http.index, "index.html");
+    cr_expect_str_eq(c.http.access_log, "");
+    cr_expect_eq(c.http.keepalive_timeout, 5);
+    cr_expect_eq(c.http.header_timeout, 10);
+    cr_expect_eq(c.http.max_header_size, 8192);
+    cr_assert_eq(c.nlistens, 1);
+    cr_expect_eq(c.listens[0].protocol, PROTO_ECHO);
+    cr_expect_eq(c.listens[0].backlog, 511);
+    cr_expect_eq(c.listens[0].line, 1);
+    config_free(&c);
+}
+
+Test(config, config_free_is_safe_on_zeroed_and_twice)
+{
+    struct config c;
+
+    memset(&c, 0, sizeof c);
+    config_free(&c);
+    load_ok(ECHO_LISTEN, &c);
+    config_free(&c);
+    config_free(&c);
+}
+
+/* ---- top-level options ---- */
+
+Test(config, workers_unquoted_and_quoted_numbers)
+{
+    struct config c;
+
+    load_ok("workers = 4\n" ECHO_LISTEN, &c);
+    cr_expect_eq(c.workers, 4);
+    cr_expect_not(c.workers_auto);
+    config_free(&c);
+    load_ok("workers = \"7\"\n" ECHO_LISTEN, &c);
+    cr_expect_eq(c.workers, 7);
+    config_free(&c);
+    load_ok("workers = 1024\n" ECHO_LISTEN, &c);
+    cr_expect_eq(c.workers, 1024);
+    config_free(&c);
+}
+
+Test(config, workers_auto_is_online_cpus)
+{
+    struct config c;
+
+    load_ok("workers = 3\nworkers = auto\n" ECHO_LISTEN, &c);   /* last one wins */
+    cr_expect(c.workers_auto);
+    cr_expect_eq(c.workers, online_cpus_capped());
+    config_free(&c);
+    load_ok("workers = \"auto\"\n" ECHO_LISTEN, &c);
+    cr_expect(c.workers_auto);
+    config_free(&c);
+}
+
+Test(config, workers_out_of_range)
+{
+    static const char *const bad[][2] = {
+        { "0", "\"0\"" }, { "1025", "\"1025\"" }, { "-1", "\"-1\"" },
+        { "many", "\"many\"" }, { "4x", "\"4x\"" }, { "\"\"", "\"\"" },
+        { "\" 4\"", "\" 4\"" }, { "AUTO", "\"AUTO\"" },
+    };
+    char message[256];
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        print_to(message, sizeof message,
+                 "workers: must be \"auto\" or between 1 and 1024, got %s", bad[i][1]);
+        expect_bad_value("workers", bad[i][0], message);
+    }
+}
+
+Test(config, worker_connections_range)
+{
+    struct config c;
+
+    expect_bad_value("worker_connections", "0",
+                     "worker_connections: must be between 1 and 1000000, got \"0\"");
+    expect_bad_value("worker_connections", "1000001",
+                     "worker_connections: must be between 1 and 1000000, got \"1000001\"");
+    expect_bad_value("worker_connections", "1k",
+                     "worker_connections: must be between 1 and 1000000, got \"1k\"");
+    expect_bad_value("worker_connections", "0x10",
+                     "worker_connections: must be between 1 and 1000000, got \"0x10\"");
+    load_ok("worker_connections = 1000000\n" ECHO_LISTEN, &c);
+    cr_expect_eq(c.worker_connections, 1000000);
+    config_free(&c);
+}
+
+Test(config, max_requests_range)
+{
+    struct config c;
+
+    expect_bad_value("max_requests", "-1", "max_requests: must be an integer >= 0, got \"-1\"");
+    expect_bad_value("max_requests", "99999999999999999999",
+                     "max_requests: must be an integer >= 0, got \"99999999999999999999\"");
+    load_ok("max_requests = 5000000000\n" ECHO_LISTEN, &c);
+    cr_expect_eq(c.max_requests, 5000000000L);
+    config_free(&c);
+}
+
+Test(config, timeouts_range)
+{
+    struct config c;
+
+    expect_bad_value("worker_timeout", "0",
+                     "worker_timeout: must be between 1 and 86400, got \"0\"");
+    expect_bad_value("worker_timeout", "86401",
+                     "worker_timeout: must be between 1 and 86400, got \"86401\"");
+    expect_bad_value("graceful_timeout", "-1",
+                     "graceful_timeout: must be between 0 and 3600, got \"-1\"");
+    expect_bad_value("graceful_timeout", "3601",
+                     "graceful_timeout: must be between 0 and 3600, got \"3601\"");
+    load_ok("worker_timeout = 1\ngraceful_timeout = 0\n" ECHO_LISTEN, &c);
+    cr_expect_eq(c.worker_timeout, 1);
+    cr_expect_eq(c.graceful_timeout, 0);
+    config_free(&c);
+}
+
+Test(config, user_must_exist)
+{
+    struct config c;
+
+    expect_bad_value("user", "\"no-such-user-preforkd\"",
+                     "user: no such user \"no-such-user-preforkd\"");
+    load_ok("user = root\n" ECHO_LISTEN, &c);
+    cr_expect_str_eq(c.user, "root");
+    config_free(&c);
+}
+
+Test(config, pidfile_resolved_against_config_dir)
+{
+    char parent[PATH_MAX], want[PATH_MAX + 16];
+    struct config c;
+
+    expect_bad_value("pidfile", "\"\"", "pidfile: must not be empty");
+    expect_bad_value("pidfile", "\"run/\"", "pidfile: must name a file, got \"run/\"");
+    load_ok("pidfile = \"run/p.pid\"\n" ECHO_LISTEN, &c);      /* run/ need not exist */
+    cr_expect_str_eq(c.pidfile, in_tmp("run/p.pid"));
+    config_free(&c);
+    load_ok("pidfile = run//p.pid\n" ECHO_LISTEN, &c);         /* unquoted, "//" kept */
+    cr_expect_str_eq(c.pidfile, in_tmp("run/p.pid"));
+    config_free(&c);
+    print_to(parent, sizeof parent, "%s", tmp);
+    dirname(parent);
+    print_to(want, sizeof want, "%s/p.pid", strcmp(parent, "/") ? parent : "");
+    load_ok("pidfile = \"../p.pid\"\n" ECHO_LISTEN, &c);
+    cr_expect_str_eq(c.pidfile, want);
+    config_free(&c);
+    make_dir("d");
+    print_to(want, sizeof want, "pidfile = \"%s/d/../d/p.pid\"\n" ECHO_LISTEN, tmp);
+    load_ok(want, &c);                                          /* absolute, normalised */
+    cr_expect_str_eq(c.pidfile, in_tmp("d/p.pid"));
+    config_free(&c);
+}
+
+Test(config, control_socket_must_fit_sun_path)
+{
+    char name[160], value[200], message[512];
+    struct config c;
+    struct sockaddr_un sun;
+
+    memset(name, 's', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    print_to(value, sizeof value, "\"%s\"", name);
+    print_to(message, sizeof message,
+             "control_socket: \"%s/%s\" is longer than a unix socket path may be (%zu bytes)",
+             tmp, name, sizeof sun.sun_path - 1);
+    expect_bad_value("control_socket", value, message);
+    expect_bad_value("control_socket", "\"\"", "control_socket: must not be empty");
+    load_ok("control_socket = \"ctl.sock\"\n" ECHO_LISTEN, &c);
+    cr_expect_str_eq(c.control_socket, in_tmp("ctl.sock"));
+    config_free(&c);
+}
+
+Test(config, error_log_values)
+{
+    char message[PATH_MAX + 64];
+    struct config c;
+
+    load_ok("error_log = syslog\n" ECHO_LISTEN, &c);
+    cr_expect_str_eq(c.error_log, "syslog");
+    config_free(&c);
+    print_to(message, sizeof message, "error_log: directory \"%s\" does not exist",
+             in_tmp("logs"));
+    expect_bad_value("error_log", "\"logs/error.log\"", message);
+    expect_bad_value("error_log", "\"\"",
+                     "error_log: must be \"stderr\", \"syslog\" or a file path, got \"\"");
+    make_dir("logs");
+    load_ok("error_log = \"logs/error.log\"\n" ECHO_LISTEN, &c);
+    cr_expect_str_eq(c.error_log, in_tmp("logs/error.log"));
+    config_free(&c);
+}
+
+Test(config, log_level_values)
+{
+    static const char *const names[] = { "error", "warn", "info", "debug" };
+    char text[256];
+    struct config c;
+
+    for (int l = LOG_LVL_ERROR; l <= LOG_LVL_DEBUG; l++) {
+        print_to(text, sizeof text, "log_level = %s\n" ECHO_LISTEN, names[l]);
+        load_ok(text, &c);
+        cr_expect_eq(c.log_level, (enum log_level)l);
+        cr_expect_str_eq(log_level_name(c.log_level), names[l]);
+        config_free(&c);
+    }
+    expect_bad_value("log_level", "verbose",
+                     "log_level: must be error, warn, info or debug, got \"verbose\"");
+}
+
+/* ---- listen sections ---- */
+
+Test(config, at_least_one_listen)
+{
+    expect_error("workers = 2\n", 0, "listen: at least one listen section is required");
+    expect_error("", 0, "listen: at least one listen section is required");
+}
+
+Test(config, listen_errors_name_option_and_line)
+{
+    expect_error("workers = 2\n\nlisten {\n  protocol = \"echo\"\n}\n", 3,
+                 "listen: address is required");
+    expect_error("listen {\n  protocol = echo\n  address = \"127.0.0.1:x\"\n}\n", 3,
+                 "listen.address: bad port in \"127.0.0.1:x\"");
+    expect_error("listen {\n  address = \"127.0.0.1:0\"\n  protocol = ftp\n}\n", 3,
+                 "listen.protocol: must be http, echo or chat, got \"ftp\"");
+    expect_error("listen {\n  address = \"127.0.0.1:0\"\n  backlog = 0\n}\n", 3,
+                 "listen.backlog: must be between 1 and 65535, got \"0\"");
+    expect_error(ECHO_LISTEN "listen { address = \"[::1]:0\" backlog = 65536 }\n", 2,
+                 "listen.backlog: must be between 1 and 65535, got \"65536\"");
+}
+
+Test(config, listen_values_and_lines)
+{
+    struct config c;
+
+    make_dir("www");
+    load_ok("listen { address = \"127.0.0.1:0\" protocol = echo } listen { address = \"*:0\" }\n"
+            "# listen { address = \"10.0.0.1:1\" }\n"
+            "http { index = \"listen{x\" }\n"
+            "listen\n{\n  address = \"unix:ctl/s.sock\"\n  protocol = chat\n  backlog = 7\n}\n",
+            &c);
+    cr_assert_eq(c.nlistens, 3);
+    cr_expect_eq(c.listens[0].line, 1);
+    cr_expect_eq(c.listens[0].protocol, PROTO_ECHO);
+    cr_expect_eq(c.listens[1].line, 1);
+    cr_expect_eq(c.listens[1].protocol, PROTO_HTTP);
+    cr_expect_eq(c.listens[2].line, 4);
+    cr_expect_eq(c.listens[2].protocol, PROTO_CHAT);
+    cr_expect_eq(c.listens[2].backlog, 7);
+    cr_expect_eq(c.listens[2].addr.sa.ss_family, AF_UNIX);
+    cr_expect_str_eq(((struct sockaddr_un *)&c.listens[2].addr.sa)->sun_path,
+                     in_tmp("ctl/s.sock"));
+    cr_expect_str_eq(c.http.index, "listen{x");
+    config_free(&c);
+}
+
+Test(config, udp_only_for_echo)
+{
+    struct config c;
+
+    expect_error(ECHO_LISTEN "\nlisten { address = \"udp:127.0.0.1:7007\" }\n", 3,
+                 "listen: protocol \"http\" needs a stream address, \"udp:127.0.0.1:7007\" "
+                 "is udp (only echo speaks udp)");
+    expect_error("listen {\n address = \"udp:[::1]:7007\"\n protocol = chat\n}\n", 1,
+                 "listen: protocol \"chat\" needs a stream address, \"udp:[::1]:7007\" "
+                 "is udp (only echo speaks udp)");
+    load_ok("listen { address = \"udp:127.0.0.1:0\" protocol = echo }\n", &c);
+    cr_assert_eq(c.nlistens, 1);
+    cr_expect_eq(c.listens[0].addr.socktype, SOCK_DGRAM);
+    config_free(&c);
+}
+
+Test(config, duplicate_listen_refused)
+{
+    struct config c;
+
+    expect_error("listen { address = \"127.0.0.1:7007\" protocol = echo }\n"
+                 "workers = 1\n\n"
+                 "listen {\n address = \"127.0.0.1:7007\"\n protocol = chat\n}\n", 4,
+                 "listen: duplicate address \"127.0.0.1:7007\" (also at line 1)");
+    expect_error("listen { address = \"*:7007\" protocol = echo }\n"
+                 "listen { address = \"0.0.0.0:7007\" protocol = echo }\n", 2,
+                 "listen: duplicate address \"0.0.0.0:7007\" (also at line 1)");
+    expect_error("listen { address = \"unix:s.sock\" protocol = echo }\n"
+                 "listen { address = \"unix:t.sock\" protocol = echo }\n"
+                 "listen { address = \"unix:./s.sock\" protocol = echo }\n", 3,
+                 "listen: duplicate address \"unix:./s.sock\" (also at line 1)");
+    /* tcp and udp on one port, and port 0 twice, are different sockets */
+    load_ok("listen { address = \"127.0.0.1:7007\" protocol = echo }\n"
+            "listen { address = \"udp:127.0.0.1:7007\" protocol = echo }\n"
+            ECHO_LISTEN ECHO_LISTEN, &c);
+    cr_expect_eq(c.nlistens, 4);
+    config_free(&c);
+}
+
+/* ---- http section ---- */
+
+Test(config, http_root_must_exist_with_http_listener)
+{
+    char message[PATH_MAX + 64];
+    struct config c;
+
+    print_to(message, sizeof message, "http.root: \"%s\" is not an existing directory",
+             in_tmp("nowhere"));
+    expect_error("http {\n  root = \"nowhere\"\n}\nlisten { address = \"127.0.0.1:0\" }\n", 2,
+                 message);
+    print_to(message, sizeof message, "http.root: \"%s\" is not an existing directory",
+             in_tmp("www"));
+    expect_error("listen { address = \"127.0.0.1:0\" }\n", 0, message);   /* default root */
+    write_file(in_tmp("file"), "x", 1);
+    print_to(message, sizeof message, "http.root: \"%s\" is not an existing directory",
+             in_tmp("file"));
+    expect_error("http { root = file }\nlisten { address = \"127.0.0.1:0\" }\n", 1, message);
+
+    load_ok("http { root = nowhere }\n" ECHO_LISTEN, &c);     /* no http listener */
+    config_free(&c);
+    make_dir("site");
+    load_ok("http { root = \"./site/\" }\nlisten { address = \"127.0.0.1:0\" }\n", &c);
+    cr_expect_str_eq(c.http.root, in_tmp("site"));
+    config_free(&c);
+}
+
+Test(config, http_option_ranges)
+{
+    expect_bad_http_value("index", "\"a/b.html\"",
+                          "http.index: must be a file name without '/', got \"a/b.html\"");
+    expect_bad_http_value("index", "\"\"", "http.index: must be a file name without '/', got \"\"");
+    expect_bad_http_value("keepalive_timeout", "3601",
+                          "http.keepalive_timeout: must be between 0 and 3600, got \"3601\"");
+    expect_bad_http_value("keepalive_timeout", "-1",
+                          "http.keepalive_timeout: must be between 0 and 3600, got \"-1\"");
+    expect_bad_http_value("header_timeout", "0",
+                          "http.header_timeout: must be between 1 and 3600, got \"0\"");
+    expect_bad_http_value("max_header_size", "1023",
+                          "http.max_header_size: must be between 1024 and 1048576, got \"1023\"");
+    expect_bad_http_value("max_header_size", "1048577",
+                          "http.max_header_size: must be between 1024 and 1048576, got \"1048577\"");
+    expect_bad_http_value("root", "\"\"", "http.root: must not be empty");
+}
+
+Test(config, http_access_log)
+{
+    char message[PATH_MAX + 64];
+    struct config c;
+
+    print_to(message, sizeof message, "http.access_log: directory \"%s\" does not exist",
+             in_tmp("logs"));
+    expect_bad_http_value("access_log", "\"logs/access.log\"", message);
+    make_dir("logs");
+    load_ok(ECHO_LISTEN "http {\n access_log = \"logs/access.log\"\n"
+            " keepalive_timeout = 0\n max_header_size = 1024\n}\n", &c);
+    cr_expect_str_eq(c.http.access_log, in_tmp("logs/access.log"));
+    cr_expect_eq(c.http.keepalive_timeout, 0);
+    cr_expect_eq(c.http.max_header_size, 1024);
+    config_free(&c);
+}
+
+/* ---- libconfuse's own errors ---- */
+
+Test(config, unknown_options)
+{
+    expect_error("workers = 2\n\nbogus = 1\n" ECHO_LISTEN, 3, "no such option 'bogus'");
+    expect_error(ECHO_LISTEN "http {\n  root = www\n  rooot = www\n}\n", 4,
+                 "no such option 'rooot'");
+    expect_error("listen {\n address = \"127.0.0.1:0\"\n port = 80\n}\n", 3,
+                 "no such option 'port'");
+    expect_error(ECHO_LISTEN "server {\n}\n", 2, "no such option 'server'");
+}
+
+Test(config, syntax_errors)
+{
+    expect_error("workers = 2\nworker_connections 10\n" ECHO_LISTEN, 2,
+                 "missing equal sign after option 'worker_connections'");
+    expect_error(ECHO_LISTEN "}\n", 2, "unexpected closing brace");
+    expect_error(ECHO_LISTEN "listen = \"x\"\n", 2, "missing opening brace for section 'listen'");
+    expect_error(ECHO_LISTEN "\nworkers =\n", 3, "premature end of file");
+    expect_error("workers = 2\n" ECHO_LISTEN "user = \"root\n\n", 3, "unterminated string");
+    expect_error("workers = 2\n" ECHO_LISTEN "user = 'root\\'\n", 3, "unterminated string");
+}
+
+Test(config, first_error_wins)
+{
+    expect_error("workers = 0\nworker_connections = 0\nbogus = 1\n", 1,
+                 "workers: must be \"auto\" or between 1 and 1024, got \"0\"");
+}
+
+/* ---- the comment workaround (libconfuse 3.3 adds phantom lines) ---- */
+
+Test(config, comments_keep_line_numbers)
+{
+    expect_error("# hash comment\n"
+                 "## another, with \"quotes\" and 'more\n"
+                 "// slash comment\n"
+                 "/* block\n"
+                 "   spanning # several\n"
+                 "   lines // */\n"
+                 "workers = 2   # trailing hash\n"
+                 "/* one-line block */ log_level = debug // trailing slashes\n"
+                 "#\n"
+                 "worker_connections = 0\n" ECHO_LISTEN,
+                 10, "worker_connections: must be between 1 and 1000000, got \"0\"");
+}
+
+Test(config, comments_inside_sections_keep_line_numbers)
+{
+    expect_error("# 1\n# 2\n// 3\n"
+                 "listen {   # 4\n"
+                 "  /* 5\n     6 */\n"
+                 "  address = \"127.0.0.1:0\"  // 7\n"
+                 "  # 8\n"
+                 "  protocol = echo /* 9 */\n"
+                 "}\n"
+                 "http {\n"
+                 "  // 12\n"
+                 "  /**/ /***/ #13\n"
+                 "  header_timeout = 0\n"
+                 "}\n",
+                 14, "http.header_timeout: must be between 1 and 3600, got \"0\"");
+    expect_error("# 1\n/* 2\n 3 */\n\nlisten {\n # 6\n protocol = echo\n}\n", 5,
+                 "listen: address is required");
+}
+
+/* The same text, valid and then with an error after it: the quoted '#',
+ * '//' and slash-star must reach libconfuse untouched and not shift lines. */
+#define MARKERS_IN_STRINGS \
+    "# comment\n" \
+    "http {\n" \
+    "  index = \"q\\\"#x.html\"   # escaped quote, then a real comment\n" \
+    "  access_log = \"d#1//access#.log\"\n" \
+    "}\n" \
+    "error_log = 'd#1/err\\'#.log' // single quotes, escaped quote\n" \
+    "pidfile = \"/*run*/x.pid\"\n" \
+    "control_socket = \"#s/*.sock\" /* block */\n" \
+    "user = root#comment right after a word\n" \
+    ECHO_LISTEN
+
+Test(config, comment_markers_inside_strings_survive)
+{
+    struct config c;
+
+    make_dir("d#1");
+    load_ok(MARKERS_IN_STRINGS, &c);
+    cr_expect_str_eq(c.http.index, "q\"#x.html");
+    cr_expect_str_eq(c.http.access_log, in_tmp("d#1/access#.log"));
+    cr_expect_str_eq(c.error_log, in_tmp("d#1/err'#.log"));
+    cr_expect_str_eq(c.pidfile, "/*run*/x.pid");
+    cr_expect_str_eq(c.control_socket, in_tmp("#s/*.sock"));
+    cr_expect_str_eq(c.user, "root");
+    config_free(&c);
+    expect_error(MARKERS_IN_STRINGS "\nmax_requests = -5\n", 12,
+                 "max_requests: must be an integer >= 0, got \"-5\"");
+}
+
+Test(config, unterminated_comment)
+{
+    expect_error("workers = 2\n# fine\n/* never\nclosed\n" ECHO_LISTEN, 3,
+                 "unterminated /* comment");
+}
+
+/* ---- the file itself ---- */
+
+Test(config, path_as_given_in_messages)
+{
+    char want[PATH_MAX + 32], err[1024];
+    struct config c;
+    const char *bad = "workers = 2\nworkers = 0\n";
+
+    make_dir("sub");
+    write_file(in_tmp("sub/x.conf"), bad, strlen(bad));
+    cr_assert_eq(chdir(tmp), 0);
+    cr_assert_eq(config_load("sub/x.conf", &c, err, sizeof err), -1);
+    cr_expect_str_eq(err, "sub/x.conf:2: workers: must be \"auto\" or between 1 and 1024, "
+                     "got \"0\"");
+    write_file(in_tmp("sub/x.conf"), ECHO_LISTEN, strlen(ECHO_LISTEN));
+    cr_assert_eq(config_load("sub/x.conf", &c, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(c.path, "sub/x.conf");
+    cr_expect_str_eq(c.dir, in_tmp("sub"));
+    print_to(want, sizeof want, "%s/build/run/preforkd.sock", tmp);
+    cr_expect_str_eq(c.control_socket, want);
+    config_free(&c);
+    cr_assert_eq(chdir("sub"), 0);
+    cr_assert_eq(config_load("x.conf", &c, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(c.dir, in_tmp("sub"));
+    config_free(&c);
+}
+
+Test(config, unreadable_files)
+{
+    char want[PATH_MAX + 64], err[1024];
+    struct config c;
+    static const char with_nul[] = "workers = 2\nuser\0 = root\n";
+    char *big;
+
+    print_to(want, sizeof want, "%s: cannot open: No such file or directory", in_tmp("none"));
+    cr_expect_eq(config_load(in_tmp("none"), &c, err, sizeof err), -1);
+    cr_expect_str_eq(err, want);
+    print_to(want, sizeof want, "%s: not a regular file", tmp);
+    cr_expect_eq(config_load(tmp, &c, err, sizeof err), -1);
+    cr_expect_str_eq(err, want);
+    write_file(conf, with_nul, sizeof with_nul - 1);
+    print_to(want, sizeof want, "%s:2: NUL byte in the file", conf);
+    cr_expect_eq(config_load(conf, &c, err, sizeof err), -1);
+    cr_expect_str_eq(err, want);
+    big = malloc((1 << 20) + 1);
+    cr_assert_not_null(big);
+    memset(big, ' ', (1 << 20) + 1);
+    write_file(conf, big, (1 << 20) + 1);
+    free(big);
+    print_to(want, sizeof want, "%s: larger than 1048576 bytes", conf);
+    cr_expect_eq(config_load(conf, &c, err, sizeof err), -1);
+    cr_expect_str_eq(err, want);
+}
+
+Test(config, failure_leaves_config_zeroed)
+{
+    static const struct config zero;
+    struct config c;
+    char err[1024];
+
+    memset(&c, 0xa5, sizeof c);
+    cr_assert_eq(load_text(ECHO_LISTEN ECHO_LISTEN "bogus = 1\n", &c, err, sizeof err), -1);
+    cr_expect_eq(memcmp(&c, &zero, sizeof c), 0);
+    config_free(&c);
+}
+
+/* ---- address_parse ---- */
+
+static void parse_ok(const char *text, const char *dir, struct address *a)
+{
+    char err[512] = "";
+
+    cr_assert_eq(address_parse(text, dir, a, err, sizeof err), 0, "%s: %s", text, err);
+    cr_expect_str_eq(a->text, text);
+}
+
+static void parse_bad(const char *text, const char *message)
+{
+    struct address a;
+    char err[512] = "";
+
+    cr_expect_eq(address_parse(text, "/srv", &a, err, sizeof err), -1, "accepted %s", text);
+    cr_expect_str_eq(err, message, "for %s", text);
+}
+
+Test(config, address_ipv4_and_any)
+{
+    struct address a;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&a.sa;
+
+    parse_ok("127.0.0.1:8080", NULL, &a);
+    cr_expect_eq(a.socktype, SOCK_STREAM);
+    cr_expect_eq(sin->sin_family, AF_INET);
+    cr_expect_eq(a.salen, sizeof *sin);
+    cr_expect_eq(sin->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    cr_expect_eq(ntohs(sin->sin_port), 8080);
+    parse_ok("*:65535", NULL, &a);
+    cr_expect_eq(sin->sin_addr.s_addr, htonl(INADDR_ANY));
+    cr_expect_eq(ntohs(sin->sin_port), 65535);
+    parse_ok("0.0.0.0:0", NULL, &a);
+    cr_expect_eq(ntohs(sin->sin_port), 0);
+}
+
+Test(config, address_ipv6)
+{
+    struct address a;
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a.sa;
+
+    parse_ok("[::1]:8080", NULL, &a);
+    cr_expect_eq(a.socktype, SOCK_STREAM);
+    cr_expect_eq(sin6->sin6_family, AF_INET6);
+    cr_expect_eq(a.salen, sizeof *sin6);
+    cr_expect(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+    cr_expect_eq(ntohs(sin6->sin6_port), 8080);
+    parse_ok("[::]:0", NULL, &a);
+    cr_expect(IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr));
+}
+
+Test(config, address_unix)
+{
+    struct address a;
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a.sa;
+    char text[PATH_MAX + 32];
+
+    parse_ok("unix:/run/p.sock", "/srv", &a);
+    cr_expect_eq(sun->sun_family, AF_UNIX);
+    cr_expect_eq(a.socktype, SOCK_STREAM);
+    cr_expect_str_eq(sun->sun_path, "/run/p.sock");
+    cr_expect_eq(a.salen, offsetof(struct sockaddr_un, sun_path) + strlen("/run/p.sock") + 1);
+    parse_ok("unix:run/p.sock", "/srv", &a);
+    cr_expect_str_eq(sun->sun_path, "/srv/run/p.sock");
+    parse_ok("unix:p.sock", NULL, &a);                /* no dir: as written */
+    cr_expect_str_eq(sun->sun_path, "p.sock");
+    print_to(text, sizeof text, "unix:%s/./x//p.sock", tmp);
+    parse_ok(text, NULL, &a);                          /* canonical directory */
+    cr_expect_str_eq(sun->sun_path, in_tmp("x/p.sock"));
+}
+
+Test(config, address_udp)
+{
+    struct address a;
+
+    parse_ok("udp:127.0.0.1:7007", NULL, &a);
+    cr_expect_eq(a.socktype, SOCK_DGRAM);
+    cr_expect_eq(a.sa.ss_family, AF_INET);
+    cr_expect_eq(port_of(&a), 7007);
+    parse_ok("udp:[::1]:7007", NULL, &a);
+    cr_expect_eq(a.socktype, SOCK_DGRAM);
+    cr_expect_eq(a.sa.ss_family, AF_INET6);
+    cr_expect_eq(port_of(&a), 7007);
+}
+
+Test(config, address_host_name)
+{
+    struct address a;
+
+    parse_ok("localhost:80", NULL, &a);
+    cr_expect(a.sa.ss_family == AF_INET || a.sa.ss_family == AF_INET6);
+    cr_expect_eq(port_of(&a), 80);
+}
+
+Test(config, address_bad_forms)
+{
+    char longtext[400], longunix[200], message[512];
+
+    parse_bad("", "address: must not be empty");
+    parse_bad("127.0.0.1", "address: missing :port in \"127.0.0.1\"");
+    parse_bad("127.0.0.1:", "address: bad port in \"127.0.0.1:\"");
+    parse_bad("127.0.0.1:65536", "address: bad port in \"127.0.0.1:65536\"");
+    parse_bad("127.0.0.1:-1", "address: bad port in \"127.0.0.1:-1\"");
+    parse_bad("127.0.0.1:8o", "address: bad port in \"127.0.0.1:8o\"");
+    parse_bad("127.0.0.1:080080", "address: bad port in \"127.0.0.1:080080\"");
+    parse_bad(":80", "address: missing host in \":80\" (\"*:PORT\" means any)");
+    parse_bad("[::1", "address: missing ']' in \"[::1\"");
+    parse_bad("[::1]80", "address: missing :port after ']' in \"[::1]80\"");
+    parse_bad("[]:80", "address: missing host in \"[]:80\" (\"*:PORT\" means any)");
+    parse_bad("::1:80", "address: IPv6 address needs brackets, as in \"[::1]:8080\", "
+              "in \"::1:80\"");
+    parse_bad("[127.0.0.1]:80", "address: bad IPv6 address in \"[127.0.0.1]:80\"");
+    parse_bad("[*]:80", "address: bad IPv6 address in \"[*]:80\"");
+    parse_bad("unix:", "address: unix socket path must name a file in \"unix:\"");
+    parse_bad("unix:/run/", "address: unix socket path must name a file in \"unix:/run/\"");
+    parse_bad("udp:unix:/x", "address: udp takes host:port, not a unix path, in \"udp:unix:/x\"");
+    parse_bad("udp:127.0.0.1", "address: missing :port in \"udp:127.0.0.1\"");
+
+    memset(longunix, 'u', sizeof longunix - 1);
+    longunix[sizeof longunix - 1] = '\0';
+    memcpy(longunix, "unix:/", 6);
+    print_to(message, sizeof message,
+             "address: unix socket path longer than 107 bytes in \"%s\"", longunix);
+    parse_bad(longunix, message);
+    memset(longtext, 'h', sizeof longtext - 1);
+    longtext[sizeof longtext - 1] = '\0';
+    parse_bad(longtext, "address: longer than 299 bytes");
+}
+
+Test(config, address_unresolvable_name)
+{
+    struct address a;
+    char err[512] = "";
+    const char *want = "address: cannot resolve \"nonexistent.invalid\" in "
+                       "\"nonexistent.invalid:80\": ";
+
+    cr_assert_eq(address_parse("nonexistent.invalid:80", NULL, &a, err, sizeof err), -1);
+    cr_expect_eq(strncmp(err, want, strlen(want)), 0, "got %s", err);
+}
+
+/* ---- names ---- */
+
+Test(config, names)
+{
+    cr_expect_str_eq(proto_name(PROTO_HTTP), "http");
+    cr_expect_str_eq(proto_name(PROTO_ECHO), "echo");
+    cr_expect_str_eq(proto_name(PROTO_CHAT), "chat");
+    cr_expect_str_eq(log_level_name(LOG_LVL_ERROR), "error");
+    cr_expect_str_eq(log_level_name(LOG_LVL_WARN), "warn");
+    cr_expect_str_eq(log_level_name(LOG_LVL_INFO), "info");
+    cr_expect_str_eq(log_level_name(LOG_LVL_DEBUG), "debug");
+}
