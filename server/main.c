@@ -21,6 +21,7 @@
 
 struct options {
     const char *conf;
+    const char *show;               /* `show KEY`: print a resolved setting */
     int foreground, test_only, status;
     enum status_format format;
 };
@@ -31,6 +32,9 @@ static void usage(FILE *out)
         "usage: preforkd [-c FILE] [-f]          start (daemonizes unless -f)\n"
         "       preforkd -t [-c FILE]            test the configuration\n"
         "       preforkd status [-c FILE] [--json | --prometheus]\n"
+        "       preforkd show KEY [-c FILE]      print a resolved setting (pidfile,\n"
+        "                                        control_socket, error_log,\n"
+        "                                        graceful_timeout, workers)\n"
         "       preforkd -v | -h\n"
         "default FILE: %s\n", DEFAULT_CONF);
 }
@@ -50,6 +54,11 @@ static int parse_args(int argc, char **argv, struct options *o)
         argv[1] = argv[0];
         argc--;
         argv++;
+    } else if (argc > 2 && strcmp(argv[1], "show") == 0) {
+        o->show = argv[2];
+        argv[2] = argv[0];
+        argc -= 2;
+        argv += 2;
     }
     int c;
     while ((c = getopt_long(argc, argv, "c:fthv", longopts, NULL)) != -1) {
@@ -124,6 +133,34 @@ static int test_config(const struct options *o)
     return 0;
 }
 
+/* For the control script: settings resolved exactly as the master would. */
+static int show_setting(const struct options *o)
+{
+    struct config cfg;
+    char err[1024];
+    if (config_load(o->conf, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    int rc = 0;
+    if (strcmp(o->show, "pidfile") == 0)
+        printf("%s\n", cfg.pidfile);
+    else if (strcmp(o->show, "control_socket") == 0)
+        printf("%s\n", cfg.control_socket);
+    else if (strcmp(o->show, "error_log") == 0)
+        printf("%s\n", cfg.error_log);
+    else if (strcmp(o->show, "graceful_timeout") == 0)
+        printf("%d\n", cfg.graceful_timeout);
+    else if (strcmp(o->show, "workers") == 0)
+        printf("%d\n", cfg.workers);
+    else {
+        fprintf(stderr, "preforkd: show: unknown setting '%s'\n", o->show);
+        rc = 1;
+    }
+    config_free(&cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -133,5 +170,7 @@ int main(int argc, char **argv)
         return test_config(&o);
     if (o.status)
         return status_client(o.conf, o.format);
+    if (o.show)
+        return show_setting(&o);
     return start(&o);
 }
