@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <confuse.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -1106,4 +1107,57 @@ void config_free(struct config *cfg)
     free(cfg->listens);
     cfg->listens = NULL;
     cfg->nlistens = 0;
+}
+
+/* ---- lenient read of one path, for status and the control script ---- */
+
+/* The value of a top-level `key = value` in comment-blanked text, or NULL. */
+static const char *find_top_level(char *text, const char *key, char *val, size_t cap)
+{
+    int depth = 0;
+    size_t klen = strlen(key);
+    for (char *p = text; *p; p++) {
+        if (*p == '{' || *p == '}') {
+            depth += *p == '{' ? 1 : -1;
+            continue;
+        }
+        if (depth != 0 || strncmp(p, key, klen) != 0 ||
+            (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_')))
+            continue;
+        char *q = p + klen;
+        q += strspn(q, " \t");
+        if (*q != '=')
+            continue;
+        q += 1 + strspn(q + 1, " \t");
+        char quote = (*q == '"' || *q == '\'') ? *q++ : 0;
+        size_t n = quote ? strcspn(q, quote == '"' ? "\"\n" : "'\n") : strcspn(q, " \t\n");
+        snprintf(val, cap, "%.*s", (int)n, q);
+        return val;
+    }
+    return NULL;
+}
+
+int config_peek_path(const char *path, const char *key, char *out, size_t outlen)
+{
+    struct config cfg;
+    char err[512], value[PATH_MAX];
+    struct load_ctx ctx = { .path = path, .out = &cfg, .err = err, .errlen = sizeof err };
+    const char *def = NULL;
+    size_t len;
+
+    memset(&cfg, 0, sizeof cfg);
+    for (size_t i = 0; i < NRULES; i++)
+        if (rules[i].section == SEC_ROOT && strcmp(rules[i].name, key) == 0)
+            def = rules[i].def;
+    if (!def)
+        return -1;
+    char *text = read_clean_text(&ctx, &len);
+    if (!text || set_paths(&ctx, path) != 0) {
+        free(text);
+        return -1;
+    }
+    const char *v = find_top_level(text, key, value, sizeof value);
+    int rc = resolve_file(&ctx, v ? v : def, false, out, outlen);
+    free(text);
+    return rc < 0 || ctx.failed ? -1 : 0;
 }

@@ -61,6 +61,11 @@ struct config {
  * failure *cfg holds nothing to free. */
 int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 
+/* Read only the top-level path option `key` (pidfile, control_socket) of a
+ * file that may fail validation, resolved as config_load would: how status
+ * and the control script still find a master whose file was just broken. */
+int config_peek_path(const char *path, const char *key, char *out, size_t outlen);
+
 /* Release what config_load allocated; safe on a zeroed struct. */
 void config_free(struct config *cfg);
 

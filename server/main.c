@@ -3,6 +3,7 @@
  * Everything that can fail at start fails here, on the operator's terminal. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,8 +138,15 @@ static int test_config(const struct options *o)
 static int show_setting(const struct options *o)
 {
     struct config cfg;
-    char err[1024];
+    char err[1024], path[PATH_MAX];
+    bool is_path = strcmp(o->show, "pidfile") == 0 || strcmp(o->show, "control_socket") == 0;
     if (config_load(o->conf, &cfg, err, sizeof err) != 0) {
+        /* Stopping a master whose file was just broken must still work. */
+        if (is_path && config_peek_path(o->conf, o->show, path, sizeof path) == 0) {
+            fprintf(stderr, "preforkd: warning: %s\n", err);
+            printf("%s\n", path);
+            return 0;
+        }
         fprintf(stderr, "%s\n", err);
         return 1;
     }

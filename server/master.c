@@ -5,6 +5,8 @@
 #include "server/master.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,7 +232,7 @@ static size_t retire_slot(struct master *m, size_t idx)
     size_t to = m->target > idx ? m->target : idx + 1;
     while (to < m->nslots && m->slots[to].pid)
         to++;
-    if (to == m->nslots && slots_reserve(m, m->nslots + 1) != 0)
+    if (to >= m->nslots && slots_reserve(m, to + 1) != 0)
         return idx;                 /* no memory: drain in place */
     struct slot *from = &m->slots[idx], *dst = &m->slots[to];
     ipc_queue_free(&dst->q);
@@ -482,8 +484,30 @@ static void scale_by(struct master *m, int delta)
     log_info("worker count now %zu", m->target);
 }
 
+/* Workers that run as `user` reopen log files themselves after rotation:
+ * create them first, owned by that user, so they can. */
+static void prepare_log_file(const struct master *m, const char *path)
+{
+    if (!m->cfg.user[0] || geteuid() != 0 || path[0] != '/')
+        return;
+    struct passwd *pw = getpwnam(m->cfg.user);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0 || !pw || fchown(fd, pw->pw_uid, pw->pw_gid) != 0)
+        log_warn("log file %s for user %s: %s", path, m->cfg.user, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+static void prepare_log_files(const struct master *m)
+{
+    prepare_log_file(m, m->cfg.error_log);
+    if (m->cfg.http.access_log[0])
+        prepare_log_file(m, m->cfg.http.access_log);
+}
+
 static void reopen_logs(struct master *m)
 {
+    prepare_log_files(m);
     log_reopen();
     log_info("log files reopened");
     for (size_t i = 0; i < m->nslots; i++)
@@ -652,6 +676,7 @@ static void reload(struct master *m)
         log_error("reload: %s (keeping the old log)", err);
     config_free(&m->cfg);
     m->cfg = cfg;
+    prepare_log_files(m);
     m->last_reload_ok = true;
     snprintf(m->last_reload_msg, sizeof m->last_reload_msg, "%s", note);
     start_generation(m, (size_t)cfg.workers);
@@ -868,6 +893,11 @@ int master_run(struct master *m)
         daemon_ready(m->ready_fd, err);
         return 1;
     }
+    if (geteuid() == 0 && !m->cfg.user[0])
+        log_warn("running as root without `user`: workers keep root privileges; "
+                 "set user = \"www-data\" (or another unprivileged user) in %s",
+                 m->cfg.path);
+    prepare_log_files(m);
     spawn_missing(m);
     run_loop(m);
     bool failed = !m->ready;

@@ -3,6 +3,7 @@
 #include "server/status.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,24 +76,38 @@ int control_request(const char *sock_path, const char *line, char *buf, size_t c
     return rc;
 }
 
-int status_client(const char *conf_path, enum status_format fmt)
+/* The master must answer even when its file was just broken by an edit:
+ * then only control_socket is read from it, leniently. */
+static int find_control_socket(const char *conf_path, char *sock, size_t cap)
 {
     struct config cfg;
     char err[1024];
-    if (config_load(conf_path, &cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "preforkd: %s\n", err);
-        return 1;
+    if (config_load(conf_path, &cfg, err, sizeof err) == 0) {
+        snprintf(sock, cap, "%s", cfg.control_socket);
+        config_free(&cfg);
+        return 0;
     }
+    if (config_peek_path(conf_path, "control_socket", sock, cap) != 0) {
+        fprintf(stderr, "preforkd: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "preforkd: warning: %s\n", err);
+    return 0;
+}
+
+int status_client(const char *conf_path, enum status_format fmt)
+{
+    char sock[PATH_MAX];
+    if (find_control_socket(conf_path, sock, sizeof sock) != 0)
+        return 1;
     static const char *const cmds[] = { "status", "status json", "status prometheus" };
     static char answer[4 << 20];
-    int rc = control_request(cfg.control_socket, cmds[fmt], answer, sizeof answer);
+    int rc = control_request(sock, cmds[fmt], answer, sizeof answer);
     int e = errno;
     if (rc != 0) {
-        fprintf(stderr, "preforkd: %s: %s\n", cfg.control_socket, strerror(e));
-        config_free(&cfg);
+        fprintf(stderr, "preforkd: %s: %s\n", sock, strerror(e));
         return (e == ENOENT || e == ECONNREFUSED) ? 3 : 1;
     }
-    config_free(&cfg);
     fputs(answer, stdout);
     return strncmp(answer, "error", 5) == 0 ? 1 : 0;
 }

@@ -108,6 +108,9 @@ int server_start(struct server *s, char *const *env)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0)
+            dup2(null, 0);
         int fd = open(s->out, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -115,6 +118,8 @@ int server_start(struct server *s, char *const *env)
         }
         for (size_t i = 0; env && env[i]; i++)
             putenv(env[i]);
+        /* Criterion's own pipes must not leak into the server under test. */
+        close_range(3, ~0u, 0);
         execl(h_bin(), "preforkd", "-f", "-c", s->conf, (char *)NULL);
         _exit(127);
     }

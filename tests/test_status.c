@@ -45,7 +45,7 @@ static int status(const char *flags)
 
 static double json_field(const char *key)
 {
-    if (status("--json") != 0 || !h_json_valid(out))
+    if (status("--json 2>/dev/null") != 0 || !h_json_valid(out))
         return -1;
     return h_json_number(out, key);
 }

@@ -4,6 +4,8 @@
 #include "workers/worker.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -416,6 +418,7 @@ static void start_draining(struct worker *w)
 static void reopen_logs(struct worker *w)
 {
     log_reopen();
+    log_info("log files reopened");
     for (size_t i = 0; i < w->nls; i++)
         if (w->ls[i].proto->on_reopen)
             w->ls[i].proto->on_reopen(w);
@@ -620,17 +623,41 @@ static void run_once(struct worker *w, const sigset_t *waitmask)
     report_if_due(w);
 }
 
+/* setgroups, setgid, setuid, in that order, each checked; then make sure
+ * root cannot be regained. Files were opened before, as root. */
+static int drop_privileges(const char *user)
+{
+    if (!user[0] || geteuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        log_error("user %s: no such user", user);
+        return -1;
+    }
+    if (initgroups(user, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        log_error("switching to user %s: %s", user, strerror(errno));
+        return -1;
+    }
+    if (pw->pw_uid != 0 && setuid(0) == 0) {
+        log_error("switching to user %s: root could be regained", user);
+        return -1;
+    }
+    return 0;
+}
+
 void worker_main(const struct worker_args *a)
 {
     struct worker w;
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
     setup_signals();
-    if (getppid() != a->master_pid)
-        _exit(0);               /* the master died before PDEATHSIG was set */
     log_set_role("worker %d", a->slot);
     fault_exit_at_start();
-    if (setup_worker(&w, a) != 0)
+    if (setup_worker(&w, a) != 0 || drop_privileges(a->cfg->user) != 0)
         _exit(2);
+    /* After the credential change, which clears the parent-death signal. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != a->master_pid)
+        _exit(0);               /* the master died before PDEATHSIG was set */
     sigset_t waitmask;
     sigemptyset(&waitmask);
     send_report(&w, IPC_STATE);     /* starting -> idle: we are up */
