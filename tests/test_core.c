@@ -300,3 +300,48 @@ Test(core, worker_connections_limit)
     close(b);
     close(c);
 }
+
+/* Out of descriptors (EMFILE): the worker pauses accepting instead of
+ * spinning on the ready listener, and serves the waiting clients once
+ * descriptors free up. */
+Test(core, emfile_does_not_spin_and_recovers)
+{
+    start_echo(1, "");
+    pid_t w;
+    cr_assert(WAIT_UNTIL(worker_pids(&w, 1) == 1, 5000));
+    char cmd[128];
+    int open_fds = h_count_sockets(w) + 6;      /* stdio, log, epoll, pipes */
+    snprintf(cmd, sizeof cmd, "prlimit --pid %d --nofile=%d:%d", (int)w,
+             open_fds + 3, open_fds + 3);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    int fds[12];
+    for (int i = 0; i < 12; i++)
+        cr_assert_geq(fds[i] = h_tcp_connect(port), 0);    /* the kernel queues them */
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "Too many open files") >= 1, 3000));
+    long t0 = h_cpu_ticks(w);
+    int64_t start = h_now_ms();
+    while (h_now_ms() - start < 1500)
+        h_sleep_ms(50);
+    long used = h_cpu_ticks(w) - t0;
+    cr_log_info("worker CPU during 1.5 s at EMFILE: %ld ticks", used);
+    cr_assert_lt(used, 15, "worker spun: %ld ticks in 1.5 s", used);
+    /* Close the served ones: the queued clients get their turn. */
+    int served = 0;
+    for (int i = 0; i < 12; i++) {
+        char c = 'q', r;
+        if (h_write_full(fds[i], &c, 1) == 0 && h_read_full(fds[i], &r, 1, 300) == 0) {
+            served++;
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    }
+    cr_assert_gt(served, 0);
+    cr_assert_lt(served, 12, "the limit did not bite");
+    for (int i = 0; i < 12; i++) {
+        if (fds[i] < 0)
+            continue;
+        char r;
+        cr_assert_eq(h_read_full(fds[i], &r, 1, 5000), 0, "client %d never served", i);
+        close(fds[i]);
+    }
+}
