@@ -202,18 +202,24 @@ static void flush_commands(struct master *m, size_t idx)
     }
 }
 
-static void send_command(struct master *m, size_t idx, uint16_t type)
+static void send_command_payload(struct master *m, size_t idx, uint16_t type,
+                                 const void *payload, size_t len)
 {
     struct slot *s = &m->slots[idx];
     if (s->pid == 0 || s->cmd_fd < 0)
         return;
-    if (ipc_queue_push(&s->q, type, (uint16_t)idx, s->gen, NULL, 0) != 0) {
+    if (ipc_queue_push(&s->q, type, (uint16_t)idx, s->gen, payload, len) != 0) {
         log_warn("slot %zu is not reading its commands; killing pid %d",
                  idx, (int)s->pid);
         kill(s->pid, SIGKILL);
         return;
     }
     flush_commands(m, idx);
+}
+
+static void send_command(struct master *m, size_t idx, uint16_t type)
+{
+    send_command_payload(m, idx, type, NULL, 0);
 }
 
 static void drain_worker(struct master *m, size_t idx)
@@ -803,6 +809,22 @@ static void handle_scale(struct master *m, const char *arg, struct sbuf *out)
     sbuf_printf(out, "ok: %zu workers\n", m->target);
 }
 
+/* Test-only: "fault garbage|oversized SLOT" makes a worker corrupt its
+ * status pipe. Enabled by PREFORKD_FAULT_HOOKS=1 in the master's env. */
+static void handle_fault(struct master *m, const char *arg, struct sbuf *out)
+{
+    char kind[16];
+    unsigned slot;
+    if (!getenv("PREFORKD_FAULT_HOOKS") || sscanf(arg, "%15s %u", kind, &slot) != 2 ||
+        slot >= m->nslots || !m->slots[slot].pid) {
+        sbuf_printf(out, "error: fault hooks are off or no such slot\n");
+        return;
+    }
+    send_command_payload(m, slot, IPC_CMD_FAULT, kind, strlen(kind));
+    sbuf_printf(out, "ok: fault %s sent to slot %u pid %d\n", kind, slot,
+                (int)m->slots[slot].pid);
+}
+
 static void handle_control(void *ctx, const char *line, struct sbuf *out)
 {
     struct master *m = ctx;
@@ -815,6 +837,8 @@ static void handle_control(void *ctx, const char *line, struct sbuf *out)
         status_render(m, STATUS_PROMETHEUS, out);
     else if (strncmp(line, "scale ", 6) == 0)
         handle_scale(m, line + 6, out);
+    else if (strncmp(line, "fault ", 6) == 0)
+        handle_fault(m, line + 6, out);
     else
         sbuf_printf(out, "error: unknown command; try: status [json|prometheus], scale N\n");
 }

@@ -100,6 +100,19 @@ Test(cli, daemon_starts_ready_and_locks_pidfile)
     cr_assert_eq(h_write_full(fd, "hi", 2), 0);
     cr_assert_eq(h_read_full(fd, r, 2, 3000), 0);
     close(fd);
+    /* Detached: cwd /, not a session leader, stdin /dev/null. */
+    char link[64], target[256];
+    snprintf(link, sizeof link, "/proc/%d/cwd", (int)pid);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    cr_assert_gt(n, 0);
+    target[n] = '\0';
+    cr_assert_str_eq(target, "/");
+    cr_assert_neq(getsid(pid), pid, "the daemon must not be a session leader");
+    cr_assert_neq(getsid(pid), getsid(0), "the daemon must leave our session");
+    snprintf(link, sizeof link, "/proc/%d/fd/0", (int)pid);
+    n = readlink(link, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = '\0';
+    cr_assert_str_eq(target, "/dev/null");
     cr_assert_eq(h_run(out, sizeof out, "%s -c %s", h_bin(), srv.conf), 1);
     cr_assert(strstr(out, "already running"), "%s", out);
     kill(pid, SIGTERM);

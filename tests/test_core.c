@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -344,4 +345,51 @@ Test(core, emfile_does_not_spin_and_recovers)
         cr_assert_eq(h_read_full(fds[i], &r, 1, 5000), 0, "client %d never served", i);
         close(fds[i]);
     }
+}
+
+static int connect_unix_path(const char *path)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sun.sun_path)
+        return -1;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* IPv6 and unix stream listeners serve like IPv4; a unix socket file is
+ * removed when the server stops. */
+Test(core, ipv6_and_unix_listeners)
+{
+    int fd6 = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    if (fd6 < 0 || bind(fd6, (struct sockaddr *)&s6, sizeof s6) != 0)
+        cr_skip_test("no IPv6 loopback here");
+    close(fd6);
+    server_write_conf(&srv, "workers = 2\n"
+                      "listen { address = \"[::1]:%d\" protocol = \"echo\" }\n"
+                      "listen { address = \"unix:echo.sock\" protocol = \"echo\" }\n", port);
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    s6.sin6_port = htons((uint16_t)port);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&s6, sizeof s6), 0);
+    char r[4];
+    cr_assert_eq(h_write_full(fd, "six!", 4), 0);
+    cr_assert_eq(h_read_full(fd, r, 4, 3000), 0);
+    cr_assert_eq(memcmp(r, "six!", 4), 0);
+    close(fd);
+    char path[128];
+    snprintf(path, sizeof path, "%s/echo.sock", srv.dir);
+    fd = connect_unix_path(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(h_write_full(fd, "unix", 4), 0);
+    cr_assert_eq(h_read_full(fd, r, 4, 3000), 0);
+    cr_assert_eq(memcmp(r, "unix", 4), 0);
+    close(fd);
+    cr_assert_eq(server_stop(&srv, SIGTERM, 8000), 0);
+    cr_assert_neq(access(path, F_OK), 0, "unix socket file left behind");
 }

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "server/status.h"
 #include "tests/harness.h"
 
 static struct server srv;
@@ -266,4 +267,37 @@ Test(status, answers_with_64_workers)
     int64_t dt = h_now_ms() - t0;
     cr_log_info("status with 64 workers: %lld ms (process start included)", (long long)dt);
     cr_assert_lt(dt, 1000);
+}
+
+/* A worker that writes garbage or an oversized frame into its status pipe
+ * is logged and replaced; the master and the other workers keep serving. */
+static void corrupt_pipe_replaced(const char *kind, const char *expect)
+{
+    char env[] = "PREFORKD_FAULT_HOOKS=1";
+    char *envv[] = { env, NULL };
+    server_write_conf(&srv, "workers = 2\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n", port);
+    cr_assert_eq(server_start(&srv, envv), 0);
+    pid_t before[4];
+    cr_assert(WAIT_UNTIL(h_children(&srv, srv.pid, before, 4) == 2, 5000));
+    char line[64];
+    snprintf(line, sizeof line, "fault %s 0", kind);
+    cr_assert_eq(control_request(srv.sock, line, out, sizeof out), 0);
+    cr_assert(strstr(out, "ok: fault"), "%s", out);
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, expect) == 1, 3000), "%s", h_read_file(srv.log));
+    cr_assert(WAIT_UNTIL(json_field("idle") == 2, 5000));
+    pid_t after[4];
+    cr_assert_eq(h_children(&srv, srv.pid, after, 4), 2);
+    cr_assert(after[0] != before[0] || after[1] != before[0], "not replaced");
+    cr_assert_eq(echo_once(100), 0);
+}
+
+Test(status, worker_garbage_frame_replaced)
+{
+    corrupt_pipe_replaced("garbage", "bad frame type 65535");
+}
+
+Test(status, worker_oversized_frame_replaced)
+{
+    corrupt_pipe_replaced("oversized", "frame length 60000 exceeds");
 }

@@ -424,6 +424,23 @@ static void reopen_logs(struct worker *w)
             w->ls[i].proto->on_reopen(w);
 }
 
+/* Test hook (the master sends it only with PREFORKD_FAULT_HOOKS=1): write a
+ * corrupt frame into the status pipe, as a buggy or compromised worker. */
+static void inject_fault(struct worker *w, const struct ipc_msg *m)
+{
+    unsigned char junk[64];
+    size_t n = sizeof junk;
+    memset(junk, 0xff, sizeof junk);
+    if (m->hdr.len == 9 && memcmp(m->payload, "oversized", 9) == 0) {
+        struct ipc_hdr h = { .type = IPC_HEARTBEAT, .len = 60000, .slot = (uint16_t)w->slot };
+        memcpy(junk, &h, sizeof h);
+        n = sizeof h;
+    }
+    log_warn("fault injection: writing a corrupt frame to the master");
+    if (write(w->status_fd, junk, n) < 0)
+        log_warn("fault injection: %s", strerror(errno));
+}
+
 static void handle_command(struct worker *w, const struct ipc_msg *m)
 {
     switch (m->hdr.type) {
@@ -432,6 +449,9 @@ static void handle_command(struct worker *w, const struct ipc_msg *m)
         break;
     case IPC_CMD_REOPEN:
         reopen_logs(w);
+        break;
+    case IPC_CMD_FAULT:
+        inject_fault(w, m);
         break;
     default:
         log_warn("unexpected command %u from the master", m->hdr.type);
