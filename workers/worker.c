@@ -128,9 +128,14 @@ static void expire_timers(struct worker *w)
     }
 }
 
+static enum worker_state current_state(const struct worker *w);
+
 static int64_t next_deadline(const struct worker *w)
 {
     int64_t next = w->next_report_ms;
+    /* A busy/idle change held back by STATE_MIN_GAP_MS is sent on time. */
+    if (current_state(w) != w->reported_state && w->last_state_ms + STATE_MIN_GAP_MS < next)
+        next = w->last_state_ms + STATE_MIN_GAP_MS;
     for (size_t i = 0; i < w->ntimers; i++)
         if (w->timers[i].head && w->timers[i].head->deadline_ms < next)
             next = w->timers[i].head->deadline_ms;
