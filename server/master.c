@@ -356,11 +356,13 @@ static void record_exit(struct master *m, size_t idx, int status, int64_t lived)
         .status = status, .when = time(NULL), .lived_ms = lived };
 }
 
-/* Back-off: a worker that dies young lengthens the wait before the next. */
+/* Back-off: a worker that dies young without having served anything is a
+ * crash loop and lengthens the wait before the next. One killed after
+ * serving (an operator's kill, the OOM killer under load) is replaced now. */
 static void schedule_respawn(struct master *m, size_t idx, int64_t lived)
 {
     struct slot *s = &m->slots[idx];
-    if (lived >= EARLY_DEATH_MS) {
+    if (lived >= EARLY_DEATH_MS || s->report.requests > 0) {
         m->crash_streak = 0;
         s->respawn_at_ms = m->now_ms;
         return;
@@ -372,7 +374,7 @@ static void schedule_respawn(struct master *m, size_t idx, int64_t lived)
     if (delay > BACKOFF_MAX_MS)
         delay = BACKOFF_MAX_MS;
     s->respawn_at_ms = m->now_ms + delay;
-    log_warn("crash loop: %u workers in a row died within %d ms of start; "
+    log_warn("crash loop: %u workers in a row died within %d ms of start, serving nothing; "
              "respawning slot %zu in %lld ms", m->crash_streak, EARLY_DEATH_MS,
              idx, (long long)delay);
 }

@@ -1,0 +1,257 @@
+/* The fault suite (make check-faults): the real server under load while
+ * workers are killed, the master is stopped, reloads pile up, and under
+ * valgrind. Each scenario prints the figures it measured (cr_log_info). */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static struct server srv;
+static int port;
+static char out[1 << 16];
+
+static void setup(void)
+{
+    server_init(&srv);
+    port = h_free_port(SOCK_STREAM);
+}
+
+static void teardown(void) { server_cleanup(&srv); }
+
+TestSuite(faults, .init = setup, .fini = teardown, .timeout = 240);
+
+static void write_conf(int workers, const char *extra)
+{
+    server_write_conf(&srv, "workers = %d\ngraceful_timeout = 5\nlog_level = \"info\"\n%s\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n",
+                      workers, extra, port);
+}
+
+static double json_field(const char *key)
+{
+    if (h_run(out, sizeof out, "%s status --json -c %s 2>/dev/null", h_bin(), srv.conf) != 0 ||
+        !h_json_valid(out))
+        return -1;
+    return h_json_number(out, key);
+}
+
+/* --- a load of connection-per-request echo exchanges ---------------------- */
+
+struct load {
+    atomic_int stop, ok, failed;
+    atomic_ullong bytes;
+    int port;
+    pthread_t th[2];
+};
+
+static int exchange(int p)
+{
+    int fd = h_tcp_connect(p);
+    if (fd < 0)
+        return -1;
+    unsigned char b[64], r[64];
+    memset(b, 'x', sizeof b);
+    int rc = h_echo_exchange(fd, b, sizeof b, r, sizeof b, 5000);
+    close(fd);
+    return rc == 0 && memcmp(b, r, sizeof b) == 0 ? 0 : -1;
+}
+
+static void *load_thread(void *arg)
+{
+    struct load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        if (exchange(l->port) == 0) {
+            atomic_fetch_add(&l->ok, 1);
+            atomic_fetch_add(&l->bytes, 64);
+        } else {
+            atomic_fetch_add(&l->failed, 1);
+        }
+    }
+    return NULL;
+}
+
+static void load_start(struct load *l, int p)
+{
+    memset(l, 0, sizeof *l);
+    l->port = p;
+    for (int i = 0; i < 2; i++)
+        pthread_create(&l->th[i], NULL, load_thread, l);
+}
+
+static void load_stop(struct load *l)
+{
+    atomic_store(&l->stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(l->th[i], NULL);
+}
+
+static bool pool_has(size_t n, pid_t gone)
+{
+    pid_t w[64];
+    size_t k = h_children(&srv, srv.pid, w, 64);
+    for (size_t i = 0; i < k && i < 64; i++)
+        if (w[i] == gone)
+            return false;
+    return k == n;
+}
+
+/* 1. SIGKILL a random worker every 200 ms for 10 s under load. */
+Test(faults, sigkill_storm_under_load)
+{
+    write_conf(4, "");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    struct load l;
+    load_start(&l, port);
+    int kills = 0, held = 0;
+    int64_t worst = 0, end = h_now_ms() + 10000;
+    unsigned seed = (unsigned)getpid();
+    while (h_now_ms() < end) {
+        int64_t t0 = h_now_ms();
+        pid_t w[8];
+        size_t n = h_children(&srv, srv.pid, w, 8);
+        cr_assert_eq(n, 4, "pool is %zu", n);
+        pid_t victim = w[rand_r(&seed) % n];
+        held += h_count_sockets(victim) - 1;        /* minus the listener */
+        kill(victim, SIGKILL);
+        kills++;
+        cr_assert(WAIT_UNTIL(pool_has(4, victim), 1000), "kill %d not replaced in 1 s", kills);
+        worst = h_now_ms() - t0 > worst ? h_now_ms() - t0 : worst;
+        while (h_now_ms() - t0 < 200)
+            h_sleep_ms(5);
+    }
+    load_stop(&l);
+    cr_log_info("sigkill storm: %d kills, worst replacement %lld ms, %d exchanges ok, "
+                "%d failed, killed workers held %d connections", kills, (long long)worst,
+                l.ok, l.failed, held);
+    /* A connection accepted between our look at /proc and the kill also dies
+     * with its worker: at most one per kill on this two-client load. */
+    cr_assert_leq(l.failed, held + kills, "failures beyond what the killed workers held");
+    cr_assert(WAIT_UNTIL(json_field("idle") + json_field("busy") == 4, 3000));
+}
+
+static long fd_count(pid_t pid)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(p);
+    long n = 0;
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n - 2;
+}
+
+static long rss_kb(pid_t pid)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    char *t = h_read_file(p);
+    char *v = t ? strstr(t, "VmRSS:") : NULL;
+    long kb = v ? atol(v + 6) : -1;
+    free(t);
+    return kb;
+}
+
+/* 3. 50 reloads under load, alternating two valid files with one invalid in
+ * the middle: nothing fails; the master's descriptors and memory stay flat. */
+Test(faults, fifty_reloads_no_failure_no_growth)
+{
+    write_conf(2, "");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    struct load l;
+    load_start(&l, port);
+    long fd10 = 0, rss10 = 0;
+    for (int r = 1; r <= 50; r++) {
+        if (r == 25)
+            write_conf(2, "workers_typo = 3");
+        else
+            write_conf(2 + r % 2, r % 3 ? "max_requests = 0" : "max_requests = 100000");
+        double before = json_field("reloads");
+        kill(srv.pid, SIGHUP);
+        cr_assert(WAIT_UNTIL(json_field("reloads") == before + 1, 5000), "reload %d", r);
+        cr_assert(WAIT_UNTIL(json_field("draining") == 0, 8000), "reload %d: drain stuck", r);
+        if (r == 10) {
+            fd10 = fd_count(srv.pid);
+            rss10 = rss_kb(srv.pid);
+        }
+    }
+    long fd50 = fd_count(srv.pid), rss50 = rss_kb(srv.pid);
+    load_stop(&l);
+    cr_log_info("50 reloads: %d exchanges ok, %d failed; master fds %ld -> %ld, "
+                "RSS %ld -> %ld KiB (reload 10 -> 50)", l.ok, l.failed, fd10, fd50, rss10, rss50);
+    cr_assert_eq(l.failed, 0);
+    cr_assert_eq(fd50, fd10, "master descriptors grew");
+    cr_assert_leq(rss50 - rss10, 256, "master RSS grew by %ld KiB", rss50 - rss10);
+    cr_assert_eq(json_field("generation"), 50, "49 applied + 1 initial");
+}
+
+/* 8. The master stalls (SIGSTOP for 100 ms, ten times): workers keep serving
+ * and no report is lost for good: the totals catch up. */
+Test(faults, master_stall_loses_no_report)
+{
+    write_conf(2, "");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    struct load l;
+    load_start(&l, port);
+    int served_while_stopped = 0;
+    for (int i = 0; i < 10; i++) {
+        int before = atomic_load(&l.ok);
+        kill(srv.pid, SIGSTOP);
+        h_sleep_ms(100);
+        served_while_stopped += atomic_load(&l.ok) - before;
+        kill(srv.pid, SIGCONT);
+        h_sleep_ms(100);
+    }
+    load_stop(&l);
+    unsigned long long bytes = atomic_load(&l.bytes);
+    cr_log_info("master stalls: %d exchanges served while the master was stopped; "
+                "%d ok, %d failed", served_while_stopped, l.ok, l.failed);
+    cr_assert_gt(served_while_stopped, 0);
+    cr_assert_eq(l.failed, 0);
+    cr_assert(WAIT_UNTIL(json_field("in") == (double)bytes, 4000),
+              "totals in %.0f, client sent %llu", json_field("in"), bytes);
+}
+
+/* 9. Master and workers under valgrind memcheck through requests, a
+ * recycle, reloads and a stop: no error, no definite or indirect leak. */
+Test(faults, valgrind_master_and_workers)
+{
+    char wrapper[PATH_MAX], vgdir[PATH_MAX];
+    snprintf(vgdir, sizeof vgdir, "%s/vg", srv.dir);
+    snprintf(wrapper, sizeof wrapper, "%s/preforkd-vg", srv.dir);
+    FILE *f = fopen(wrapper, "w");
+    fprintf(f, "#!/bin/sh\nmkdir -p %s\nexec valgrind --quiet --leak-check=full "
+            "--show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect "
+            "--log-file=%s/vg.%%p %s \"$@\"\n", vgdir, vgdir, h_bin());
+    fclose(f);
+    chmod(wrapper, 0755);
+    setenv("PREFORKD_BIN", wrapper, 1);
+    write_conf(2, "max_requests = 50\nworker_timeout = 60");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    for (int i = 0; i < 200; i++)
+        cr_assert_eq(exchange(port), 0, "exchange %d", i);
+    for (int r = 0; r < 3; r++) {
+        kill(srv.pid, SIGHUP);
+        cr_assert(WAIT_UNTIL(h_file_count(srv.log, "reload: generation") == r + 1, 20000));
+    }
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(exchange(port), 0);
+    cr_assert_eq(server_stop(&srv, SIGTERM, 60000), 0);
+    cr_assert_eq(h_run(out, sizeof out, "cat %s/vg.* | grep -c . || true", vgdir), 0);
+    cr_log_info("valgrind: %d lines of findings", atoi(out));
+    cr_assert_eq(atoi(out), 0, "valgrind found problems: see %s", vgdir);
+    cr_assert_gt(h_run(out, sizeof out, "ls %s | wc -l", vgdir), -1);
+    cr_log_info("valgrind: %d processes checked", atoi(out));
+    cr_assert_geq(atoi(out), 6, "master + initial workers + recycled + reloaded");
+}
