@@ -471,3 +471,24 @@ Test(http, curl_as_a_person_would)
                        "--path-as-is http://127.0.0.1:%d/../../etc/passwd", port), 0);
     cr_assert_str_eq(out, "403");
 }
+
+/* The bundled site: the page and everything it links load with 200. */
+Test(http, bundled_site_loads)
+{
+    char root[PATH_MAX + 16];
+    snprintf(root, sizeof root, "root = \"%s/etc/www\"", h_root());
+    start_http(root, "");
+    const char *paths[] = { "/", "/style.css", "/logo.png" };
+    const char *types[] = { "text/html", "text/css", "image/png" };
+    char v[64];
+    for (int i = 0; i < 3; i++) {
+        struct resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", paths[i]);
+        cr_assert_eq(r.status, 200, "%s", paths[i]);
+        cr_assert_str_eq(hdr(&r, "Content-Type", v, sizeof v), types[i]);
+        if (i == 0) {
+            cr_assert_not_null(strstr(r.body, "href=\"style.css\""));
+            cr_assert_not_null(strstr(r.body, "src=\"logo.png\""));
+        }
+        free(r.body);
+    }
+}
