@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,4 +492,53 @@ Test(http, bundled_site_loads)
         }
         free(r.body);
     }
+}
+
+/* SIGTERM: an idle keep-alive connection is closed; a request half-read is
+ * still answered, with Connection: close; then the server exits. */
+Test(http, draining_closes_idle_and_finishes_inflight)
+{
+    write_www("d", "drain", 5);
+    start_http("", "");
+    int idle = h_tcp_connect(port), busy = h_tcp_connect(port);
+    struct resp r;
+    const char req[] = "GET /d HTTP/1.1\r\nHost: t\r\n\r\n";
+    cr_assert_eq(h_write_full(idle, req, sizeof req - 1), 0);
+    cr_assert_eq(read_resp(idle, &r, false), 0);
+    free(r.body);
+    cr_assert_eq(h_write_full(busy, req, 20), 0);       /* half a request */
+    char v[32];
+    pid_t w;
+    cr_assert(WAIT_UNTIL(h_children(&srv, srv.pid, &w, 1) == 1, 5000));
+    cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+    cr_assert(closed_by_peer(idle, 3000), "idle keep-alive connection closed");
+    /* The idle one was closed, so the drain has begun: finish the request. */
+    cr_assert_eq(h_write_full(busy, req + 20, sizeof req - 1 - 20), 0);
+    cr_assert_eq(read_resp(busy, &r, false), 0, "in-flight request answered");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "drain");
+    cr_assert_str_eq(hdr(&r, "Connection", v, sizeof v), "close");
+    free(r.body);
+    cr_assert(closed_by_peer(busy, 3000));
+    cr_assert(WAIT_UNTIL(h_pid_gone(srv.pid), 5000), "server exited after draining");
+    close(idle);
+    close(busy);
+}
+
+/* SIGUSR1 (logrotate): lines after the reopen go to the new file. */
+Test(http, access_log_reopened_on_sigusr1)
+{
+    write_www("r", "r", 1);
+    start_http("access_log = \"access.log\"", "");
+    char path[PATH_MAX], rotated[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s/access.log", srv.dir);
+    snprintf(rotated, sizeof rotated, "%s.1", path);
+    free(request("GET /r?before HTTP/1.1\r\nHost: t\r\n\r\n").body);
+    cr_assert(WAIT_UNTIL(h_file_count(path, "/r?before") == 1, 5000));
+    cr_assert_eq(rename(path, rotated), 0);
+    cr_assert_eq(kill(srv.pid, SIGUSR1), 0);
+    cr_assert(WAIT_UNTIL(access(path, F_OK) == 0, 5000), "log reopened");
+    free(request("GET /r?after HTTP/1.1\r\nHost: t\r\n\r\n").body);
+    cr_assert(WAIT_UNTIL(h_file_count(path, "/r?after") == 1, 5000));
+    cr_assert_eq(h_file_count(rotated, "/r?after"), 0);
 }
