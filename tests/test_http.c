@@ -432,6 +432,9 @@ Test(http, access_log_combined_format)
     cr_assert_str_eq(ref, "http://r/");
     cr_assert_str_eq(ua, "tester/1");
     free(log);
+    /* A quote in a field cannot end it early: it is escaped. */
+    free(request("GET /logme HTTP/1.1\r\nHost: t\r\nUser-Agent: a\"b\r\n\r\n").body);
+    cr_assert(WAIT_UNTIL(h_file_count(path, "\"a\\x22b\"") == 1, 5000));
 }
 
 Test(http, idle_clients_do_not_block_others)

@@ -327,32 +327,54 @@ static void peer_text(struct conn *c, struct http_state *s, char *out, size_t ca
         snprintf(out, cap, "-");
 }
 
-static int log_field_len(struct span sp)
+/* Copy a request field for the log, escaping what could forge a line
+ * or a field ('"', '\\', control and non-ASCII bytes, as nginx does). */
+static char *put_escaped(char *p, const struct hbuf *b, struct span sp)
 {
-    return (int)(sp.len < LOG_FIELD_MAX ? sp.len : LOG_FIELD_MAX);
+    static const char hex[] = "0123456789ABCDEF";
+    if (!sp.len)
+        return PUTS(p, "-");
+    const unsigned char *v = (const unsigned char *)span_ptr(b, sp);
+    size_t n = sp.len < LOG_FIELD_MAX ? sp.len : LOG_FIELD_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '"' || v[i] == '\\' || v[i] < 0x20 || v[i] >= 0x7f) {
+            p = PUTS(p, "\\x");
+            *p++ = hex[v[i] >> 4];
+            *p++ = hex[v[i] & 15];
+        } else {
+            *p++ = (char)v[i];
+        }
+    }
+    return p;
 }
+
+#define LOG_LINE_MAX (3 * 4 * LOG_FIELD_MAX + 256)
 
 /* host - - [time] "request line" status bytes "referer" "user agent" */
 static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
                        int status, uint64_t bytes)
 {
-    char *line = http_log_reserve(4 * LOG_FIELD_MAX + 256);
+    char *line = http_log_reserve(LOG_LINE_MAX);
     if (!line)
         return;
     char ip[INET6_ADDRSTRLEN];
     peer_text(c, s, ip, sizeof ip);
     const llhttp_t *p = &s->parser;
-    struct span ref = b->hdr[H_REFERER], ua = b->hdr[H_UA];
-    int n = snprintf(line, 4 * LOG_FIELD_MAX + 256,
-        "%s - - %s \"%s %.*s HTTP/%d.%d\" %d %llu \"%.*s\" \"%.*s\"\n",
-        ip, http_log_time(), b->url_done ? llhttp_method_name(p->method) : "-",
-        log_field_len(b->url), span_ptr(b, b->url), p->http_major, p->http_minor,
-        status, (unsigned long long)bytes,
-        ref.len ? log_field_len(ref) : 1, ref.len ? span_ptr(b, ref) : "-",
-        ua.len ? log_field_len(ua) : 1, ua.len ? span_ptr(b, ua) : "-");
-    if (n > 0)
-        http_log_commit((size_t)n < 4 * LOG_FIELD_MAX + 256 ? (size_t)n
-                                                            : 4 * LOG_FIELD_MAX + 255);
+    char *o = line + sprintf(line, "%s - - %s \"%s ", ip, http_log_time(),
+                             b->url_done ? llhttp_method_name(p->method) : "-");
+    o = put_escaped(o, b, b->url);
+    o += sprintf(o, " HTTP/%d.%d\" %d %llu \"", p->http_major, p->http_minor,
+                 status, (unsigned long long)bytes);
+    o = put_escaped(o, b, b->hdr[H_REFERER]);
+    o = PUTS(o, "\" \"");
+    o = put_escaped(o, b, b->hdr[H_UA]);
+    o = PUTS(o, "\"\n");
+    http_log_commit((size_t)(o - line));
+}
+
+static int log_field_len(struct span sp)
+{
+    return (int)(sp.len < LOG_FIELD_MAX ? sp.len : LOG_FIELD_MAX);
 }
 
 static void request_done(struct conn *c, struct http_state *s, struct hbuf *b,
