@@ -1,35 +1,867 @@
-/* http: placeholder until the static file handler lands: every request is
- * answered 501 Not Implemented and the connection closed. */
+/* http: the HTTP/1.1 static file handler. llhttp parses; a connection
+ * borrows a request/response buffer from a per-worker pool only while a
+ * request is being read or answered, so an idle keep-alive connection costs
+ * its struct conn and this small state. Pipelined requests are answered in
+ * order and batched into one send; large bodies go out with sendfile. */
 #include "workers/http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "server/log.h"
+#include "workers/http_file.h"
+#include "workers/http_log.h"
+#include "workers/http_path.h"
+#include "workers/mime.h"
+
+#define URL_MAX          4096           /* longer request targets: 414 */
+#define BODY_MAX         (64 * 1024)    /* bodies read and dropped up to this */
+#define OUT_CAP          (HTTP_FILE_SMALL + 16384)
+#define ERR_RESERVE      2048           /* out room always kept for an error */
+#define HDR_RESERVE      1024           /* a file response's headers fit here */
+#define POOL_KEEP        64             /* idle buffers kept for reuse */
+#define CACHE_SLOTS      256
+#define DRAIN_GRACE_MS   100
+#define READS_PER_EVENT  4              /* fairness between connections */
+#define LOG_FIELD_MAX    1024           /* access log: longer fields are cut */
+#define NO_BODY_AT       UINT32_MAX
+
+enum { H_NONE, H_INM, H_IMS, H_RANGE, H_REFERER, H_UA, H_COUNT };
+
+enum { F_CLOSE = 1, F_PEER = 2 };
+
+struct span { uint32_t off, len; };
+
+/* Borrowed from the pool while a request is in flight. */
+struct hbuf {
+    struct hbuf *next;          /* pool link */
+    struct conn *c;
+    uint32_t len, parsed;       /* bytes in in[], bytes given to llhttp */
+    uint32_t body_at;           /* first body byte of this read: dropped */
+    struct span url, field, hdr[H_COUNT];
+    uint8_t cur;                /* H_* of the header value being read */
+    bool url_done, in_body, complete;
+    int err;                    /* status a callback refused with */
+    uint64_t body_seen;
+    uint32_t out_head, out_len; /* pending response bytes out[head..len) */
+    struct http_file *send_f;   /* then this file's bytes by sendfile */
+    uint64_t send_off, send_left;
+    char *out;                  /* OUT_CAP bytes after in[] */
+    char in[];                  /* max_header_size bytes */
+};
+
+/* Per connection: kept small, it is all an idle connection costs. */
+struct http_state {
+    llhttp_t parser;
+    struct hbuf *b;             /* NULL while idle */
+    uint8_t flags;
+    uint8_t peer_family;
+    uint8_t peer[16];
+};
+
+/* Per worker process. */
+static struct {
+    struct http_cache *cache;
+    struct hbuf *pool;
+    size_t npool;
+    uint32_t in_cap;
+    bool keepalive;
+    struct tlist *header_tl, *keepalive_tl, *grace_tl;
+    llhttp_settings_t settings;
+    time_t date_sec;
+    size_t date_len;
+    char date_line[48];         /* "Date: ...\r\n" */
+} H;
+
+/* --- small helpers ------------------------------------------------------ */
+
+static char *put(char *p, const void *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+#define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static void refresh_date(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec == H.date_sec)
+        return;
+    H.date_sec = ts.tv_sec;
+    char d[HTTP_DATE_LEN + 1];
+    http_date_format(ts.tv_sec, d);
+    H.date_len = (size_t)snprintf(H.date_line, sizeof H.date_line, "Date: %s\r\n", d);
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default:  return "Internal Server Error";
+    }
+}
+
+static struct http_state *state_of(struct conn *c)
+{
+    return (struct http_state *)c->state;
+}
+
+static const char *span_ptr(const struct hbuf *b, struct span sp)
+{
+    return b->in + sp.off;
+}
+
+/* --- buffer pool -------------------------------------------------------- */
+
+static void buf_reset_request(struct hbuf *b)
+{
+    memset(&b->url, 0, sizeof b->url + sizeof b->field + sizeof b->hdr);
+    b->cur = H_NONE;
+    b->url_done = b->in_body = b->complete = false;
+    b->err = 0;
+    b->body_seen = 0;
+    b->body_at = NO_BODY_AT;
+}
+
+static struct hbuf *buf_get(struct conn *c)
+{
+    struct hbuf *b = H.pool;
+    if (b) {
+        H.pool = b->next;
+        H.npool--;
+    } else if (!(b = malloc(sizeof *b + H.in_cap + OUT_CAP))) {
+        return NULL;
+    }
+    b->c = c;
+    b->len = b->parsed = 0;
+    b->out_head = b->out_len = 0;
+    b->send_f = NULL;
+    b->send_left = 0;
+    b->out = b->in + H.in_cap;
+    buf_reset_request(b);
+    state_of(c)->b = b;
+    state_of(c)->parser.data = b;
+    return b;
+}
+
+static void buf_put(struct http_state *s)
+{
+    struct hbuf *b = s->b;
+    s->b = NULL;
+    if (b->send_f)
+        http_file_release(b->send_f);
+    if (H.npool >= POOL_KEEP) {
+        free(b);
+        return;
+    }
+    b->next = H.pool;
+    H.pool = b;
+    H.npool++;
+}
+
+/* --- llhttp callbacks --------------------------------------------------- */
+
+static void span_add(struct hbuf *b, struct span *sp, const char *at, size_t len)
+{
+    if (sp->len == 0)
+        sp->off = (uint32_t)(at - b->in);
+    else if (b->in + sp->off + sp->len != at)
+        return;         /* a repeated header: the first one counts */
+    sp->len += (uint32_t)len;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct hbuf *b = p->data;
+    conn_timer_set(b->c, H.header_tl);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct hbuf *b = p->data;
+    if (b->url.len + len > URL_MAX) {
+        b->err = 414;
+        return -1;
+    }
+    span_add(b, &b->url, at, len);
+    return 0;
+}
+
+static int on_url_complete(llhttp_t *p)
+{
+    ((struct hbuf *)p->data)->url_done = true;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct hbuf *b = p->data;
+    span_add(b, &b->field, at, len);
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    static const struct { const char *name; size_t len; } known[H_COUNT] = {
+        [H_INM] = { "if-none-match", 13 }, [H_IMS] = { "if-modified-since", 17 },
+        [H_RANGE] = { "range", 5 }, [H_REFERER] = { "referer", 7 },
+        [H_UA] = { "user-agent", 10 },
+    };
+    struct hbuf *b = p->data;
+    b->cur = H_NONE;
+    for (int i = H_INM; i < H_COUNT; i++)
+        if (b->field.len == known[i].len &&
+            strncasecmp(span_ptr(b, b->field), known[i].name, known[i].len) == 0)
+            b->cur = (uint8_t)i;
+    b->field.len = 0;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct hbuf *b = p->data;
+    if (b->cur != H_NONE)
+        span_add(b, &b->hdr[b->cur], at, len);
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    ((struct hbuf *)p->data)->cur = H_NONE;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct hbuf *b = p->data;
+    b->in_body = true;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > BODY_MAX) {
+        b->err = 413;
+        return -1;
+    }
+    return 0;
+}
+
+/* Bodies are not used: they are counted and dropped from the buffer. */
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct hbuf *b = p->data;
+    b->body_seen += len;
+    if (b->body_seen > BODY_MAX) {
+        b->err = 413;
+        return -1;
+    }
+    if (b->body_at == NO_BODY_AT)
+        b->body_at = (uint32_t)(at - b->in);
+    return 0;
+}
+
+/* Pause after each request so it is answered before the next is parsed. */
+static int on_message_complete(llhttp_t *p)
+{
+    ((struct hbuf *)p->data)->complete = true;
+    return HPE_PAUSED;
+}
+
+static void settings_init(void)
+{
+    llhttp_settings_t *s = &H.settings;
+    llhttp_settings_init(s);
+    s->on_message_begin = on_message_begin;
+    s->on_url = on_url;
+    s->on_url_complete = on_url_complete;
+    s->on_header_field = on_header_field;
+    s->on_header_field_complete = on_header_field_complete;
+    s->on_header_value = on_header_value;
+    s->on_header_value_complete = on_header_value_complete;
+    s->on_headers_complete = on_headers_complete;
+    s->on_body = on_body;
+    s->on_message_complete = on_message_complete;
+}
+
+/* --- access log and counters --------------------------------------------- */
+
+static void peer_text(struct conn *c, struct http_state *s, char *out, size_t cap)
+{
+    if (!(s->flags & F_PEER)) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        s->flags |= F_PEER;
+        if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+            s->peer_family = (uint8_t)ss.ss_family;
+            if (ss.ss_family == AF_INET)
+                memcpy(s->peer, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+            else if (ss.ss_family == AF_INET6)
+                memcpy(s->peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        }
+    }
+    if ((s->peer_family != AF_INET && s->peer_family != AF_INET6) ||
+        !inet_ntop(s->peer_family, s->peer, out, (socklen_t)cap))
+        snprintf(out, cap, "-");
+}
+
+/* Copy a request field for the log, escaping what could forge a line
+ * or a field ('"', '\\', control and non-ASCII bytes, as nginx does). */
+static char *put_escaped(char *p, const struct hbuf *b, struct span sp)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (!sp.len)
+        return PUTS(p, "-");
+    const unsigned char *v = (const unsigned char *)span_ptr(b, sp);
+    size_t n = sp.len < LOG_FIELD_MAX ? sp.len : LOG_FIELD_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '"' || v[i] == '\\' || v[i] < 0x20 || v[i] >= 0x7f) {
+            p = PUTS(p, "\\x");
+            *p++ = hex[v[i] >> 4];
+            *p++ = hex[v[i] & 15];
+        } else {
+            *p++ = (char)v[i];
+        }
+    }
+    return p;
+}
+
+#define LOG_LINE_MAX (3 * 4 * LOG_FIELD_MAX + 256)
+
+/* host - - [time] "request line" status bytes "referer" "user agent" */
+static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
+                       int status, uint64_t bytes)
+{
+    char *line = http_log_reserve(LOG_LINE_MAX);
+    if (!line)
+        return;
+    char ip[INET6_ADDRSTRLEN];
+    peer_text(c, s, ip, sizeof ip);
+    const llhttp_t *p = &s->parser;
+    char *o = line + sprintf(line, "%s - - %s \"%s ", ip, http_log_time(),
+                             b->url_done ? llhttp_method_name(p->method) : "-");
+    o = put_escaped(o, b, b->url);
+    o += sprintf(o, " HTTP/%d.%d\" %d %llu \"", p->http_major, p->http_minor,
+                 status, (unsigned long long)bytes);
+    o = put_escaped(o, b, b->hdr[H_REFERER]);
+    o = PUTS(o, "\" \"");
+    o = put_escaped(o, b, b->hdr[H_UA]);
+    o = PUTS(o, "\"\n");
+    http_log_commit((size_t)(o - line));
+}
+
+static int log_field_len(struct span sp)
+{
+    return (int)(sp.len < LOG_FIELD_MAX ? sp.len : LOG_FIELD_MAX);
+}
+
+static void request_done(struct conn *c, struct http_state *s, struct hbuf *b,
+                         int status, uint64_t bytes, bool keep)
+{
+    c->w->stats.requests++;
+    if (!keep)
+        s->flags |= F_CLOSE;
+    if (status >= 500)
+        log_error("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
+    else if (status >= 400)
+        log_debug("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
+    if (http_log_enabled())
+        access_log(c, s, b, status, bytes);
+}
+
+/* --- responses ---------------------------------------------------------- */
+
+static char *put_status(char *p, int status)
+{
+    p += sprintf(p, "HTTP/1.1 %d %s\r\nServer: preforkd\r\n", status, reason(status));
+    return put(p, H.date_line, H.date_len);
+}
+
+static char *put_connection(char *p, const llhttp_t *parser, bool keep)
+{
+    if (!keep)
+        return PUTS(p, "Connection: close\r\n");
+    if (parser->http_major == 1 && parser->http_minor == 0)
+        return PUTS(p, "Connection: keep-alive\r\n");
+    return p;
+}
+
+static bool keep_alive(struct conn *c, struct http_state *s, const struct hbuf *b)
+{
+    return H.keepalive && !b->err && !c->w->draining &&
+           llhttp_should_keep_alive(&s->parser);
+}
+
+static bool is_head(const struct http_state *s)
+{
+    return s->parser.method == HTTP_HEAD;
+}
+
+/* Where a directory named without its slash lives: the raw path + "/". */
+static char *put_location(char *p, const struct hbuf *b)
+{
+    const char *t = span_ptr(b, b->url);
+    size_t len = b->url.len, start = 0;
+    if (len && t[0] != '/') {           /* absolute form: skip scheme://host */
+        const char *sep = memmem(t, len, "://", 3);
+        start = sep ? (size_t)(sep - t) + 3 : 0;
+        while (start < len && t[start] != '/')
+            start++;
+    }
+    size_t plen = start + http_target_path_len(t + start, len - start);
+    p = PUTS(p, "Location: ");
+    p = put(p, t + start, plen - start);
+    p = PUTS(p, "/");
+    p = put(p, t + plen, len - plen);
+    return PUTS(p, "\r\n");
+}
+
+/* A short text body; always fits (ERR_RESERVE, URL_MAX bound Location). */
+static void reply_error(struct conn *c, struct http_state *s, struct hbuf *b,
+                        int status, const struct http_file *f)
+{
+    bool keep = status < 500 && status != 400 && status != 408 &&
+                status != 413 && status != 414 && status != 431 && keep_alive(c, s, b);
+    char body[64];
+    int blen = snprintf(body, sizeof body, "%d %s\n", status, reason(status));
+    char *p = put_status(b->out + b->out_len, status);
+    p += sprintf(p, "Content-Type: text/plain\r\nContent-Length: %d\r\n", blen);
+    if (status == 405)
+        p = PUTS(p, "Allow: GET, HEAD\r\n");
+    if (status == 301)
+        p = put_location(p, b);
+    if (status == 416 && f)
+        p += sprintf(p, "Content-Range: bytes */%llu\r\n", (unsigned long long)f->size);
+    p = put_connection(p, &s->parser, keep);
+    p = PUTS(p, "\r\n");
+    bool body_sent = !(b->complete && is_head(s));
+    if (body_sent)
+        p = put(p, body, (size_t)blen);
+    b->out_len = (uint32_t)(p - b->out);
+    request_done(c, s, b, status, body_sent ? (uint64_t)blen : 0, keep);
+}
+
+static bool etag_matches(const char *v, size_t len, const char *etag)
+{
+    return (len == 1 && v[0] == '*') || memmem(v, len, etag, strlen(etag)) != NULL;
+}
+
+/* 200, 206, 304 or 416 from the validators and Range of the request. */
+static int file_status(const struct hbuf *b, const struct http_file *f,
+                       uint64_t *first, uint64_t *last)
+{
+    struct span inm = b->hdr[H_INM], ims = b->hdr[H_IMS], rg = b->hdr[H_RANGE];
+    if (inm.len) {
+        if (etag_matches(span_ptr(b, inm), inm.len, f->etag))
+            return 304;
+    } else if (ims.len) {
+        time_t t = http_date_parse(span_ptr(b, ims), ims.len);
+        if (t != (time_t)-1 && f->mtime <= t)
+            return 304;
+    }
+    *first = 0;
+    *last = f->size ? f->size - 1 : 0;
+    if (!rg.len)
+        return 200;
+    switch (http_range_parse(span_ptr(b, rg), rg.len, f->size, first, last)) {
+    case RANGE_OK:            return 206;
+    case RANGE_UNSATISFIABLE: return 416;
+    default:                  return 200;
+    }
+}
+
+static char *put_file_headers(char *p, const struct http_file *f, int status,
+                              uint64_t first, uint64_t last)
+{
+    if (status == 200)
+        return put(p, f->hdr, f->hdrlen);
+    if (status == 304)
+        return p + sprintf(p, "Last-Modified: %s\r\nETag: %s\r\n", f->lastmod, f->etag);
+    return p + sprintf(p, "Content-Type: %s\r\nContent-Length: %llu\r\n"
+                       "Content-Range: bytes %llu-%llu/%llu\r\n"
+                       "Last-Modified: %s\r\nETag: %s\r\n", f->ctype,
+                       (unsigned long long)(last - first + 1), (unsigned long long)first,
+                       (unsigned long long)last, (unsigned long long)f->size,
+                       f->lastmod, f->etag);
+}
+
+/* false: no room left in out; flush and call again. */
+static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
+                       struct http_file *f)
+{
+    uint64_t first = 0, last = 0;
+    int status = file_status(b, f, &first, &last);
+    if (status == 416) {
+        reply_error(c, s, b, 416, f);
+        return true;
+    }
+    uint64_t len = status == 304 || f->size == 0 ? 0 : last - first + 1;
+    bool body = len > 0 && !is_head(s);
+    bool copy = body && f->fd < 0;
+    if (b->out_len && b->out_len + HDR_RESERVE + (copy ? len : 0) > OUT_CAP - ERR_RESERVE)
+        return false;
+    bool keep = keep_alive(c, s, b);
+    char *p = put_status(b->out + b->out_len, status);
+    p = put_file_headers(p, f, status, first, last);
+    p = put_connection(p, &s->parser, keep);
+    p = PUTS(p, "\r\n");
+    if (copy)
+        p = put(p, f->data + first, len);
+    b->out_len = (uint32_t)(p - b->out);
+    if (body && !copy) {
+        http_file_hold(f);
+        b->send_f = f;
+        b->send_off = first;
+        b->send_left = len;
+    }
+    request_done(c, s, b, status, body ? len : 0, keep);
+    return true;
+}
+
+/* Answer the complete request in b; false when out has no room for it. */
+static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
+{
+    if (b->out_len && b->out_len + HDR_RESERVE + b->url.len > OUT_CAP - ERR_RESERVE)
+        return false;
+    if (s->parser.method != HTTP_GET && s->parser.method != HTTP_HEAD) {
+        reply_error(c, s, b, 405, NULL);
+        return true;
+    }
+    char path[URL_MAX + 1];
+    int n = http_path_normalize(span_ptr(b, b->url), b->url.len, path, sizeof path);
+    int status = -n;
+    struct http_file *f = NULL;
+    if (n > 0)
+        f = http_cache_get(H.cache, path, (size_t)n, c->w->now_ms, &status);
+    if (!f) {
+        reply_error(c, s, b, status, NULL);
+        return true;
+    }
+    return reply_file(c, s, b, f);
+}
+
+/* --- parsing ------------------------------------------------------------ */
+
+/* The request at the front was answered: move what follows to the front. */
+static void next_request(struct http_state *s, struct hbuf *b)
+{
+    memmove(b->in, b->in + b->parsed, b->len - b->parsed);
+    b->len -= b->parsed;
+    b->parsed = 0;
+    buf_reset_request(b);
+    llhttp_resume(&s->parser);
+}
+
+static int parse_error_status(const struct hbuf *b)
+{
+    return b->err ? b->err : 400;
+}
+
+static void parse_more(struct conn *c, struct http_state *s, struct hbuf *b)
+{
+    const char *start = b->in + b->parsed;
+    llhttp_errno_t e = llhttp_execute(&s->parser, start, b->len - b->parsed);
+    if (e == HPE_OK) {
+        b->parsed = b->len;
+        if (b->in_body && b->body_at != NO_BODY_AT) {
+            b->len = b->parsed = b->body_at;    /* drop the body bytes */
+            b->body_at = NO_BODY_AT;
+        }
+        return;
+    }
+    if (e == HPE_PAUSED && b->complete) {
+        b->parsed = (uint32_t)(llhttp_get_error_pos(&s->parser) - b->in);
+        return;
+    }
+    if (!b->err)
+        log_debug("http parse error: %s", llhttp_get_error_reason(&s->parser));
+    reply_error(c, s, b, parse_error_status(b), NULL);
+    s->flags |= F_CLOSE;
+}
+
+/* Parse and answer what is buffered, until out is full, a file body must
+ * be sent first, more bytes are needed or the connection is to close. */
+static void serve_buffered(struct conn *c, struct http_state *s, struct hbuf *b)
+{
+    while (!(s->flags & F_CLOSE) && !b->send_left) {
+        if (b->complete) {
+            if (!respond(c, s, b))
+                return;
+            next_request(s, b);
+        } else if (b->parsed < b->len) {
+            parse_more(c, s, b);
+        } else {
+            if (b->len == H.in_cap) {   /* a request head larger than allowed */
+                b->err = b->url_done ? 431 : 414;
+                reply_error(c, s, b, b->err, NULL);
+                s->flags |= F_CLOSE;
+            }
+            return;
+        }
+    }
+}
+
+/* --- I/O ---------------------------------------------------------------- */
+
+/* 1 all sent, 0 the socket is full, -1 a fatal error. */
+static int flush_out(struct conn *c, struct hbuf *b)
+{
+    while (b->out_head < b->out_len) {
+        int flags = MSG_NOSIGNAL | (b->send_left ? MSG_MORE : 0);
+        ssize_t n = send(c->fd, b->out + b->out_head, b->out_len - b->out_head, flags);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? 0 : -1;
+        }
+        b->out_head += (uint32_t)n;
+        c->w->stats.bytes_out += (uint64_t)n;
+    }
+    b->out_head = b->out_len = 0;
+    while (b->send_left) {
+        off_t off = (off_t)b->send_off;
+        size_t want = b->send_left < (1u << 30) ? (size_t)b->send_left : (1u << 30);
+        ssize_t n = sendfile(c->fd, b->send_f->fd, &off, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        if (n <= 0)
+            return -1;  /* an error, or the file shrank: the length is a lie */
+        b->send_off += (uint64_t)n;
+        b->send_left -= (uint64_t)n;
+        c->w->stats.bytes_out += (uint64_t)n;
+    }
+    if (b->send_f) {
+        http_file_release(b->send_f);
+        b->send_f = NULL;
+    }
+    return 1;
+}
+
+/* Nothing buffered and nothing half-parsed: between requests. */
+static bool between_requests(const struct hbuf *b)
+{
+    return b->len == 0 && !b->in_body && !b->complete && !b->out_len && !b->send_left;
+}
+
+static void settle(struct conn *c, struct http_state *s)
+{
+    if (between_requests(s->b)) {
+        buf_put(s);
+        if (c->w->draining) {
+            conn_close(c);
+            return;
+        }
+        conn_timer_set(c, H.keepalive_tl);
+    }
+    if (conn_set_interest(c, EPOLLIN) != 0)
+        conn_close(c);
+}
+
+/* 1 more bytes arrived, 0 none for now, -1 closed or failed. */
+static int read_more(struct conn *c, struct hbuf *b, bool *maybe_more)
+{
+    size_t room = H.in_cap - b->len;
+    for (;;) {
+        ssize_t n = read(c->fd, b->in + b->len, room);
+        if (n > 0) {
+            b->len += (uint32_t)n;
+            c->w->stats.bytes_in += (uint64_t)n;
+            *maybe_more = (size_t)n == room;
+            return 1;
+        }
+        if (n == 0)
+            return -1;
+        if (errno != EINTR)
+            return errno == EAGAIN ? 0 : -1;
+    }
+}
+
+static void pump(struct conn *c, struct http_state *s, bool readable)
+{
+    struct hbuf *b = s->b;
+    refresh_date();
+    for (int reads = 0;;) {
+        serve_buffered(c, s, b);
+        int r = flush_out(c, b);
+        if (r < 0) {
+            conn_close(c);
+            return;
+        }
+        if (r == 0) {           /* the client is slow to read: wait */
+            conn_timer_set(c, H.header_tl);
+            if (conn_set_interest(c, EPOLLOUT) != 0)
+                conn_close(c);
+            return;
+        }
+        if (s->flags & F_CLOSE) {
+            shutdown(c->fd, SHUT_WR);
+            conn_close(c);
+            return;
+        }
+        if (b->complete)
+            continue;           /* it waited for room in out */
+        if (!readable || reads++ == READS_PER_EVENT)
+            break;
+        int got = read_more(c, b, &readable);
+        if (got < 0) {
+            conn_close(c);
+            return;
+        }
+        if (got == 0)
+            break;
+    }
+    settle(c, s);
+}
+
+/* A canned answer when no buffer can be had; the connection closes. */
+static void refuse_unavailable(struct conn *c)
+{
+    static const char resp[] =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n";
+    log_error("http: out of memory for a request buffer; answering 503");
+    ssize_t n = send(c->fd, resp, sizeof resp - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;        /* best effort: closed either way */
+    conn_close(c);
+}
+
+/* --- struct proto ------------------------------------------------------- */
 
 static void http_open(struct conn *c)
 {
+    struct http_state *s = state_of(c);
+    llhttp_init(&s->parser, HTTP_REQUEST, &H.settings);
+    int family = c->ls->conf->addr.sa.ss_family, one = 1;
+    if ((family == AF_INET || family == AF_INET6) &&
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        log_debug("TCP_NODELAY: %s", strerror(errno));
+    conn_timer_set(c, H.header_tl);     /* a silent client is closed */
     if (conn_set_interest(c, EPOLLIN) != 0)
         conn_close(c);
 }
 
 static void http_event(struct conn *c, uint32_t events)
 {
-    static const char resp[] =
-        "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\n"
-        "Content-Length: 16\r\nConnection: close\r\n\r\nnot implemented\n";
-    char buf[4096];
-    if (!(events & EPOLLERR) && read(c->fd, buf, sizeof buf) < 0 && errno == EAGAIN)
+    struct http_state *s = state_of(c);
+    if (events & EPOLLERR) {
+        conn_close(c);
         return;
-    ssize_t n = write(c->fd, resp, sizeof resp - 1);
-    (void)n;        /* best effort: closed either way */
-    c->w->stats.requests++;
-    shutdown(c->fd, SHUT_WR);
+    }
+    if (!s->b && !buf_get(c)) {
+        refuse_unavailable(c);
+        return;
+    }
+    pump(c, s, events & (EPOLLIN | EPOLLHUP));
+}
+
+/* A request that did not arrive in time gets 408; anything else closes. */
+static void http_timeout(struct conn *c)
+{
+    struct http_state *s = state_of(c);
+    struct hbuf *b = s->b;
+    if (b && !b->complete && !b->out_len && !b->send_left &&
+        (b->len > 0 || b->in_body)) {
+        refresh_date();
+        reply_error(c, s, b, 408, NULL);
+        if (flush_out(c, b) > 0)
+            shutdown(c->fd, SHUT_WR);
+    }
     conn_close(c);
+}
+
+/* Idle: wait a moment for a request already on its way, then close. Busy:
+ * keep_alive() now says no, so the answer carries Connection: close. */
+static void http_drain(struct conn *c)
+{
+    if (!state_of(c)->b)
+        conn_timer_set(c, H.grace_tl);
+}
+
+static void http_close(struct conn *c)
+{
+    struct http_state *s = state_of(c);
+    if (s->b)
+        buf_put(s);
+}
+
+static int http_init(struct worker *w)
+{
+    const struct http_conf *hc = &w->cfg->http;
+    if (mime_load(NULL) != 0)
+        log_warn("/etc/mime.types: %s; using the built-in media types", strerror(errno));
+    H.cache = http_cache_new(hc->root, hc->index, CACHE_SLOTS);
+    if (!H.cache) {
+        log_error("http.root %s: %s", hc->root, strerror(errno));
+        return -1;
+    }
+    H.in_cap = (uint32_t)hc->max_header_size;
+    H.keepalive = hc->keepalive_timeout > 0;
+    H.header_tl = worker_timer_list(w, (int64_t)hc->header_timeout * 1000);
+    H.keepalive_tl = worker_timer_list(w, (int64_t)(H.keepalive ? hc->keepalive_timeout : 1) * 1000);
+    H.grace_tl = worker_timer_list(w, DRAIN_GRACE_MS);
+    if (!H.header_tl || !H.keepalive_tl || !H.grace_tl) {
+        log_error("http: out of timer lists");
+        return -1;
+    }
+    if (hc->access_log[0] && http_log_open(hc->access_log) != 0)
+        log_error("access log %s: %s; access logging is off", hc->access_log,
+                  strerror(errno));
+    settings_init();
+    return 0;
+}
+
+static void http_tick(struct worker *w)
+{
+    (void)w;
+    http_log_flush();
+}
+
+static void http_reopen(struct worker *w)
+{
+    (void)w;
+    http_log_reopen();
+}
+
+static void http_exit(struct worker *w)
+{
+    (void)w;
+    http_log_close();
 }
 
 const struct proto http_proto = {
     .name = "http",
+    .state_size = sizeof(struct http_state),
+    .init = http_init,
     .on_open = http_open,
     .on_event = http_event,
+    .on_timeout = http_timeout,
+    .on_drain = http_drain,
+    .on_close = http_close,
+    .on_reopen = http_reopen,
+    .on_exit = http_exit,
+    .on_tick = http_tick,
 };

@@ -357,9 +357,23 @@ static void send_report(struct worker *w, uint16_t type)
     w->last_state_ms = w->now_ms;
 }
 
+/* Once a second, each protocol in use gets on_tick (e.g. to flush logs). */
+static void tick_protocols(struct worker *w)
+{
+    for (size_t i = 0; i < w->nls; i++) {
+        const struct proto *p = w->ls[i].proto;
+        bool first = true;
+        for (size_t j = 0; j < i; j++)
+            first = first && w->ls[j].proto != p;
+        if (first && p->on_tick)
+            p->on_tick(w);
+    }
+}
+
 static void report_if_due(struct worker *w)
 {
     if (w->now_ms >= w->next_report_ms) {
+        tick_protocols(w);
         send_report(w, IPC_HEARTBEAT);
         w->next_report_ms = w->now_ms + REPORT_EVERY_MS;
         /* The parent check backs up PR_SET_PDEATHSIG. */

@@ -67,6 +67,7 @@ struct proto {
     void (*on_datagram)(struct worker *w, struct wlistener *l);
     void (*on_reopen)(struct worker *w);        /* SIGUSR1: reopen logs */
     void (*on_exit)(struct worker *w);          /* flush before exiting */
+    void (*on_tick)(struct worker *w);          /* about once a second */
 };
 
 struct worker {
