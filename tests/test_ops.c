@@ -3,6 +3,7 @@
  * privileges, and which descriptors a worker and the master hold. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -313,4 +314,122 @@ Test(ops, master_descriptors_are_cloexec)
     }
     closedir(d);
     cr_assert_geq(checked, 6);
+}
+
+/* --- HTTP under reloads ------------------------------------------------- */
+
+struct http_load {
+    atomic_int stop, ok, failed, reconnects;
+    char why[160];                  /* the first failure, for the message */
+    int port;
+    bool keepalive;
+};
+
+/* Read one response: 1 ok and the server keeps the connection, 0 ok and it
+ * closes, -1 a failure (reset, EOF mid-response, non-2xx). */
+static int read_response(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    char *end = NULL;
+    while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
+        if (len == cap || h_read_full(fd, buf + len, 1, 5000) != 0)
+            return -1;
+        len++;
+    }
+    size_t head = (size_t)(end - buf) + 4;
+    buf[head - 1] = '\0';
+    if (strncmp(buf, "HTTP/1.1 200", 12) != 0)
+        return -1;
+    char *cl = strcasestr(buf, "\r\nContent-Length:");
+    size_t body = cl ? (size_t)atol(cl + 17) : 0;
+    char tmp[4096];
+    for (size_t got = len - head; got < body; ) {
+        size_t n = body - got < sizeof tmp ? body - got : sizeof tmp;
+        if (h_read_full(fd, tmp, n, 5000) != 0)
+            return -1;
+        got += n;
+    }
+    return strcasestr(buf, "\r\nConnection: close") ? 0 : 1;
+}
+
+static void *http_load_thread(void *arg)
+{
+    struct http_load *l = arg;
+    static const char req[] = "GET /1k.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char req_close[] = "GET /1k.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    char buf[8192] = "";
+    int fd = -1;
+    while (!atomic_load(&l->stop)) {
+        if (fd < 0 && (fd = h_tcp_connect(l->port)) < 0) {
+            if (atomic_fetch_add(&l->failed, 1) == 0)
+                snprintf(l->why, sizeof l->why, "connect: %s", strerror(errno));
+            continue;
+        }
+        const char *r = l->keepalive ? req : req_close;
+        size_t rlen = l->keepalive ? sizeof req - 1 : sizeof req_close - 1;
+        errno = 0;
+        int wrc = h_write_full(fd, r, rlen);
+        int rc = wrc == 0 ? read_response(fd, buf, sizeof buf) : -1;
+        if (rc < 0 && atomic_fetch_add(&l->failed, 1) == 0)
+            snprintf(l->why, sizeof l->why, "%s: %s (got %.40s)", wrc ? "write" : "read",
+                     strerror(errno), buf);
+        if (rc >= 0)
+            atomic_fetch_add(&l->ok, 1);
+        if (rc <= 0) {
+            close(fd);
+            fd = -1;
+            atomic_fetch_add(&l->reconnects, 1);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static void http_conf(int workers)
+{
+    server_write_conf(&srv, "workers = %d\ngraceful_timeout = 5\nlog_level = \"info\"\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"http\" }\n"
+                      "http { root = \"www\" }\n", workers, port);
+}
+
+static void reloads_under_http_load(bool keepalive)
+{
+    char file[PATH_MAX];
+    snprintf(file, sizeof file, "%s/www/1k.bin", srv.dir);
+    FILE *f = fopen(file, "w");
+    for (int i = 0; i < 1024; i++)
+        fputc('a' + i % 26, f);
+    fclose(f);
+    http_conf(2);
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    struct http_load l = { .port = port, .keepalive = keepalive };
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, http_load_thread, &l);
+    for (int r = 0; r < 20; r++) {
+        http_conf(2 + r % 2);
+        reload_and_wait(r);
+        cr_assert(strstr(out, "\"result\":\"ok\""), "%s", out);
+    }
+    int before = atomic_load(&l.ok);
+    cr_assert(WAIT_UNTIL(atomic_load(&l.ok) > before + 100, 5000));
+    atomic_store(&l.stop, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    cr_log_info("20 reloads, %s: %d requests ok, %d failed, %d connections closed by the server",
+                keepalive ? "keep-alive" : "connection per request", l.ok, l.failed, l.reconnects);
+    cr_assert_eq(atomic_load(&l.failed), 0, "%d of %d requests failed; first: %s",
+                 l.failed, l.ok + l.failed, l.why);
+    cr_assert_eq(json_field("generation"), 21);
+}
+
+Test(ops, twenty_reloads_http_keepalive_zero_failures)
+{
+    reloads_under_http_load(true);
+}
+
+Test(ops, twenty_reloads_http_per_request_zero_failures)
+{
+    reloads_under_http_load(false);
 }

@@ -33,7 +33,9 @@
 #define HDR_RESERVE      1024           /* a file response's headers fit here */
 #define POOL_KEEP        64             /* idle buffers kept for reuse */
 #define CACHE_SLOTS      256
-#define DRAIN_GRACE_MS   100
+#define DRAIN_GRACE_MS   1000   /* idle keep-alive, draining: time for a
+                                   request already on its way (a busy machine
+                                   can hold a client back for 100+ ms) */
 #define READS_PER_EVENT  4              /* fairness between connections */
 #define LOG_FIELD_MAX    1024           /* access log: longer fields are cut */
 #define NO_BODY_AT       UINT32_MAX
@@ -793,11 +795,13 @@ static void http_timeout(struct conn *c)
     conn_close(c);
 }
 
-/* Idle: wait a moment for a request already on its way, then close. Busy:
- * keep_alive() now says no, so the answer carries Connection: close. */
+/* Idle keep-alive: wait a moment for a request already on its way, then
+ * close. A fresh connection (no request yet) keeps its header_timeout, as in
+ * any worker: it was accepted to be served. Busy: keep_alive() now says no,
+ * so the answer carries Connection: close. */
 static void http_drain(struct conn *c)
 {
-    if (!state_of(c)->b)
+    if (!state_of(c)->b && c->tl == H.keepalive_tl)
         conn_timer_set(c, H.grace_tl);
 }
 
