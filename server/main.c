@@ -23,6 +23,7 @@
 struct options {
     const char *conf;
     const char *show;               /* `show KEY`: print a resolved setting */
+    const char *scale;              /* `scale N`: set the worker count */
     int foreground, test_only, status;
     enum status_format format;
 };
@@ -33,6 +34,7 @@ static void usage(FILE *out)
         "usage: preforkd [-c FILE] [-f]          start (daemonizes unless -f)\n"
         "       preforkd -t [-c FILE]            test the configuration\n"
         "       preforkd status [-c FILE] [--json | --prometheus]\n"
+        "       preforkd scale N [-c FILE]       set the worker count now (not persisted)\n"
         "       preforkd show KEY [-c FILE]      print a resolved setting (pidfile,\n"
         "                                        control_socket, error_log,\n"
         "                                        graceful_timeout, workers)\n"
@@ -55,6 +57,11 @@ static int parse_args(int argc, char **argv, struct options *o)
         argv[1] = argv[0];
         argc--;
         argv++;
+    } else if (argc > 2 && strcmp(argv[1], "scale") == 0) {
+        o->scale = argv[2];
+        argv[2] = argv[0];
+        argc -= 2;
+        argv += 2;
     } else if (argc > 2 && strcmp(argv[1], "show") == 0) {
         o->show = argv[2];
         argv[2] = argv[0];
@@ -82,6 +89,14 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
+static int control_dir_ready(const char *sock, char *err, size_t errlen)
+{
+    if (mkdir_parents(sock, 0755) == 0)
+        return 0;
+    snprintf(err, errlen, "control_socket %.900s: mkdir: %s", sock, strerror(errno));
+    return -1;
+}
+
 /* Everything that can fail before detaching: config, log, pidfile, bind. */
 static int prepare_master(const struct options *o, struct master *m)
 {
@@ -93,10 +108,13 @@ static int prepare_master(const struct options *o, struct master *m)
     const char *conf = realpath(o->conf, abs) ? abs : o->conf;
     if (config_load(conf, &m->cfg, err, sizeof err) != 0 ||
         log_open(m->cfg.error_log, m->cfg.log_level, err, sizeof err) != 0 ||
-        mkdir_parents(m->cfg.control_socket, 0755) != 0 ||
+        control_dir_ready(m->cfg.control_socket, err, sizeof err) != 0 ||
         (m->pidfile_fd = pidfile_lock(m->cfg.pidfile, err, sizeof err)) < 0 ||
         listeners_open_all(&m->cfg, &m->ls, err, sizeof err) != 0) {
         fprintf(stderr, "preforkd: %s\n", err);
+        /* Our own lock, our own empty file: leave nothing behind. */
+        pidfile_remove(m->cfg.pidfile, m->pidfile_fd);
+        config_free(&m->cfg);
         return -1;
     }
     m->nls = m->cfg.nlistens;
@@ -180,5 +198,10 @@ int main(int argc, char **argv)
         return status_client(o.conf, o.format);
     if (o.show)
         return show_setting(&o);
+    if (o.scale) {
+        char line[64];
+        snprintf(line, sizeof line, "scale %.40s", o.scale);
+        return control_client(o.conf, line);
+    }
     return start(&o);
 }

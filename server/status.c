@@ -97,12 +97,17 @@ static int find_control_socket(const char *conf_path, char *sock, size_t cap)
 
 int status_client(const char *conf_path, enum status_format fmt)
 {
+    static const char *const cmds[] = { "status", "status json", "status prometheus" };
+    return control_client(conf_path, cmds[fmt]);
+}
+
+int control_client(const char *conf_path, const char *line)
+{
     char sock[PATH_MAX];
     if (find_control_socket(conf_path, sock, sizeof sock) != 0)
         return 1;
-    static const char *const cmds[] = { "status", "status json", "status prometheus" };
     static char answer[4 << 20];
-    int rc = control_request(sock, cmds[fmt], answer, sizeof answer);
+    int rc = control_request(sock, line, answer, sizeof answer);
     int e = errno;
     if (rc != 0) {
         fprintf(stderr, "preforkd: %s: %s\n", sock, strerror(e));
@@ -373,9 +378,9 @@ static void json_summary(const struct master *m, struct sbuf *o)
     size_t c[NSTATE_NAMES], total;
     count_states(m, c, &total);
     sbuf_printf(o, ",\"workers_count\":%zu,\"busy\":%zu,\"idle\":%zu,\"starting\":%zu,"
-                "\"draining\":%zu,\"unresponsive\":%zu,\"restarts\":%lu,\"crash_streak\":%u,"
-                "\"last_exit\":", total, c[2], c[1], c[0], c[3], c[4], m->restarts,
-                m->crash_streak);
+                "\"draining\":%zu,\"unresponsive\":%zu,\"target\":%zu,\"restarts\":%lu,"
+                "\"crash_streak\":%u,\"last_exit\":", total, c[2], c[1], c[0], c[3], c[4],
+                m->target, m->restarts, m->crash_streak);
     const struct exit_record *e = last_exit(m);
     if (!e)
         sbuf_printf(o, "null");

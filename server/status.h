@@ -16,6 +16,10 @@ enum status_format { STATUS_TEXT, STATUS_JSON, STATUS_PROMETHEUS };
  * 1 other errors. */
 int status_client(const char *conf_path, enum status_format fmt);
 
+/* Send one command line (e.g. "scale 4") to the master named by the
+ * configuration file and print the answer; exit codes as status_client. */
+int control_client(const char *conf_path, const char *line);
+
 /* Send one command line to the control socket at path, collect the whole
  * answer into buf (NUL-terminated). 0, or -1 with errno
  * (ENOENT/ECONNREFUSED: not running). */

@@ -77,7 +77,9 @@ Test(cli, start_refuses_taken_port)
     server_init(&second);
     server_write_conf(&second, "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n", port);
     int rc = h_run(out, sizeof out, "%s -c %s", h_bin(), second.conf);
+    bool left_pidfile = access(second.pidfile, F_OK) == 0;
     server_cleanup(&second);
+    cr_assert_not(left_pidfile, "a failed start left its pidfile behind");
     cr_assert_eq(rc, 1);
     cr_assert(strstr(out, "Address already in use"), "%s", out);
 }
