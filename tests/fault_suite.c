@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -254,4 +255,96 @@ Test(faults, valgrind_master_and_workers)
     cr_assert_gt(h_run(out, sizeof out, "ls %s | wc -l", vgdir), -1);
     cr_log_info("valgrind: %d processes checked", atoi(out));
     cr_assert_geq(atoi(out), 6, "master + initial workers + recycled + reloaded");
+}
+
+/* --- 5. slowloris -------------------------------------------------------- */
+
+struct probe { int64_t lat_us[600000]; int n; };
+
+/* Keep-alive GETs for ms milliseconds; latencies into p. */
+static void http_probe(int p, int ms, struct probe *pr)
+{
+    static const char req[] = "GET /1k.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    char buf[2048];
+    int fd = h_tcp_connect(p);
+    cr_assert_geq(fd, 0);
+    int64_t end = h_now_ms() + ms;
+    pr->n = 0;
+    while (h_now_ms() < end && pr->n < 200000) {   /* one round's worth */
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        cr_assert_eq(h_write_full(fd, req, sizeof req - 1), 0);
+        size_t len = 0;
+        char *hdr_end = NULL;
+        while (!hdr_end || len < (size_t)(hdr_end - buf) + 4 + 1024) {
+            ssize_t n = read(fd, buf + len, sizeof buf - len);
+            cr_assert_gt(n, 0, "probe connection failed");
+            len += (size_t)n;
+            hdr_end = memmem(buf, len, "\r\n\r\n", 4);
+        }
+        cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        pr->lat_us[pr->n++] = (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+    }
+    close(fd);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int64_t p99(struct probe *pr)
+{
+    qsort(pr->lat_us, (size_t)pr->n, sizeof pr->lat_us[0], cmp_i64);
+    return pr->lat_us[pr->n * 99 / 100];
+}
+
+/* 2000 connections that send a request one byte every two seconds, while a
+ * normal client measures req/s and p99: both within 2x of no attack. */
+Test(faults, slowloris_does_not_starve_others)
+{
+    char file[PATH_MAX];
+    snprintf(file, sizeof file, "%s/www/1k.bin", srv.dir);
+    FILE *f = fopen(file, "w");
+    for (int i = 0; i < 1024; i++)
+        fputc('x', f);
+    fclose(f);
+    server_write_conf(&srv, "workers = 2\nworker_connections = 4096\nlog_level = \"warn\"\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"http\" backlog = 4096 }\n"
+                      "http { root = \"www\" header_timeout = 60 }\n", port);
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    static struct probe base, attacked;
+    http_probe(port, 2000, &base);
+    static int slow[2000];
+    for (int i = 0; i < 2000; i++) {
+        slow[i] = h_tcp_connect(port);
+        cr_assert_geq(slow[i], 0, "slow client %d", i);
+        cr_assert_eq(h_write_full(slow[i], "G", 1), 0);
+    }
+    /* Three rounds: measure for 2 s, then every slow client sends one more
+     * byte of its never-ending request header. */
+    static const char drip[] = "ET / HTTP/1.1\r\nX-a: b\r\n";
+    struct probe *round = malloc(sizeof *round);
+    attacked.n = 0;
+    for (int r = 0; r < 3; r++) {
+        http_probe(port, 2000, round);
+        memcpy(attacked.lat_us + attacked.n, round->lat_us, (size_t)round->n * sizeof round->lat_us[0]);
+        attacked.n += round->n;
+        for (int i = 0; i < 2000; i++)
+            cr_assert_eq(h_write_full(slow[i], drip + r, 1), 0, "slow client %d dropped", i);
+    }
+    free(round);
+    double rps_base = base.n / 2.0, rps_att = attacked.n / 6.0;
+    int64_t p99_base = p99(&base), p99_att = p99(&attacked);
+    cr_log_info("slowloris: 2000 slow connections; probe %.0f req/s p99 %lld us without, "
+                "%.0f req/s p99 %lld us with", rps_base, (long long)p99_base, rps_att,
+                (long long)p99_att);
+    double active = json_field("active");
+    cr_assert_geq(active, 2000, "slow connections were dropped early (%.0f active)", active);
+    for (int i = 0; i < 2000; i++)
+        close(slow[i]);
+    cr_assert_geq(rps_att * 2, rps_base, "req/s fell more than 2x");
+    cr_assert_leq(p99_att, 2 * p99_base + 1000, "p99 grew more than 2x (+1 ms)");
 }
