@@ -40,10 +40,7 @@ static void write_conf(int workers, const char *extra)
 
 static double json_field(const char *key)
 {
-    if (h_run(out, sizeof out, "%s status --json -c %s 2>/dev/null", h_bin(), srv.conf) != 0 ||
-        !h_json_valid(out))
-        return -1;
-    return h_json_number(out, key);
+    return h_status_number(&srv, key);
 }
 
 /* --- a load of connection-per-request echo exchanges ---------------------- */

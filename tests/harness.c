@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -399,4 +400,27 @@ int h_run(char *out, size_t cap, const char *fmt, ...)
     out[len] = '\0';
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+double h_status_number(const struct server *s, const char *key)
+{
+    static char json[1 << 16];
+    if (h_run(json, sizeof json, "%s status --json -c %s 2>/dev/null", h_bin(), s->conf) != 0 ||
+        !h_json_valid(json))
+        return -1;
+    return h_json_number(json, key);
+}
+
+int h_unix_connect(const char *path)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sun.sun_path)
+        return -1;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }

@@ -80,3 +80,9 @@ bool h_json_valid(const char *text);
 double h_json_number(const char *text, const char *key);
 /* Prometheus text format check; on failure *bad points at the line. */
 bool h_prometheus_valid(const char *text, const char **bad);
+
+/* A number from `preforkd status --json` of s (stderr ignored); -1 when the
+ * master does not answer or the JSON is invalid. */
+double h_status_number(const struct server *s, const char *key);
+/* Connect to a Unix stream socket; -1 on failure. */
+int h_unix_connect(const char *path);

@@ -347,20 +347,6 @@ Test(core, emfile_does_not_spin_and_recovers)
     }
 }
 
-static int connect_unix_path(const char *path)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof sun.sun_path)
-        return -1;
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* IPv6 and unix stream listeners serve like IPv4; a unix socket file is
  * removed when the server stops. */
 Test(core, ipv6_and_unix_listeners)
@@ -384,7 +370,7 @@ Test(core, ipv6_and_unix_listeners)
     close(fd);
     char path[128];
     snprintf(path, sizeof path, "%s/echo.sock", srv.dir);
-    fd = connect_unix_path(path);
+    fd = h_unix_connect(path);
     cr_assert_geq(fd, 0);
     cr_assert_eq(h_write_full(fd, "unix", 4), 0);
     cr_assert_eq(h_read_full(fd, r, 4, 3000), 0);

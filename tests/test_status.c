@@ -46,9 +46,7 @@ static int status(const char *flags)
 
 static double json_field(const char *key)
 {
-    if (status("--json 2>/dev/null") != 0 || !h_json_valid(out))
-        return -1;
-    return h_json_number(out, key);
+    return h_status_number(&srv, key);
 }
 
 /* One echo exchange of n bytes on a new connection; 0 when intact. */
@@ -165,20 +163,6 @@ Test(status, listen_queue_counts_waiting_clients)
         close(fds[i]);
 }
 
-static int control_connect(const char *path)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof sun.sun_path)
-        return -1;
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static ssize_t read_all(int fd, char *buf, size_t cap)
 {
     size_t len = 0;
@@ -199,14 +183,14 @@ Test(status, control_socket_survives_garbage)
     cr_assert_eq(stat(srv.sock, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
     /* Garbage: an error line. */
-    int fd = control_connect(srv.sock);
+    int fd = h_unix_connect(srv.sock);
     cr_assert_eq(h_write_full(fd, "\x01\xff garbage\n", 11), 0);
     char buf[512];
     read_all(fd, buf, sizeof buf);
     cr_assert(strncmp(buf, "error: unknown command", 22) == 0, "%s", buf);
     close(fd);
     /* An endless line: cut off with an error, not buffered forever. */
-    fd = control_connect(srv.sock);
+    fd = h_unix_connect(srv.sock);
     static char big[100000];
     memset(big, 'x', sizeof big);
     (void)!write(fd, big, sizeof big);
@@ -215,7 +199,7 @@ Test(status, control_socket_survives_garbage)
     close(fd);
     /* A client that connects and never sends nor reads: dropped later;
      * meanwhile status answers. */
-    int idle = control_connect(srv.sock);
+    int idle = h_unix_connect(srv.sock);
     cr_assert_geq(idle, 0);
     cr_assert_eq(status(""), 0, "%s", out);
     cr_assert_eq(echo_once(10), 0);
@@ -242,7 +226,7 @@ Test(status, non_owner_refused)
         signal(SIGPIPE, SIG_IGN);   /* the master may close before our write */
         if (setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0)
             _exit(10);
-        int fd = control_connect(srv.sock);
+        int fd = h_unix_connect(srv.sock);
         if (fd < 0)
             _exit(11);
         (void)!write(fd, "status\n", 7);

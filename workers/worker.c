@@ -75,6 +75,16 @@ static int proto_index(const struct proto *p)
     return p == &http_proto ? 0 : p == &echo_proto ? 1 : 2;
 }
 
+/* Listener i's protocol if no earlier listener uses it, else NULL: how
+ * per-protocol hooks (init, tick, exit) run once per worker. */
+static const struct proto *proto_once(const struct worker *w, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (w->ls[j].proto == w->ls[i].proto)
+            return NULL;
+    return w->ls[i].proto;
+}
+
 /* --- timers ------------------------------------------------------------- */
 
 struct tlist *worker_timer_list(struct worker *w, int64_t dur_ms)
@@ -361,11 +371,8 @@ static void send_report(struct worker *w, uint16_t type)
 static void tick_protocols(struct worker *w)
 {
     for (size_t i = 0; i < w->nls; i++) {
-        const struct proto *p = w->ls[i].proto;
-        bool first = true;
-        for (size_t j = 0; j < i; j++)
-            first = first && w->ls[j].proto != p;
-        if (first && p->on_tick)
+        const struct proto *p = proto_once(w, i);
+        if (p && p->on_tick)
             p->on_tick(w);
     }
 }
@@ -547,11 +554,8 @@ static int setup_listeners(struct worker *w, const struct worker_args *a)
         l->proto = proto_for(l->conf->protocol);
     }
     for (size_t i = 0; i < w->nls; i++) {
-        const struct proto *p = w->ls[i].proto;
-        bool first = true;
-        for (size_t j = 0; j < i; j++)
-            first = first && w->ls[j].proto != p;
-        if (first && p->init && p->init(w) != 0)
+        const struct proto *p = proto_once(w, i);
+        if (p && p->init && p->init(w) != 0)
             return -1;
     }
     listeners_enable(w, true);
@@ -609,11 +613,8 @@ static int setup_worker(struct worker *w, const struct worker_args *a)
 static __attribute__((noreturn)) void worker_exit(struct worker *w, int code)
 {
     for (size_t i = 0; i < w->nls; i++) {
-        const struct proto *p = w->ls[i].proto;
-        bool first = true;
-        for (size_t j = 0; j < i; j++)
-            first = first && w->ls[j].proto != p;
-        if (first && p->on_exit)
+        const struct proto *p = proto_once(w, i);
+        if (p && p->on_exit)
             p->on_exit(w);
     }
     _exit(code);
