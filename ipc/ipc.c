@@ -18,7 +18,10 @@
 struct frame_rule {
     const char *name;
     size_t payload;
+    size_t min;             /* with PAYLOAD_ANY: the least length */
 };
+
+#define CHAT_ID_SIZE    4   /* uint32 conn id leads every chat payload */
 
 static const struct frame_rule frame_rules[IPC_TYPE_MAX] = {
     [IPC_STATE]      = { "state",     sizeof(struct ipc_report) },
@@ -26,6 +29,19 @@ static const struct frame_rule frame_rules[IPC_TYPE_MAX] = {
     [IPC_CMD_DRAIN]  = { "drain",     0 },
     [IPC_CMD_REOPEN] = { "reopen",    0 },
     [IPC_CMD_FAULT]  = { "fault",     PAYLOAD_ANY },
+    [CHAT_HELLO]     = { "chat hello",   CHAT_ID_SIZE },
+    [CHAT_NICK]      = { "chat nick",    PAYLOAD_ANY, CHAT_ID_SIZE + 1 },
+    [CHAT_JOIN]      = { "chat join",    PAYLOAD_ANY, CHAT_ID_SIZE + 1 },
+    [CHAT_LEAVE]     = { "chat leave",   PAYLOAD_ANY, CHAT_ID_SIZE },
+    [CHAT_SAY]       = { "chat say",     PAYLOAD_ANY, CHAT_ID_SIZE + 1 },
+    [CHAT_MSG]       = { "chat msg",     PAYLOAD_ANY, CHAT_ID_SIZE + 2 },
+    [CHAT_ROOMS]     = { "chat rooms",   CHAT_ID_SIZE },
+    [CHAT_WHO]       = { "chat who",     PAYLOAD_ANY, CHAT_ID_SIZE },
+    [CHAT_BYE]       = { "chat bye",     CHAT_ID_SIZE },
+    [CHAT_REPLY]     = { "chat reply",   PAYLOAD_ANY, CHAT_ID_SIZE },
+    [CHAT_DELIVER]   = { "chat deliver", PAYLOAD_ANY, CHAT_ID_SIZE + 2 },
+    [CHAT_JOINED]    = { "chat joined",  PAYLOAD_ANY, CHAT_ID_SIZE + 1 },
+    [CHAT_LEFT]      = { "chat left",    PAYLOAD_ANY, CHAT_ID_SIZE + 1 },
 };
 
 int
@@ -173,6 +189,11 @@ check_header(const struct ipc_hdr *hdr, char *err, size_t errlen)
     if (rule->payload != PAYLOAD_ANY && hdr->len != rule->payload) {
         set_error(err, errlen, "%s payload %u bytes, expected %zu",
                   rule->name, hdr->len, rule->payload);
+        return -1;
+    }
+    if (rule->payload == PAYLOAD_ANY && hdr->len < rule->min) {
+        set_error(err, errlen, "%s payload %u bytes, expected at least %zu",
+                  rule->name, hdr->len, rule->min);
         return -1;
     }
     return 0;

@@ -20,6 +20,22 @@ enum ipc_type {
     IPC_CMD_REOPEN = 17,  /* no payload: reopen log files */
     /* test-only: a worker asked to write garbage into its status pipe */
     IPC_CMD_FAULT = 18,
+    /* chat, worker -> master: payload uint32 conn id (worker-local), then
+     * NUL-separated fields as noted (see server/chat.h) */
+    CHAT_HELLO = 32,      /* new connection */
+    CHAT_NICK = 33,       /* nick */
+    CHAT_JOIN = 34,       /* room */
+    CHAT_LEAVE = 35,      /* room ("": the current one) */
+    CHAT_SAY = 36,        /* room ("": current) \0 text */
+    CHAT_MSG = 37,        /* nick \0 text */
+    CHAT_ROOMS = 38,
+    CHAT_WHO = 39,        /* room ("": current) */
+    CHAT_BYE = 40,        /* connection closed */
+    /* chat, master -> worker */
+    CHAT_REPLY = 41,      /* conn, line: print to that connection */
+    CHAT_DELIVER = 42,    /* conn 0, room \0 line: to every local member */
+    CHAT_JOINED = 43,     /* conn, room: now a member (before any delivery) */
+    CHAT_LEFT = 44,       /* conn, room: no longer a member */
     IPC_TYPE_MAX = 64     /* types >= this are protocol errors */
 };
 

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/chat.h"
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/status.h"
@@ -208,13 +209,30 @@ static void send_command_payload(struct master *m, size_t idx, uint16_t type,
     struct slot *s = &m->slots[idx];
     if (s->pid == 0 || s->cmd_fd < 0)
         return;
-    if (ipc_queue_push(&s->q, type, (uint16_t)idx, s->gen, payload, len) != 0) {
+    if (ipc_queue_push(&s->q, type, (uint16_t)idx, s->gen, payload, len) == 0) {
+        flush_commands(m, idx);
+        return;
+    }
+    if (type < CHAT_HELLO) {
         log_warn("slot %zu is not reading its commands; killing pid %d",
                  idx, (int)s->pid);
         kill(s->pid, SIGKILL);
-        return;
+    } else if (!s->draining && !s->killed) {
+        /* Chat traffic outruns it: its clients miss lines from now on, so
+         * recycle it; they reconnect to a worker that keeps up. */
+        log_warn("slot %zu pid %d is not keeping up with chat traffic (%zu bytes "
+                 "queued): dropping its chat lines and recycling it", idx,
+                 (int)s->pid, s->q.len);
+        s->draining = true;
+        kill(s->pid, SIGTERM);
     }
-    flush_commands(m, idx);
+}
+
+void master_send(struct master *m, size_t slot, uint16_t type,
+                 const void *payload, size_t len)
+{
+    if (slot < m->nslots)
+        send_command_payload(m, slot, type, payload, len);
 }
 
 static void send_command(struct master *m, size_t idx, uint16_t type)
@@ -297,6 +315,10 @@ static int read_frames(struct master *m, size_t idx)
     char err[160];
     int r;
     while ((r = ipc_reader_next(&s->rd, &msg, err, sizeof err)) == 1) {
+        if (msg.hdr.type >= CHAT_HELLO && msg.hdr.type <= CHAT_BYE) {
+            chat_handle(m, idx, &msg);
+            continue;
+        }
         if (msg.hdr.type != IPC_STATE && msg.hdr.type != IPC_HEARTBEAT) {
             snprintf(err, sizeof err, "unexpected message type %u", msg.hdr.type);
             r = -1;
@@ -385,6 +407,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
     int64_t lived = m->now_ms - s->started_ms;
     s->killed = true;               /* reaped: its pid must not be signalled */
     read_last_reports(m, idx);
+    chat_worker_gone(m, s->pid);
     char how[96];
     describe_status(status, how, sizeof how);
     bool expected = s->draining || m->stopping;
@@ -887,6 +910,7 @@ static void run_loop(struct master *m)
 static void cleanup(struct master *m)
 {
     control_close(&m->ctl);
+    chat_free(m);
     for (size_t i = 0; i < m->nslots; i++)
         slot_close_channels(m, &m->slots[i]);
     free(m->slots);

@@ -70,12 +70,18 @@ struct master {
     time_t last_reload_wall;        /* 0: never */
     bool last_reload_ok;
     char last_reload_msg[512];      /* "FILE:LINE: message" when rejected */
+    struct chat *chat;              /* chat registry (server/chat.c), lazily */
 };
 
 /* Worker state as status shows it: a heartbeat overdue by this much is
  * "unresponsive" (the kill comes later, at worker_timeout). */
 #define UNRESPONSIVE_AFTER_MS 3000
 const char *master_slot_state(const struct master *m, const struct slot *s);
+
+/* Queue a frame to the worker in slot (bounded). A chat frame that does
+ * not fit is dropped and that worker is recycled (drained), logged once. */
+void master_send(struct master *m, size_t slot, uint16_t type,
+                 const void *payload, size_t len);
 
 /* Take ownership of cfg and the open listeners; run until stopped.
  * Returns the process exit code. */

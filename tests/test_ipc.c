@@ -332,6 +332,16 @@ Test(ipc, bad_length)
                       "frame length 65535 exceeds 4080");
 }
 
+Test(ipc, chat_payload_bounds)
+{
+    assert_bad_header(CHAT_HELLO, 0, 0, "chat hello payload 0 bytes, expected 4");
+    assert_bad_header(CHAT_SAY, 4, 0,
+                      "chat say payload 4 bytes, expected at least 5");
+    assert_bad_header(CHAT_REPLY, 3, 0,
+                      "chat reply payload 3 bytes, expected at least 4");
+    assert_bad_header(45, 4, 0, "bad frame type 45");
+}
+
 Test(ipc, bad_flags)
 {
     assert_bad_header(IPC_CMD_DRAIN, 0, 3, "bad flags 0x3");

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "server/log.h"
+#include "workers/chat.h"
 #include "workers/echo.h"
 #include "workers/http.h"
 
@@ -27,6 +28,9 @@
 #define REPORT_EVERY_MS   1000
 #define STATE_MIN_GAP_MS  100   /* busy/idle flips reported at most this often */
 #define MAX_EVENTS        256
+#define UPLINK_LIMIT      (1024 * 1024) /* frames queued to the master */
+#define UPLINK_HIGH       (256 * 1024)  /* above: producers pause */
+#define UPLINK_LOW        (64 * 1024)   /* below again: they resume */
 
 static volatile sig_atomic_t sig_drain, sig_quit, sig_reopen;
 
@@ -49,24 +53,12 @@ int64_t monotonic_ms(void)
 
 /* --- protocols ---------------------------------------------------------- */
 
-static void unavailable_open(struct conn *c)
-{
-    static const char msg[] = "chat is not available in this version\r\n";
-    ssize_t n = write(c->fd, msg, sizeof msg - 1);
-    (void)n;    /* best effort: the connection is closed either way */
-    conn_close(c);
-}
-
-static const struct proto unavailable_proto = {
-    .name = "unavailable", .on_open = unavailable_open,
-};
-
 static const struct proto *proto_for(enum proto_kind kind)
 {
     switch (kind) {
     case PROTO_HTTP: return &http_proto;
     case PROTO_ECHO: return &echo_proto;
-    default:         return &unavailable_proto;
+    default:         return &chat_proto;
     }
 }
 
@@ -352,16 +344,83 @@ static void fill_usage(struct ipc_report *r)
     r->maxrss_kb = (uint64_t)ru.ru_maxrss;
 }
 
+/* --- the uplink: frames to the master that must not be dropped ---------- */
+
+static void uplink_set_out(struct worker *w, bool want)
+{
+    if (want == w->up_wants_out)
+        return;
+    struct epoll_event ee = { .events = want ? EPOLLOUT : 0, .data.ptr = &w->up_ev };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->status_fd, &ee) != 0) {
+        log_error("epoll_ctl status pipe: %s", strerror(errno));
+        return;
+    }
+    w->up_wants_out = want;
+}
+
+static void uplink_ready(struct worker *w)
+{
+    w->up_congested = false;
+    for (size_t i = 0; i < w->nls; i++) {
+        const struct proto *p = w->ls[i].proto;
+        bool first = true;
+        for (size_t j = 0; j < i; j++)
+            first = first && w->ls[j].proto != p;
+        if (first && p->on_uplink_ready)
+            p->on_uplink_ready(w);
+    }
+}
+
+static void uplink_flush(struct worker *w)
+{
+    int r = ipc_queue_flush(&w->up, w->status_fd);
+    if (r < 0) {
+        /* The master is gone: nothing will read these; the parent check
+         * drains us soon. Drop them rather than grow. */
+        log_warn("status pipe: %s; dropping %zu queued bytes", strerror(errno), w->up.len);
+        w->up.len = w->up.head = 0;
+        r = 1;
+    }
+    uplink_set_out(w, r == 0);
+    if (w->up_congested && w->up.len < UPLINK_LOW)
+        uplink_ready(w);
+}
+
+static void on_uplink(struct worker *w, struct ev *ev, uint32_t events)
+{
+    (void)ev; (void)events;
+    uplink_flush(w);
+}
+
+int worker_send_master(struct worker *w, uint16_t type, const void *payload,
+                       size_t len)
+{
+    if (ipc_queue_push(&w->up, type, (uint16_t)w->slot, w->gen, payload, len) != 0) {
+        log_error("queue to the master full (%zu bytes): frame type %u lost",
+                  w->up.len, type);
+        return -1;
+    }
+    if (w->up.len > UPLINK_HIGH)
+        w->up_congested = true;
+    if (!w->up_wants_out)
+        uplink_flush(w);
+    return 0;
+}
+
 /* A full pipe drops the report: counters are cumulative, the next one
- * carries everything. */
+ * carries everything. While uplink frames are queued (possibly half
+ * written) the report must queue behind them instead. */
 static void send_report(struct worker *w, uint16_t type)
 {
     w->stats.state = current_state(w);
     w->stats.active = (uint32_t)w->nconns;
     if (type == IPC_HEARTBEAT)
         fill_usage(&w->stats);
-    if (ipc_send(w->status_fd, type, (uint16_t)w->slot, w->gen, &w->stats,
-                 sizeof w->stats) != 0 && errno != EAGAIN)
+    if (w->up.len > 0)
+        (void)ipc_queue_push(&w->up, type, (uint16_t)w->slot, w->gen, &w->stats,
+                             sizeof w->stats);
+    else if (ipc_send(w->status_fd, type, (uint16_t)w->slot, w->gen, &w->stats,
+                      sizeof w->stats) != 0 && errno != EAGAIN)
         log_debug("report to master: %s", strerror(errno));
     w->reported_state = current_state(w);
     w->last_state_ms = w->now_ms;
@@ -467,6 +526,18 @@ static void inject_fault(struct worker *w, const struct ipc_msg *m)
         log_warn("fault injection: %s", strerror(errno));
 }
 
+/* Relayed chat frames go to the protocol that takes them. */
+static bool deliver_to_protocol(struct worker *w, const struct ipc_msg *m)
+{
+    for (size_t i = 0; i < w->nls; i++) {
+        if (w->ls[i].proto->on_master_msg) {
+            w->ls[i].proto->on_master_msg(w, m);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void handle_command(struct worker *w, const struct ipc_msg *m)
 {
     switch (m->hdr.type) {
@@ -480,6 +551,8 @@ static void handle_command(struct worker *w, const struct ipc_msg *m)
         inject_fault(w, m);
         break;
     default:
+        if (m->hdr.type >= CHAT_HELLO && deliver_to_protocol(w, m))
+            break;
         log_warn("unexpected command %u from the master", m->hdr.type);
     }
 }
@@ -595,9 +668,16 @@ static int setup_worker(struct worker *w, const struct worker_args *a)
     w->now_ms = monotonic_ms();
     w->reported_state = WS_STARTING;
     ipc_reader_init(&w->cmd_rd);
+    ipc_queue_init(&w->up, UPLINK_LIMIT);
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w->epfd < 0) {
         log_error("epoll_create1: %s", strerror(errno));
+        return -1;
+    }
+    w->up_ev.on_event = on_uplink;
+    struct epoll_event up = { .events = 0, .data.ptr = &w->up_ev };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->status_fd, &up) != 0) {
+        log_error("epoll_ctl status pipe: %s", strerror(errno));
         return -1;
     }
     w->cmd_ev.on_event = on_command;

@@ -68,6 +68,10 @@ struct proto {
     void (*on_reopen)(struct worker *w);        /* SIGUSR1: reopen logs */
     void (*on_exit)(struct worker *w);          /* flush before exiting */
     void (*on_tick)(struct worker *w);          /* about once a second */
+    /* a frame from the master of a type >= CHAT_HELLO (chat relay) */
+    void (*on_master_msg)(struct worker *w, const struct ipc_msg *m);
+    /* the queue to the master fell below its low-water mark again */
+    void (*on_uplink_ready)(struct worker *w);
 };
 
 struct worker {
@@ -77,6 +81,9 @@ struct worker {
     pid_t master_pid;
     int epfd;
     int status_fd;                  /* to the master */
+    struct ev up_ev;                /* status_fd's EPOLLOUT, while up is queued */
+    struct ipc_queue up;            /* frames that must not be dropped */
+    bool up_wants_out, up_congested;
     struct ev cmd_ev;
     int cmd_fd;                     /* from the master */
     struct ipc_reader cmd_rd;
@@ -121,6 +128,16 @@ struct tlist *worker_timer_list(struct worker *w, int64_t dur_ms);
 /* Arm c's deadline at now + tl->dur_ms (re-arming moves it to the tail). */
 void conn_timer_set(struct conn *c, struct tlist *tl);
 void conn_timer_clear(struct conn *c);
+/* Queue a frame to the master that must arrive (unlike reports, which a
+ * full pipe drops). 0, or -1 with ENOBUFS when the queue is full. */
+int worker_send_master(struct worker *w, uint16_t type, const void *payload,
+                       size_t len);
+/* Above the high-water mark: stop taking input that produces such frames
+ * until proto->on_uplink_ready. */
+static inline bool worker_uplink_congested(const struct worker *w)
+{
+    return w->up_congested;
+}
 /* Millisecond monotonic clock, as cached for this wakeup. */
 int64_t monotonic_ms(void);
 static inline int64_t worker_now(const struct worker *w) { return w->now_ms; }
