@@ -15,13 +15,13 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "server/log.h"
 #include "workers/http_file.h"
+#include "workers/http_io.h"
 #include "workers/http_log.h"
 #include "workers/http_path.h"
 #include "workers/mime.h"
@@ -632,7 +632,7 @@ static int flush_out(struct conn *c, struct hbuf *b)
 {
     while (b->out_head < b->out_len) {
         int flags = MSG_NOSIGNAL | (b->send_left ? MSG_MORE : 0);
-        ssize_t n = send(c->fd, b->out + b->out_head, b->out_len - b->out_head, flags);
+        ssize_t n = http_io_send(c->fd, b->out + b->out_head, b->out_len - b->out_head, flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -645,7 +645,7 @@ static int flush_out(struct conn *c, struct hbuf *b)
     while (b->send_left) {
         off_t off = (off_t)b->send_off;
         size_t want = b->send_left < (1u << 30) ? (size_t)b->send_left : (1u << 30);
-        ssize_t n = sendfile(c->fd, b->send_f->fd, &off, want);
+        ssize_t n = http_io_sendfile(c->fd, b->send_f->fd, &off, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -688,7 +688,7 @@ static int read_more(struct conn *c, struct hbuf *b, bool *maybe_more)
 {
     size_t room = H.in_cap - b->len;
     for (;;) {
-        ssize_t n = read(c->fd, b->in + b->len, room);
+        ssize_t n = http_io_read(c->fd, b->in + b->len, room);
         if (n > 0) {
             b->len += (uint32_t)n;
             c->w->stats.bytes_in += (uint64_t)n;
@@ -720,7 +720,7 @@ static void pump(struct conn *c, struct http_state *s, bool readable)
             return;
         }
         if (s->flags & F_CLOSE) {
-            shutdown(c->fd, SHUT_WR);
+            http_io_shutdown_wr(c->fd);
             conn_close(c);
             return;
         }
@@ -746,7 +746,7 @@ static void refuse_unavailable(struct conn *c)
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
         "Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n";
     log_error("http: out of memory for a request buffer; answering 503");
-    ssize_t n = send(c->fd, resp, sizeof resp - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = http_io_send(c->fd, resp, sizeof resp - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;        /* best effort: closed either way */
     conn_close(c);
 }
@@ -790,7 +790,7 @@ static void http_timeout(struct conn *c)
         refresh_date();
         reply_error(c, s, b, 408, NULL);
         if (flush_out(c, b) > 0)
-            shutdown(c->fd, SHUT_WR);
+            http_io_shutdown_wr(c->fd);
     }
     conn_close(c);
 }

@@ -1,0 +1,16 @@
+/* http_io: the socket calls of the HTTP handler. They live in their own
+ * file so the fuzz harness (tests/fuzz_http.c) can link memory-backed ones
+ * in their place and run the whole request path without sockets. */
+#ifndef PREFORKD_HTTP_IO_H
+#define PREFORKD_HTTP_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Same contracts as read(2), send(2), sendfile(2) and shutdown(fd, SHUT_WR). */
+ssize_t http_io_read(int fd, void *buf, size_t len);
+ssize_t http_io_send(int fd, const void *buf, size_t len, int flags);
+ssize_t http_io_sendfile(int out_fd, int in_fd, off_t *off, size_t count);
+int http_io_shutdown_wr(int fd);
+
+#endif
