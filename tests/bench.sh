@@ -439,15 +439,17 @@ bench_status() {
     wait_ready
     WORKERS=$save_workers
     sleep 1                                   # a heartbeat from every worker
-    local fails=0 err=""
+    local fails=0 err="" rc
     for ((i = 0; i < STATUS_RUNS; i++)); do
         t0=$(date +%s%N)
-        if timeout 10 "$PREFORKD_BIN" status -c "$dir/preforkd.conf" >"$dir/status.out" 2>&1; then
-            t1=$(date +%s%N)
+        rc=0
+        timeout 10 "$PREFORKD_BIN" status -c "$dir/preforkd.conf" >"$dir/status.out" 2>&1 || rc=$?
+        t1=$(date +%s%N)
+        if ((rc == 0)); then
             times+=("$(((t1 - t0) / 1000))")
         else
             fails=$((fails + 1))
-            err="exit $?: $(head -1 "$dir/status.out")"
+            err="exit $rc: $(head -1 "$dir/status.out")"
         fi
     done
     stop_server
