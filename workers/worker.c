@@ -386,8 +386,12 @@ static void report_if_due(struct worker *w)
         }
         return;
     }
-    if (PREFORKD_REPORT_EVERY_MS == 0)
+    if (PREFORKD_REPORT_EVERY_MS == 0) {
+        /* Treat the flip as reported, so nothing waits to be sent. */
+        w->reported_state = current_state(w);
+        w->last_state_ms = w->now_ms;
         return;
+    }
     enum worker_state st = current_state(w);
     if (st != w->reported_state &&
         (st == WS_DRAINING || w->now_ms - w->last_state_ms >= STATE_MIN_GAP_MS))
