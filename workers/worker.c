@@ -25,7 +25,16 @@
 #define ACCEPT_BATCH      16    /* accepts per wake-up */
 #define REORDER_EVERY     16    /* accepts between wait-queue re-orders */
 #define EMFILE_PAUSE_MS   1000  /* out of descriptors: stop accepting */
-#define REPORT_EVERY_MS   1000
+/* Heartbeat period (status report with usage, plus once-a-second protocol
+ * ticks). 0 = no status reports besides the startup, draining and exit ones:
+ * the heartbeats and busy/idle flips are never sent, the ticks still run
+ * every second. Only `make bench` builds that (build/bench-noreport/) to
+ * measure what reporting costs; it needs a worker_timeout longer than the
+ * run, or the master's watchdog kills the silent workers. */
+#ifndef PREFORKD_REPORT_EVERY_MS
+#define PREFORKD_REPORT_EVERY_MS 1000
+#endif
+#define TICK_EVERY_MS (PREFORKD_REPORT_EVERY_MS > 0 ? PREFORKD_REPORT_EVERY_MS : 1000)
 #define STATE_MIN_GAP_MS  100   /* busy/idle flips reported at most this often */
 #define MAX_EVENTS        256
 #define UPLINK_LIMIT      (1024 * 1024) /* frames queued to the master */
@@ -440,13 +449,20 @@ static void report_if_due(struct worker *w)
 {
     if (w->now_ms >= w->next_report_ms) {
         tick_protocols(w);
-        send_report(w, IPC_HEARTBEAT);
-        w->next_report_ms = w->now_ms + REPORT_EVERY_MS;
+        if (PREFORKD_REPORT_EVERY_MS > 0)
+            send_report(w, IPC_HEARTBEAT);
+        w->next_report_ms = w->now_ms + TICK_EVERY_MS;
         /* The parent check backs up PR_SET_PDEATHSIG. */
         if (getppid() != w->master_pid && !w->draining) {
             log_warn("master %d is gone; draining", (int)w->master_pid);
             sig_drain = 1;
         }
+        return;
+    }
+    if (PREFORKD_REPORT_EVERY_MS == 0) {
+        /* Treat the flip as reported, so nothing waits to be sent. */
+        w->reported_state = current_state(w);
+        w->last_state_ms = w->now_ms;
         return;
     }
     enum worker_state st = current_state(w);
@@ -781,7 +797,7 @@ void worker_main(const struct worker_args *a)
     sigset_t waitmask;
     sigemptyset(&waitmask);
     send_report(&w, IPC_STATE);     /* starting -> idle: we are up */
-    w.next_report_ms = w.now_ms + REPORT_EVERY_MS;
+    w.next_report_ms = w.now_ms + TICK_EVERY_MS;
     for (;;) {
         run_once(&w, &waitmask);
         if (w.draining && (w.nconns == 0 || w.now_ms >= w.drain_deadline_ms))
