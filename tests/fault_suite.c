@@ -27,7 +27,16 @@ static void setup(void)
     port = h_free_port(SOCK_STREAM);
 }
 
-static void teardown(void) { server_cleanup(&srv); }
+struct load;
+static struct load *running_load;    /* stopped by teardown if a test fails */
+static void load_stop(struct load *l);
+
+static void teardown(void)
+{
+    if (running_load)
+        load_stop(running_load);
+    server_cleanup(&srv);
+}
 
 TestSuite(faults, .init = setup, .fini = teardown, .timeout = 240);
 
@@ -81,6 +90,7 @@ static void *load_thread(void *arg)
 static void load_start(struct load *l, int p)
 {
     memset(l, 0, sizeof *l);
+    running_load = l;
     l->port = p;
     for (int i = 0; i < 2; i++)
         pthread_create(&l->th[i], NULL, load_thread, l);
@@ -91,6 +101,7 @@ static void load_stop(struct load *l)
     atomic_store(&l->stop, 1);
     for (int i = 0; i < 2; i++)
         pthread_join(l->th[i], NULL);
+    running_load = NULL;
 }
 
 static bool pool_has(size_t n, pid_t gone)
@@ -108,7 +119,7 @@ Test(faults, sigkill_storm_under_load)
 {
     write_conf(4, "");
     cr_assert_eq(server_start(&srv, NULL), 0);
-    struct load l;
+    static struct load l;
     load_start(&l, port);
     int kills = 0, held = 0;
     int64_t worst = 0, end = h_now_ms() + 10000;
@@ -167,7 +178,7 @@ Test(faults, fifty_reloads_no_failure_no_growth)
 {
     write_conf(2, "");
     cr_assert_eq(server_start(&srv, NULL), 0);
-    struct load l;
+    static struct load l;
     load_start(&l, port);
     long fd10 = 0, rss10 = 0;
     for (int r = 1; r <= 50; r++) {
@@ -200,7 +211,7 @@ Test(faults, master_stall_loses_no_report)
 {
     write_conf(2, "");
     cr_assert_eq(server_start(&srv, NULL), 0);
-    struct load l;
+    static struct load l;
     load_start(&l, port);
     int served_while_stopped = 0;
     for (int i = 0; i < 10; i++) {

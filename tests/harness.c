@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -121,6 +122,10 @@ int server_start(struct server *s, char *const *env)
             putenv(env[i]);
         /* Criterion's own pipes must not leak into the server under test. */
         close_range(3, ~0u, 0);
+        /* If the test process dies (a crash, a timeout), so does its server. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(127);
         execl(h_bin(), "preforkd", "-f", "-c", s->conf, (char *)NULL);
         _exit(127);
     }

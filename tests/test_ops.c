@@ -128,7 +128,8 @@ Test(ops, twenty_reloads_under_load_lose_nothing)
 {
     write_echo_conf(2, "");
     cr_assert_eq(server_start(&srv, NULL), 0);
-    struct load l = { .port = port };
+    static struct load l;
+    l = (struct load){ .port = port };
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, echo_load, &l);
@@ -402,7 +403,8 @@ static void reloads_under_http_load(bool keepalive)
     fclose(f);
     http_conf(2);
     cr_assert_eq(server_start(&srv, NULL), 0);
-    struct http_load l = { .port = port, .keepalive = keepalive };
+    static struct http_load l;
+    l = (struct http_load){ .port = port, .keepalive = keepalive };
     pthread_t th[4];
     for (int i = 0; i < 4; i++)
         pthread_create(&th[i], NULL, http_load_thread, &l);
