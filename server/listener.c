@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,12 +41,24 @@ static int prepare_unix_path(const struct address *a, char *err, size_t errlen)
     return 0;
 }
 
-static int set_socket_options(int fd, const struct address *a)
+static int set_socket_options(int fd, const struct listen_conf *conf)
 {
+    const struct address *a = &conf->addr;
     int one = 1;
     if (a->sa.ss_family == AF_UNIX)
         return 0;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        return -1;
+    if (a->socktype != SOCK_STREAM || conf->protocol != PROTO_HTTP)
+        return 0;
+    /* Accepted sockets inherit it: HTTP sets no option per connection. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        return -1;
+    /* A client speaks first in HTTP: hand over a connection only once its
+     * request has arrived, so the worker's first read finds it (nginx's
+     * "deferred"). A silent client is handed over after this many seconds. */
+    int defer_s = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s) != 0)
         return -1;
     /* [::]:port means IPv6 only; bind 0.0.0.0 separately for IPv4. */
     if (a->sa.ss_family == AF_INET6 &&
@@ -68,7 +81,7 @@ int listener_open(struct listener *l, const struct listen_conf *conf,
         return -1;
     }
     const char *step = "setsockopt";
-    if (set_socket_options(fd, a) != 0)
+    if (set_socket_options(fd, conf) != 0)
         goto fail;
     step = "bind";
     if (bind(fd, (const struct sockaddr *)&a->sa, a->salen) != 0)

@@ -42,7 +42,7 @@
 
 enum { H_NONE, H_INM, H_IMS, H_RANGE, H_REFERER, H_UA, H_COUNT };
 
-enum { F_CLOSE = 1, F_PEER = 2 };
+enum { F_CLOSE = 1, F_PEER = 2, F_SERVED = 4 };  /* F_SERVED: answered one */
 
 struct span { uint32_t off, len; };
 
@@ -383,6 +383,7 @@ static void request_done(struct conn *c, struct http_state *s, struct hbuf *b,
                          int status, uint64_t bytes, bool keep)
 {
     c->w->stats.requests++;
+    s->flags |= F_SERVED;
     if (!keep)
         s->flags |= F_CLOSE;
     if (status >= 500)
@@ -673,12 +674,17 @@ static void settle(struct conn *c, struct http_state *s)
 {
     if (between_requests(s->b)) {
         buf_put(s);
+        /* A fresh connection waits for its first request under
+         * header_timeout, draining or not: it was accepted to be served. */
+        if (!(s->flags & F_SERVED))
+            goto wait;
         if (c->w->draining) {
             conn_close(c);
             return;
         }
         conn_timer_set(c, H.keepalive_tl);
     }
+wait:
     if (conn_set_interest(c, EPOLLIN) != 0)
         conn_close(c);
 }
@@ -720,7 +726,10 @@ static void pump(struct conn *c, struct http_state *s, bool readable)
             return;
         }
         if (s->flags & F_CLOSE) {
-            http_io_shutdown_wr(c->fd);
+            /* close() sends the FIN; shutdown() first would only cost a
+             * syscall when nothing is left unread. */
+            if (b->len)
+                http_io_shutdown_wr(c->fd);
             conn_close(c);
             return;
         }
@@ -757,13 +766,16 @@ static void http_open(struct conn *c)
 {
     struct http_state *s = state_of(c);
     llhttp_init(&s->parser, HTTP_REQUEST, &H.settings);
-    int family = c->ls->conf->addr.sa.ss_family, one = 1;
-    if ((family == AF_INET || family == AF_INET6) &&
-        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
-        log_debug("TCP_NODELAY: %s", strerror(errno));
+    /* TCP_NODELAY comes from the listening socket (the master sets it;
+     * accepted sockets inherit it): no setsockopt per connection. */
     conn_timer_set(c, H.header_tl);     /* a silent client is closed */
-    if (conn_set_interest(c, EPOLLIN) != 0)
-        conn_close(c);
+    /* The request usually arrives right behind the handshake: read it now
+     * instead of a round trip through epoll (EPOLLIN is already set). */
+    if (!buf_get(c)) {
+        refuse_unavailable(c);
+        return;
+    }
+    pump(c, s, true);
 }
 
 static void http_event(struct conn *c, uint32_t events)

@@ -228,7 +228,10 @@ static void conn_open(struct worker *w, struct wlistener *l, int fd)
     }
     c->fd = fd;
     c->ls = l;
-    struct epoll_event ee = { .events = 0, .data.ptr = &c->ev };
+    /* Every protocol starts by reading: register EPOLLIN at once, so its
+     * on_open needs no second epoll_ctl. */
+    struct epoll_event ee = { .events = EPOLLIN, .data.ptr = &c->ev };
+    c->interest = EPOLLIN;
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ee) != 0) {
         log_error("epoll_ctl add fd %d: %s", fd, strerror(errno));
         close(fd);

@@ -58,7 +58,7 @@ struct proto {
     size_t state_size;
     /* once per worker, before the loop; 0 or -1 (the worker exits) */
     int (*init)(struct worker *w);
-    void (*on_open)(struct conn *c);            /* accepted: set interest */
+    void (*on_open)(struct conn *c);            /* accepted; interest is EPOLLIN */
     void (*on_event)(struct conn *c, uint32_t events);
     void (*on_timeout)(struct conn *c);         /* its deadline passed */
     void (*on_drain)(struct conn *c);           /* the worker is draining */
