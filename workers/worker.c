@@ -23,7 +23,7 @@
 #include "workers/http.h"
 
 #define ACCEPT_BATCH      16    /* accepts per wake-up */
-#define REORDER_EVERY     16    /* accepts between wait-queue re-orders */
+#define REORDER_EVERY     16    /* listener wake-ups between re-orders */
 #define EMFILE_PAUSE_MS   1000  /* out of descriptors: stop accepting */
 /* Heartbeat period (status report with usage, plus once-a-second protocol
  * ticks). 0 = no status reports besides the startup, draining and exit ones:
