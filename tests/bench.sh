@@ -33,6 +33,7 @@ WORKERS=2
 IDLE_CONNS=${IDLE_CONNS:-2000}
 STATUS_WORKERS=${STATUS_WORKERS:-64}
 STATUS_RUNS=20
+RELOADS=${RELOADS:-20}               # SIGHUPs under load (zero failures expected)
 KA_CONNS=50
 BIG_CONNS=4
 WRK_THREADS=2
@@ -422,6 +423,39 @@ bench_server() {
     stop_server
 }
 
+# bench_reloads FILE: RELOADS SIGHUPs to preforkd, one every 0.4 s, while
+# wrk runs keep-alive and then connection-per-request load; every request
+# must succeed (no socket error, no non-2xx). One line per load into FILE.
+bench_reloads() {
+    local load out secs=$((RELOADS * 4 / 10 + 2)) i
+    : >"$1"
+    for load in keep-alive close; do
+        start_server preforkd
+        out=$TMP/reloads-$load.txt
+        local hdr=()
+        [[ $load == close ]] && hdr=(-H 'Connection: close')
+        timeout -k 5 $((secs + 30)) wrk -t "$WRK_THREADS" -c "$KA_CONNS" -d "${secs}s" \
+            "${hdr[@]}" "http://127.0.0.1:$SERVER_PORT/1k.bin" >"$out" 2>&1 &
+        local wrk_pid=$!
+        sleep 1
+        for ((i = 0; i < RELOADS; i++)); do
+            kill -HUP "$SERVER_PID"
+            sleep 0.4
+        done
+        wait "$wrk_pid" || true
+        local gen
+        gen=$("$PREFORKD_BIN" status --json -c "$TMP/preforkd/preforkd.conf" 2>/dev/null |
+              sed -n 's/.*"generation":\([0-9]*\).*/\1/p')
+        stop_server
+        local errors
+        errors=$(awk '/Socket errors:/ { n += $4 + $6 + $8 + $10 }
+                      /Non-2xx or 3xx responses:/ { n += $5 } END { print n + 0 }' "$out")
+        [[ $errors != 0 ]] && check_wrk_errors "$out" "reloads, $load"
+        printf '%d reloads under %s load: %s requests, %s failed (socket errors + non-2xx), generation %s\n' \
+            "$RELOADS" "$load" "$(wrk_requests "$out")" "$errors" "${gen:-?}" >>"$1"
+    done
+}
+
 # `preforkd status` wall time with STATUS_WORKERS workers: median and max,
 # as one line into the file $1.
 bench_status() {
@@ -571,6 +605,8 @@ main() {
     done
     log "preforkd status with $STATUS_WORKERS workers"
     bench_status "$TMP/status-line"
+    log "preforkd: $RELOADS reloads under load"
+    bench_reloads "$TMP/reload-lines"
 
     echo
     echo "$machine"
@@ -580,6 +616,7 @@ main() {
     echo
     print_report_cost
     cat "$TMP/status-line"
+    cat "$TMP/reload-lines"
     print_problems
 }
 
