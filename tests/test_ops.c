@@ -434,3 +434,46 @@ Test(ops, twenty_reloads_http_per_request_zero_failures)
 {
     reloads_under_http_load(false);
 }
+
+/* Reloads faster than drains: each old generation is held draining by an
+ * active echo client; at most 3 x workers drain at once, the oldest are
+ * stopped first. */
+struct dripper { int fd; };
+
+static void *drip_thread(void *arg)
+{
+    struct dripper *d = arg;
+    char c = 'd', r;
+    /* Never quiet for 500 ms, so the echo drain never sees it idle. */
+    while (h_write_full(d->fd, &c, 1) == 0 && h_read_full(d->fd, &r, 1, 3000) == 0)
+        h_sleep_ms(100);
+    return NULL;
+}
+
+Test(ops, draining_workers_are_capped)
+{
+    signal(SIGPIPE, SIG_IGN);       /* clients of stopped workers see EPIPE */
+    write_echo_conf(1, "graceful_timeout = 60");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    static struct dripper d[6];
+    pthread_t th[6];
+    for (int r = 0; r < 6; r++) {
+        d[r].fd = h_tcp_connect(port);          /* served by generation r + 1 */
+        char c = 'x', back;
+        cr_assert_eq(h_write_full(d[r].fd, &c, 1), 0);
+        cr_assert_eq(h_read_full(d[r].fd, &back, 1, 3000), 0);
+        pthread_create(&th[r], NULL, drip_thread, &d[r]);
+        reload_and_wait(r);
+        cr_assert(WAIT_UNTIL(json_field("idle") + json_field("busy") >= 1, 3000));
+    }
+    cr_assert(WAIT_UNTIL(json_field("draining") == 3, 5000), "draining %.0f",
+              json_field("draining"));
+    cr_assert_geq(h_file_count(srv.log, "stopping the oldest"), 3);
+    cr_assert_eq(json_field("generation"), 7);
+    for (int r = 0; r < 6; r++)
+        shutdown(d[r].fd, SHUT_RDWR);
+    for (int r = 0; r < 6; r++) {
+        pthread_join(th[r], NULL);
+        close(d[r].fd);
+    }
+}
