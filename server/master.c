@@ -192,8 +192,17 @@ static void flush_commands(struct master *m, size_t idx)
         return;
     int r = ipc_queue_flush(&s->q, s->cmd_fd);
     if (r < 0) {
-        log_warn("command pipe of slot %zu: %s", idx, strerror(errno));
-        r = 1;      /* nothing more can be sent; the reaper cleans up */
+        /* The worker is gone or going: say so once, send nothing more
+         * (later frames are dropped at send_command_payload). */
+        log_warn("command pipe of slot %zu pid %d: %s; closing it", idx,
+                 (int)s->pid, strerror(errno));
+        if (s->cmd_wants_out)
+            epoll_ctl(m->epfd, EPOLL_CTL_DEL, s->cmd_fd, NULL);
+        close(s->cmd_fd);
+        s->cmd_fd = -1;
+        s->cmd_wants_out = false;
+        ipc_queue_free(&s->q);
+        return;
     }
     bool want = r == 0;
     if (want != s->cmd_wants_out) {
