@@ -299,6 +299,38 @@ Test(http, method_not_allowed_and_body_limit)
     free(r.body);
 }
 
+/* An upload refused with 413 while the client is still sending: the
+ * worker reads and drops the rest for a while (lingering close) instead of
+ * closing with unread data, which would reset the connection and make the
+ * client fail its write, or lose the answer, instead of reading the 413. */
+Test(http, refused_upload_gets_its_answer)
+{
+    enum { BODY = 16 << 20, CHUNK = 64 << 10 };
+    write_www("f", "f", 1);
+    start_http("", "");
+    int fd = h_tcp_connect(port);
+    cr_assert_geq(fd, 0);
+    struct timeval tv = { .tv_sec = 10 };
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), 0);
+    char head[128];
+    int hl = snprintf(head, sizeof head,
+                      "PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n", BODY);
+    cr_assert_eq(h_write_full(fd, head, (size_t)hl), 0);
+    static char chunk[CHUNK];
+    memset(chunk, 'u', sizeof chunk);
+    for (size_t sent = 0; sent < BODY;) {
+        ssize_t n = send(fd, chunk, sizeof chunk, MSG_NOSIGNAL);
+        cr_assert_gt(n, 0, "body write failed after %zu bytes: %s", sent, strerror(errno));
+        sent += (size_t)n;
+    }
+    struct resp r;
+    cr_assert_eq(read_resp(fd, &r, false), 0, "no answer after the body");
+    cr_assert_eq(r.status, 413);
+    free(r.body);
+    cr_assert(closed_by_peer(fd, 5000));
+    close(fd);
+}
+
 Test(http, uri_and_header_limits)
 {
     start_http("max_header_size = 2048", "");

@@ -39,10 +39,15 @@
 #define READS_PER_EVENT  4              /* fairness between connections */
 #define LOG_FIELD_MAX    1024           /* access log: longer fields are cut */
 #define NO_BODY_AT       UINT32_MAX
+#define LINGER_MS        5000           /* lingering close, at most */
+#define LINGER_READS     16             /* per event, so others get a turn */
 
 enum { H_NONE, H_INM, H_IMS, H_RANGE, H_REFERER, H_UA, H_COUNT };
 
-enum { F_CLOSE = 1, F_PEER = 2, F_SERVED = 4 };  /* F_SERVED: answered one */
+/* F_SERVED: answered one. F_CUT: closing on a request cut short (refused
+ * head or body), so the client may still be sending. F_LINGER: closing,
+ * answer sent, reading and dropping what still comes. */
+enum { F_CLOSE = 1, F_PEER = 2, F_SERVED = 4, F_CUT = 8, F_LINGER = 16 };
 
 struct span { uint32_t off, len; };
 
@@ -80,7 +85,7 @@ static struct {
     size_t npool;
     uint32_t in_cap;
     bool keepalive;
-    struct tlist *header_tl, *keepalive_tl, *grace_tl;
+    struct tlist *header_tl, *keepalive_tl, *grace_tl, *linger_tl;
     llhttp_settings_t settings;
     time_t date_sec;
     size_t date_len;
@@ -601,7 +606,7 @@ static void parse_more(struct conn *c, struct http_state *s, struct hbuf *b)
     if (!b->err)
         log_debug("http parse error: %s", llhttp_get_error_reason(&s->parser));
     reply_error(c, s, b, parse_error_status(b), NULL);
-    s->flags |= F_CLOSE;
+    s->flags |= F_CLOSE | F_CUT;
 }
 
 /* Parse and answer what is buffered, until out is full, a file body must
@@ -619,7 +624,7 @@ static void serve_buffered(struct conn *c, struct http_state *s, struct hbuf *b)
             if (b->len == H.in_cap) {   /* a request head larger than allowed */
                 b->err = b->url_done ? 431 : 414;
                 reply_error(c, s, b, b->err, NULL);
-                s->flags |= F_CLOSE;
+                s->flags |= F_CLOSE | F_CUT;
             }
             return;
         }
@@ -708,6 +713,44 @@ static int read_more(struct conn *c, struct hbuf *b, bool *maybe_more)
     }
 }
 
+/* Lingering close, as nginx's lingering_close and Apache's: closing a
+ * socket with unread input makes the kernel send a reset, and a client still
+ * sending (an upload refused with 413, requests pipelined behind a close)
+ * then fails its write or loses the answer before reading it. So: FIN after
+ * the answer, then read and drop input until the client closes or LINGER_MS
+ * pass. The request buffer goes back to the pool meanwhile. */
+static void linger_start(struct conn *c, struct http_state *s)
+{
+    buf_put(s);
+    s->flags |= F_LINGER;
+    if (http_io_shutdown_wr(c->fd) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_timer_set(c, H.linger_tl);
+    if (conn_set_interest(c, EPOLLIN) != 0)
+        conn_close(c);
+}
+
+static void linger_read(struct conn *c)
+{
+    char sink[16384];
+    for (int i = 0; i < LINGER_READS; i++) {
+        ssize_t n = http_io_read(c->fd, sink, sizeof sink);
+        if (n > 0) {
+            c->w->stats.bytes_in += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        conn_close(c);          /* the client closed too, or failed */
+        return;
+    }
+    /* More is coming: epoll is level-triggered, this runs again. */
+}
+
 static void pump(struct conn *c, struct http_state *s, bool readable)
 {
     struct hbuf *b = s->b;
@@ -726,11 +769,12 @@ static void pump(struct conn *c, struct http_state *s, bool readable)
             return;
         }
         if (s->flags & F_CLOSE) {
-            /* close() sends the FIN; shutdown() first would only cost a
-             * syscall when nothing is left unread. */
-            if (b->len)
-                http_io_shutdown_wr(c->fd);
-            conn_close(c);
+            /* close() sends the FIN; lingering would only cost syscalls
+             * when nothing is left unread and nothing more is coming. */
+            if (b->len || (s->flags & F_CUT))
+                linger_start(c, s);
+            else
+                conn_close(c);
             return;
         }
         if (b->complete)
@@ -785,6 +829,10 @@ static void http_event(struct conn *c, uint32_t events)
         conn_close(c);
         return;
     }
+    if (s->flags & F_LINGER) {
+        linger_read(c);
+        return;
+    }
     if (!s->b && !buf_get(c)) {
         refuse_unavailable(c);
         return;
@@ -796,7 +844,7 @@ static void http_event(struct conn *c, uint32_t events)
 static void http_timeout(struct conn *c)
 {
     struct http_state *s = state_of(c);
-    struct hbuf *b = s->b;
+    struct hbuf *b = s->b;      /* NULL when lingering: just close */
     if (b && !b->complete && !b->out_len && !b->send_left &&
         (b->len > 0 || b->in_body)) {
         refresh_date();
@@ -839,7 +887,8 @@ static int http_init(struct worker *w)
     H.header_tl = worker_timer_list(w, (int64_t)hc->header_timeout * 1000);
     H.keepalive_tl = worker_timer_list(w, (int64_t)(H.keepalive ? hc->keepalive_timeout : 1) * 1000);
     H.grace_tl = worker_timer_list(w, DRAIN_GRACE_MS);
-    if (!H.header_tl || !H.keepalive_tl || !H.grace_tl) {
+    H.linger_tl = worker_timer_list(w, LINGER_MS);
+    if (!H.header_tl || !H.keepalive_tl || !H.grace_tl || !H.linger_tl) {
         log_error("http: out of timer lists");
         return -1;
     }
