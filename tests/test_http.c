@@ -331,6 +331,28 @@ Test(http, refused_upload_gets_its_answer)
     close(fd);
 }
 
+/* HTTP/1.1 needs exactly one Host (RFC 9112 3.2); 1.0 may omit it. */
+Test(http, host_header_required_in_http11)
+{
+    write_www("f", "f", 1);
+    start_http("", "");
+    struct resp r = request("GET /f HTTP/1.1\r\n\r\n");
+    cr_assert_eq(r.status, 400);
+    free(r.body);
+    r = request("GET /f HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    cr_assert_eq(r.status, 400);
+    free(r.body);
+    r = request("GET /f HTTP/1.1\r\nHost:\r\n\r\n");
+    cr_assert_eq(r.status, 200, "an empty Host is allowed");
+    free(r.body);
+    int fd = h_tcp_connect(port);
+    cr_assert_eq(h_write_full(fd, "GET /f HTTP/1.0\r\n\r\n", 20), 0);
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(r.status, 200);
+    free(r.body);
+    close(fd);
+}
+
 Test(http, uri_and_header_limits)
 {
     start_http("max_header_size = 2048", "");

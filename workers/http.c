@@ -60,6 +60,7 @@ struct hbuf {
     struct span url, field, hdr[H_COUNT];
     uint8_t cur;                /* H_* of the header value being read */
     bool url_done, in_body, complete;
+    uint8_t hosts;              /* Host headers seen (1.1 needs exactly one) */
     int err;                    /* status a callback refused with */
     uint64_t body_seen;
     uint32_t out_head, out_len; /* pending response bytes out[head..len) */
@@ -151,6 +152,7 @@ static void buf_reset_request(struct hbuf *b)
     memset(&b->url, 0, sizeof b->url + sizeof b->field + sizeof b->hdr);
     b->cur = H_NONE;
     b->url_done = b->in_body = b->complete = false;
+    b->hosts = 0;
     b->err = 0;
     b->body_seen = 0;
     b->body_at = NO_BODY_AT;
@@ -243,6 +245,9 @@ static int on_header_field_complete(llhttp_t *p)
     };
     struct hbuf *b = p->data;
     b->cur = H_NONE;
+    if (b->field.len == 4 && strncasecmp(span_ptr(b, b->field), "host", 4) == 0 &&
+        b->hosts < UINT8_MAX)
+        b->hosts++;
     for (int i = H_INM; i < H_COUNT; i++)
         if (b->field.len == known[i].len &&
             strncasecmp(span_ptr(b, b->field), known[i].name, known[i].len) == 0)
@@ -269,6 +274,11 @@ static int on_headers_complete(llhttp_t *p)
 {
     struct hbuf *b = p->data;
     b->in_body = true;
+    /* RFC 9112 3.2: a 1.1 request without Host, or with several, is a 400. */
+    if (b->hosts > 1 || (b->hosts == 0 && p->http_major == 1 && p->http_minor >= 1)) {
+        b->err = 400;
+        return -1;
+    }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > BODY_MAX) {
         b->err = 413;
         return -1;
