@@ -21,6 +21,7 @@
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/status.h"
+#include "workers/loadboard.h"
 #include "workers/worker.h"
 
 #define EARLY_DEATH_MS   2000   /* a worker dying sooner is a crash loop */
@@ -124,7 +125,7 @@ static __attribute__((noreturn)) void run_child(struct master *m, size_t idx,
     struct worker_args a = {
         .cfg = &m->cfg, .slot = (int)idx, .gen = m->gen,
         .master_pid = getppid(), .status_fd = status_w, .cmd_fd = cmd_r,
-        .listen_fds = fds,
+        .listen_fds = fds, .board = m->board,
     };
     worker_main(&a);
 }
@@ -160,6 +161,8 @@ static int spawn_worker(struct master *m, size_t idx)
     s->status_fd = st[0];
     s->cmd_fd = cm[1];
     s->state = WS_STARTING;
+    s->board_slot = idx;
+    loadboard_note_slot(m->board, idx);
     s->started_ms = s->last_seen_ms = s->prev_report_ms = m->now_ms;
     s->started_wall = time(NULL);
     epoll_watch(m, EPOLL_CTL_ADD, s->status_fd, EPOLLIN, EV_STATUS, idx);
@@ -417,6 +420,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
     s->killed = true;               /* reaped: its pid must not be signalled */
     read_last_reports(m, idx);
     chat_worker_gone(m, s->pid);
+    loadboard_clear(m->board, s->board_slot, s->pid);
     char how[96];
     describe_status(status, how, sizeof how);
     bool expected = s->draining || m->stopping;
@@ -957,6 +961,7 @@ int master_run(struct master *m)
                  "set user = \"www-data\" (or another unprivileged user) in %s",
                  m->cfg.path);
     prepare_log_files(m);
+    m->board = loadboard_create();
     spawn_missing(m);
     run_loop(m);
     bool failed = !m->ready;

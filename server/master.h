@@ -29,6 +29,7 @@ struct slot {
     struct ipc_report report, prev_report;
     int64_t prev_report_ms;
     double req_rate;                /* requests/s between the last two heartbeats */
+    size_t board_slot;              /* its loadboard entry: the slot it was spawned in */
 };
 
 /* Counters of workers that have exited, so totals never go backwards. */
@@ -71,6 +72,7 @@ struct master {
     bool last_reload_ok;
     char last_reload_msg[512];      /* "FILE:LINE: message" when rejected */
     struct chat *chat;              /* chat registry (server/chat.c), lazily */
+    struct loadboard *board;        /* workers' connection counts, shared */
 };
 
 /* Worker state as status shows it: a heartbeat overdue by this much is

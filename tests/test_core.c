@@ -177,6 +177,34 @@ Test(core, connections_spread_over_workers)
         close(fds[i]);
 }
 
+/* A burst of connections (what wrk does at its start) right after start-up:
+ * the worker already running would take the whole queue before its woken
+ * sibling gets a CPU; the fair-share rule makes it step aside. */
+Test(core, connection_burst_spread_over_workers)
+{
+    enum { N = 60 };
+    start_echo(2, "");
+    pid_t w[4];
+    cr_assert(WAIT_UNTIL(worker_pids(w, 4) == 2, 5000));
+    int base[2] = { h_count_sockets(w[0]), h_count_sockets(w[1]) };
+    static int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = h_tcp_connect(port);
+        cr_assert_geq(fds[i], 0);
+    }
+    for (int i = 0; i < N; i++) {
+        char c = 'x', r;
+        cr_assert_eq(h_write_full(fds[i], &c, 1), 0);
+        cr_assert_eq(h_read_full(fds[i], &r, 1, 5000), 0, "conn %d not served", i);
+    }
+    int n0 = h_count_sockets(w[0]) - base[0], n1 = h_count_sockets(w[1]) - base[1];
+    cr_log_info("burst of %d: %d and %d connections", N, n0, n1);
+    cr_assert_eq(n0 + n1, N);
+    cr_assert_geq(n0 < n1 ? n0 : n1, N / 5, "split %d/%d", n0, n1);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+}
+
 Test(core, killed_worker_is_replaced)
 {
     start_echo(3, "");

@@ -21,10 +21,13 @@
 #include "workers/chat.h"
 #include "workers/echo.h"
 #include "workers/http.h"
+#include "workers/loadboard.h"
 
 #define ACCEPT_BATCH      16    /* accepts per wake-up */
 #define REORDER_EVERY     16    /* listener wake-ups between re-orders */
 #define EMFILE_PAUSE_MS   1000  /* out of descriptors: stop accepting */
+#define FAIR_SLACK        8     /* connections above 1.5 x the least-loaded sibling */
+#define STEP_ASIDE_MS     1     /* ... before this worker steps aside this long */
 /* Heartbeat period (status report with usage, plus once-a-second protocol
  * ticks). 0 = no status reports besides the startup, draining and exit ones:
  * the heartbeats and busy/idle flips are never sent, the ticks still run
@@ -199,6 +202,13 @@ int conn_set_interest(struct conn *c, uint32_t events)
 
 static void listeners_enable(struct worker *w, bool on);
 
+/* One relaxed store: siblings read it when they decide to accept. */
+static void publish_load(struct worker *w)
+{
+    if (w->board && !w->draining)
+        loadboard_set(w->board, (size_t)w->slot, w->pid, (uint32_t)w->nconns, w->now_ms);
+}
+
 void conn_close(struct conn *c)
 {
     struct worker *w = c->w;
@@ -214,6 +224,7 @@ void conn_close(struct conn *c)
     *pool = c;
     w->nconns--;
     w->stats.active = (uint32_t)w->nconns;
+    publish_load(w);
     if (!w->accepting && !w->draining && !w->accept_resume_ms)
         listeners_enable(w, true);
 }
@@ -246,6 +257,7 @@ static void conn_open(struct worker *w, struct wlistener *l, int fd)
     w->nconns++;
     w->stats.accepted++;
     w->stats.active = (uint32_t)w->nconns;
+    publish_load(w);
     l->proto->on_open(c);
 }
 
@@ -308,6 +320,31 @@ static void pause_accepting(struct worker *w, int err)
     w->accept_resume_ms = w->now_ms + EMFILE_PAUSE_MS;
 }
 
+/* Accept fairness. The worker already running takes a burst of new
+ * connections from the shared queue before a woken sibling gets a CPU (on a
+ * busy machine that takes longer than the burst), so long connections can all
+ * end up in one process. A worker holding more than 1.5 times the
+ * least-loaded sibling's connections plus FAIR_SLACK stops accepting for
+ * STEP_ASIDE_MS, which lets the sibling's wake-up take the queue; nginx's
+ * accept_disabled does the same against its own limit. A sibling that has
+ * not refreshed its count lately (stopped, stuck) does not count, and after
+ * a pause a full batch is taken, so a slow sibling only slows this one. */
+static bool over_fair_share(const struct worker *w)
+{
+    uint32_t least;
+    if (w->nconns <= FAIR_SLACK ||
+        !loadboard_least_other(w->board, (size_t)w->slot, w->now_ms, &least))
+        return false;
+    return w->nconns > (size_t)least + least / 2 + FAIR_SLACK;
+}
+
+static void step_aside(struct worker *w)
+{
+    listeners_enable(w, false);
+    w->accept_resume_ms = w->now_ms + STEP_ASIDE_MS;
+    w->stepped_aside = true;
+}
+
 static void on_listener(struct worker *w, struct ev *ev, uint32_t events)
 {
     (void)events;
@@ -316,7 +353,13 @@ static void on_listener(struct worker *w, struct ev *ev, uint32_t events)
         l->proto->on_datagram(w, l);
         return;
     }
+    bool forced = w->stepped_aside;     /* paused last time: take a batch */
+    w->stepped_aside = false;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (!forced && over_fair_share(w)) {
+            step_aside(w);
+            return;
+        }
         if (w->nconns >= w->max_conns) {
             listeners_enable(w, false);     /* back on when a slot frees */
             return;
@@ -452,6 +495,7 @@ static void report_if_due(struct worker *w)
 {
     if (w->now_ms >= w->next_report_ms) {
         tick_protocols(w);
+        publish_load(w);            /* keeps this worker's entry fresh */
         if (PREFORKD_REPORT_EVERY_MS > 0)
             send_report(w, IPC_HEARTBEAT);
         w->next_report_ms = w->now_ms + TICK_EVERY_MS;
@@ -496,6 +540,7 @@ static void start_draining(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    loadboard_clear(w->board, (size_t)w->slot, w->pid);
     w->drain_deadline_ms = w->now_ms + (int64_t)w->cfg->graceful_timeout * 1000;
     for (size_t i = 0; i < w->nls; i++) {
         struct wlistener *l = &w->ls[i];
@@ -680,6 +725,8 @@ static int setup_worker(struct worker *w, const struct worker_args *a)
     w->slot = a->slot;
     w->gen = a->gen;
     w->master_pid = a->master_pid;
+    w->pid = getpid();
+    w->board = a->board;
     w->status_fd = a->status_fd;
     w->cmd_fd = a->cmd_fd;
     w->max_conns = (size_t)a->cfg->worker_connections;
@@ -793,6 +840,7 @@ void worker_main(const struct worker_args *a)
     fault_exit_at_start();
     if (setup_worker(&w, a) != 0 || drop_privileges(a->cfg->user) != 0)
         _exit(2);
+    publish_load(&w);       /* siblings count this worker from now on */
     /* After the credential change, which clears the parent-death signal. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != a->master_pid)

@@ -74,6 +74,8 @@ struct proto {
     void (*on_uplink_ready)(struct worker *w);
 };
 
+struct loadboard;
+
 struct worker {
     const struct config *cfg;
     int slot;
@@ -101,6 +103,9 @@ struct worker {
     int64_t last_state_ms;
     uint64_t recycle_at;            /* max_requests plus jitter; 0 = never */
     bool accepting, draining;
+    bool stepped_aside;             /* paused accepting for fairness last time */
+    pid_t pid;
+    struct loadboard *board;
     enum worker_state reported_state;
     struct ipc_report stats;        /* handlers bump requests and bytes */
 };
@@ -113,6 +118,7 @@ struct worker_args {
     pid_t master_pid;
     int status_fd, cmd_fd;
     const int *listen_fds;          /* parallel to cfg->listens */
+    struct loadboard *board;        /* shared counts, or NULL */
 };
 
 /* Run a worker; never returns. */
