@@ -224,6 +224,45 @@ Test(http, byte_ranges)
     cr_assert_eq(r.status, 416);
     cr_assert_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes */10");
     free(r.body);
+    /* If-Range: the range only for the version the client has. */
+    r = request("GET /digits HTTP/1.1\r\nHost: t\r\n\r\n");
+    char etag[64], lastmod[64];
+    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
+    cr_assert_not_null(hdr(&r, "Last-Modified", lastmod, sizeof lastmod));
+    free(r.body);
+    r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n"
+                "If-Range: %s\r\n\r\n", etag);
+    cr_assert_eq(r.status, 206);
+    cr_assert_str_eq(r.body, "234");
+    free(r.body);
+    r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n"
+                "If-Range: %s\r\n\r\n", lastmod);
+    cr_assert_eq(r.status, 206);
+    free(r.body);
+    r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n"
+                "If-Range: \"other\"\r\n\r\n");
+    cr_assert_eq(r.status, 200, "a changed file must come whole");
+    cr_assert_str_eq(r.body, "0123456789");
+    free(r.body);
+    r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n"
+                "If-Range: W/%s\r\n\r\n", etag);
+    cr_assert_eq(r.status, 200, "a weak tag never matches");
+    free(r.body);
+    r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n"
+                "If-Range: Thu, 01 Jan 2004 00:00:00 GMT\r\n\r\n");
+    cr_assert_eq(r.status, 200);
+    free(r.body);
+    /* A date on a Wednesday is a date, not a weak tag (a file not asked
+     * for before, so no cached entry holds its old time). */
+    write_www("wed", "0123456789", 10);
+    struct timespec ts[2] = { { .tv_sec = 1445385600 }, { .tv_sec = 1445385600 } };
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/www/wed", srv.dir);
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
+    r = request("GET /wed HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n"
+                "If-Range: Wed, 21 Oct 2015 00:00:00 GMT\r\n\r\n");
+    cr_assert_eq(r.status, 206, "Last-Modified Wed, 21 Oct 2015 00:00:00 GMT");
+    free(r.body);
 }
 
 Test(http, not_found_and_traversal_refused)

@@ -42,7 +42,7 @@
 #define LINGER_MS        5000           /* lingering close, at most */
 #define LINGER_READS     16             /* per event, so others get a turn */
 
-enum { H_NONE, H_INM, H_IMS, H_RANGE, H_REFERER, H_UA, H_COUNT };
+enum { H_NONE, H_INM, H_IMS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, H_COUNT };
 
 /* F_SERVED: answered one. F_CUT: closing on a request cut short (refused
  * head or body), so the client may still be sending. F_LINGER: closing,
@@ -240,7 +240,8 @@ static int on_header_field_complete(llhttp_t *p)
 {
     static const struct { const char *name; size_t len; } known[H_COUNT] = {
         [H_INM] = { "if-none-match", 13 }, [H_IMS] = { "if-modified-since", 17 },
-        [H_RANGE] = { "range", 5 }, [H_REFERER] = { "referer", 7 },
+        [H_RANGE] = { "range", 5 }, [H_IF_RANGE] = { "if-range", 8 },
+        [H_REFERER] = { "referer", 7 },
         [H_UA] = { "user-agent", 10 },
     };
     struct hbuf *b = p->data;
@@ -486,6 +487,22 @@ static bool etag_matches(const char *v, size_t len, const char *etag)
     return (len == 1 && v[0] == '*') || memmem(v, len, etag, strlen(etag)) != NULL;
 }
 
+/* If-Range (RFC 9110 13.1.5): the range applies only to the version the
+ * client holds: an entity-tag must match ours exactly (a weak one never
+ * does), a date must equal Last-Modified. Otherwise the whole file, 200, so
+ * a resumed download is never spliced from two versions. */
+static bool if_range_holds(const struct hbuf *b, const struct http_file *f)
+{
+    struct span ir = b->hdr[H_IF_RANGE];
+    if (!ir.len)
+        return true;
+    const char *v = span_ptr(b, ir);
+    if (v[0] == '"' || (ir.len > 1 && v[0] == 'W' && v[1] == '/'))  /* not "Wed, " */
+        return ir.len == strlen(f->etag) && memcmp(v, f->etag, ir.len) == 0;
+    time_t t = http_date_parse(v, ir.len);
+    return t != (time_t)-1 && t == f->mtime;
+}
+
 /* 200, 206, 304 or 416 from the validators and Range of the request. */
 static int file_status(const struct hbuf *b, const struct http_file *f,
                        uint64_t *first, uint64_t *last)
@@ -501,7 +518,7 @@ static int file_status(const struct hbuf *b, const struct http_file *f,
     }
     *first = 0;
     *last = f->size ? f->size - 1 : 0;
-    if (!rg.len)
+    if (!rg.len || !if_range_holds(b, f))
         return 200;
     switch (http_range_parse(span_ptr(b, rg), rg.len, f->size, first, last)) {
     case RANGE_OK:            return 206;
