@@ -32,6 +32,11 @@ int64_t h_now_ms(void);
 void h_sleep_ms(int ms);
 const char *h_bin(void);            /* $PREFORKD_BIN */
 const char *h_root(void);           /* $PREFORKD_ROOT */
+/* `make check-valgrind` runs the suite with the binary under memcheck
+ * ($PREFORKD_VALGRIND set); a test that cannot hold there skips, saying why. */
+#define SKIP_UNDER_VALGRIND(why) do { \
+        if (getenv("PREFORKD_VALGRIND")) cr_skip_test("under valgrind: %s", why); \
+    } while (0)
 
 /* A port no one listens on now (bind to 0, read, close). */
 int h_free_port(int socktype);

@@ -126,6 +126,7 @@ static void *echo_load(void *arg)
 /* 20 reloads in a row under connection-per-request load: nothing fails. */
 Test(ops, twenty_reloads_under_load_lose_nothing)
 {
+    SKIP_UNDER_VALGRIND("twenty generations of workers under valgrind outlast the test's time limit");
     write_echo_conf(2, "");
     cr_assert_eq(server_start(&srv, NULL), 0);
     static struct load l;
@@ -262,6 +263,7 @@ static int count_prefix(char links[][256], int n, const char *prefix)
  * pipes). */
 Test(ops, worker_holds_only_its_descriptors)
 {
+    SKIP_UNDER_VALGRIND("valgrind holds descriptors of its own in the process");
     int uport = h_free_port(SOCK_DGRAM);
     server_write_conf(&srv, "workers = 3\n"
                       "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n"
@@ -291,6 +293,7 @@ Test(ops, worker_holds_only_its_descriptors)
 /* Every descriptor the master opened is close-on-exec. */
 Test(ops, master_descriptors_are_cloexec)
 {
+    SKIP_UNDER_VALGRIND("valgrind holds descriptors of its own in the process");
     write_echo_conf(2, "");
     cr_assert_eq(server_start(&srv, NULL), 0);
     char dir[64];
@@ -427,11 +430,13 @@ static void reloads_under_http_load(bool keepalive)
 
 Test(ops, twenty_reloads_http_keepalive_zero_failures)
 {
+    SKIP_UNDER_VALGRIND("twenty generations of workers under valgrind outlast the test's time limit");
     reloads_under_http_load(true);
 }
 
 Test(ops, twenty_reloads_http_per_request_zero_failures)
 {
+    SKIP_UNDER_VALGRIND("twenty generations of workers under valgrind outlast the test's time limit");
     reloads_under_http_load(false);
 }
 
@@ -452,6 +457,7 @@ static void *drip_thread(void *arg)
 
 Test(ops, draining_workers_are_capped)
 {
+    SKIP_UNDER_VALGRIND("the reloads must outpace the drains, which valgrind's start-up time prevents");
     signal(SIGPIPE, SIG_IGN);       /* clients of stopped workers see EPIPE */
     write_echo_conf(1, "graceful_timeout = 60");
     cr_assert_eq(server_start(&srv, NULL), 0);
