@@ -2,6 +2,7 @@
  * its pool, the spread of connections, echo over TCP and UDP, respawn and
  * crash-loop back-off, graceful and immediate stop, worker_connections. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -40,6 +41,21 @@ static void start_echo(int workers, const char *extra)
 static size_t worker_pids(pid_t *pids, size_t cap)
 {
     return h_children(&srv, srv.pid, pids, cap);
+}
+
+/* The state letter of /proc/PID/stat (R, S, T, Z, ...), or 0. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : 0;
 }
 
 static void fill_pattern(unsigned char *buf, size_t len, unsigned seed)
@@ -214,6 +230,9 @@ Test(core, burst_served_while_sibling_stopped)
     pid_t w[4];
     cr_assert(WAIT_UNTIL(worker_pids(w, 4) == 2, 5000));
     cr_assert_eq(kill(w[1], SIGSTOP), 0);
+    /* Until it has stopped, it may still take a wake-up it will not act on
+     * (the sweep covers that, but this test is about the fair-share rule). */
+    cr_assert(WAIT_UNTIL(proc_state(w[1]) == 'T', 3000));
     static int fds[N];
     int64_t t0 = h_now_ms();
     bool ok = true;
@@ -232,6 +251,48 @@ Test(core, burst_served_while_sibling_stopped)
     cr_assert_lt(dt, 2000);
     for (int i = 0; i < N; i++)
         close(fds[i]);
+}
+
+/* The wake-up for a connection goes to one worker only (EPOLLEXCLUSIVE).
+ * If that worker is out of descriptors, its sibling must still take the
+ * connection without waiting for another arrival: the once-a-second sweep. */
+Test(core, connection_not_stranded_on_a_worker_out_of_descriptors)
+{
+    start_echo(2, "");
+    pid_t w[4];
+    cr_assert(WAIT_UNTIL(worker_pids(w, 4) == 2, 5000));
+    int base[2] = { h_count_sockets(w[0]), h_count_sockets(w[1]) };
+    int c1 = h_tcp_connect(port);
+    char c = 'x', r;
+    cr_assert_eq(h_write_full(c1, &c, 1), 0);
+    cr_assert_eq(h_read_full(c1, &r, 1, 3000), 0);
+    /* The worker that took c1 is first in the wait queue: it gets the next
+     * wake-up too. Leave it no descriptor for the next connection. */
+    int a = h_count_sockets(w[0]) > base[0] ? 0 : 1;
+    char path[64], cmd[128];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)w[a]);
+    bool used[1024] = { false };
+    DIR *d = opendir(path);
+    cr_assert_not_null(d);
+    for (struct dirent *de; (de = readdir(d));)
+        if (de->d_name[0] != '.' && atoi(de->d_name) < 1024)
+            used[atoi(de->d_name)] = true;
+    closedir(d);
+    int lowest_free = 0;        /* what accept() would return: make it too high */
+    while (used[lowest_free])
+        lowest_free++;
+    snprintf(cmd, sizeof cmd, "prlimit --pid %d --nofile=%d:%d", (int)w[a],
+             lowest_free, lowest_free);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    int c2 = h_tcp_connect(port);
+    cr_assert_eq(h_write_full(c2, &c, 1), 0);
+    int64_t t0 = h_now_ms();
+    cr_assert_eq(h_read_full(c2, &r, 1, 3000), 0, "stranded: worker %d (out of descriptors) "
+                 "had the wake-up and worker %d never took it", (int)w[a], (int)w[1 - a]);
+    cr_log_info("served by the sibling after %lld ms", (long long)(h_now_ms() - t0));
+    cr_assert_eq(h_count_sockets(w[1 - a]) - base[1 - a], 1);
+    close(c1);
+    close(c2);
 }
 
 Test(core, killed_worker_is_replaced)

@@ -8,13 +8,15 @@
 
 #include "server/log.h"
 
+/* One cache line each: workers write their own entry at every open and
+ * close, and sharing a line would bounce it between their CPUs. */
 struct loadboard_entry {
-    _Atomic uint64_t who;           /* pid << 32 | conns; 0 = empty */
-    _Atomic int64_t stamp_ms;       /* when who was last written */
+    _Alignas(64) _Atomic uint64_t who;  /* pid << 32 | conns; 0 = empty */
+    _Atomic int64_t stamp_ms;           /* when the worker last touched it */
 };
 
 struct loadboard {
-    _Atomic uint32_t nslots;        /* scan bound */
+    _Alignas(64) _Atomic uint32_t nslots;   /* scan bound */
     struct loadboard_entry e[LOADBOARD_SLOTS];
 };
 
@@ -42,13 +44,16 @@ static uint64_t pack(pid_t pid, uint32_t conns)
     return (uint64_t)(uint32_t)pid << 32 | conns;
 }
 
-void loadboard_set(struct loadboard *b, size_t slot, pid_t pid, uint32_t conns,
-                   int64_t now_ms)
+void loadboard_set(struct loadboard *b, size_t slot, pid_t pid, uint32_t conns)
 {
-    if (!b || slot >= LOADBOARD_SLOTS)
-        return;
-    atomic_store_explicit(&b->e[slot].who, pack(pid, conns), memory_order_relaxed);
-    atomic_store_explicit(&b->e[slot].stamp_ms, now_ms, memory_order_relaxed);
+    if (b && slot < LOADBOARD_SLOTS)
+        atomic_store_explicit(&b->e[slot].who, pack(pid, conns), memory_order_relaxed);
+}
+
+void loadboard_touch(struct loadboard *b, size_t slot, int64_t now_ms)
+{
+    if (b && slot < LOADBOARD_SLOTS)
+        atomic_store_explicit(&b->e[slot].stamp_ms, now_ms, memory_order_relaxed);
 }
 
 void loadboard_clear(struct loadboard *b, size_t slot, pid_t pid)

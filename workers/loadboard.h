@@ -19,10 +19,11 @@ struct loadboard;
 struct loadboard *loadboard_create(void);
 /* Master, when it spawns into slot: widens the range readers scan. */
 void loadboard_note_slot(struct loadboard *b, size_t slot);
-/* Worker: its pid and count of open connections, as of now_ms (monotonic;
- * the worker refreshes it at least every second while it runs). */
-void loadboard_set(struct loadboard *b, size_t slot, pid_t pid, uint32_t conns,
-                   int64_t now_ms);
+/* Worker: its pid and count of open connections (at every open and close). */
+void loadboard_set(struct loadboard *b, size_t slot, pid_t pid, uint32_t conns);
+/* Worker, about once a second while it runs: "alive at now_ms" (monotonic).
+ * Apart from loadboard_set so the per-connection path stores one word. */
+void loadboard_touch(struct loadboard *b, size_t slot, int64_t now_ms);
 /* Empty slot if it still holds pid's entry (a worker that drains or dies;
  * a replacement may already have written its own). */
 void loadboard_clear(struct loadboard *b, size_t slot, pid_t pid);

@@ -206,7 +206,7 @@ static void listeners_enable(struct worker *w, bool on);
 static void publish_load(struct worker *w)
 {
     if (w->board && !w->draining)
-        loadboard_set(w->board, (size_t)w->slot, w->pid, (uint32_t)w->nconns, w->now_ms);
+        loadboard_set(w->board, (size_t)w->slot, w->pid, (uint32_t)w->nconns);
 }
 
 void conn_close(struct conn *c)
@@ -380,6 +380,20 @@ static void on_listener(struct worker *w, struct ev *ev, uint32_t events)
     listener_reorder(w, l);
 }
 
+/* EPOLLEXCLUSIVE hands each arrival's wake-up to one worker. If that worker
+ * then cannot accept it (EMFILE, or a SIGSTOP that lands between the wake-up
+ * and the accept), the connection waits in the queue until the next arrival
+ * wakes someone. So once a second every accepting worker tries its stream
+ * listeners itself: one accept4() that usually says EAGAIN. */
+static void accept_sweep(struct worker *w)
+{
+    for (size_t i = 0; i < w->nls; i++) {
+        struct wlistener *l = &w->ls[i];
+        if (l->in_epoll && l->conf->addr.socktype == SOCK_STREAM)
+            on_listener(w, &l->ev, EPOLLIN);
+    }
+}
+
 /* --- reports to the master ---------------------------------------------- */
 
 static enum worker_state current_state(const struct worker *w)
@@ -495,7 +509,9 @@ static void report_if_due(struct worker *w)
 {
     if (w->now_ms >= w->next_report_ms) {
         tick_protocols(w);
-        publish_load(w);            /* keeps this worker's entry fresh */
+        if (!w->draining)           /* keeps this worker's entry fresh */
+            loadboard_touch(w->board, (size_t)w->slot, w->now_ms);
+        accept_sweep(w);
         if (PREFORKD_REPORT_EVERY_MS > 0)
             send_report(w, IPC_HEARTBEAT);
         w->next_report_ms = w->now_ms + TICK_EVERY_MS;
@@ -840,7 +856,9 @@ void worker_main(const struct worker_args *a)
     fault_exit_at_start();
     if (setup_worker(&w, a) != 0 || drop_privileges(a->cfg->user) != 0)
         _exit(2);
-    publish_load(&w);       /* siblings count this worker from now on */
+    /* Siblings count this worker from now on. */
+    loadboard_touch(w.board, (size_t)w.slot, w.now_ms);
+    publish_load(&w);
     /* After the credential change, which clears the parent-death signal. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != a->master_pid)
