@@ -43,6 +43,20 @@ static size_t worker_pids(pid_t *pids, size_t cap)
     return h_children(&srv, srv.pid, pids, cap);
 }
 
+/* start_echo with no extra settings, then wait until all n workers run. */
+static void start_echo_pool(int n, pid_t *pids, size_t cap)
+{
+    start_echo(n, "");
+    cr_assert(WAIT_UNTIL(worker_pids(pids, cap) == (size_t)n, 5000), "expected %d workers", n);
+}
+
+/* One byte out and back: 0 when the connection is served within ms. */
+static int echo_byte(int fd, int ms)
+{
+    char c = 'x', r;
+    return h_write_full(fd, &c, 1) == 0 && h_read_full(fd, &r, 1, ms) == 0 ? 0 : -1;
+}
+
 /* The state letter of /proc/PID/stat (R, S, T, Z, ...), or 0. */
 static char proc_state(pid_t pid)
 {
@@ -70,9 +84,8 @@ TestSuite(core, .init = setup, .fini = teardown, .timeout = 60);
 
 Test(core, pool_size_and_pidfile)
 {
-    start_echo(3, "");
     pid_t w[16];
-    cr_assert(WAIT_UNTIL(worker_pids(w, 16) == 3, 5000), "expected 3 workers");
+    start_echo_pool(3, w, 16);
     char *pid = h_read_file(srv.pidfile);
     cr_assert_eq(atoi(pid), srv.pid);
     free(pid);
@@ -138,9 +151,8 @@ Test(core, echo_udp)
  * worker buffer without bound; the worker's RSS stays flat. */
 Test(core, echo_backpressure_bounds_memory)
 {
-    start_echo(1, "");
     pid_t w;
-    cr_assert(WAIT_UNTIL(worker_pids(&w, 1) == 1, 5000));
+    start_echo_pool(1, &w, 1);
     int fd = h_tcp_connect(port);
     cr_assert_geq(fd, 0);
     static unsigned char junk[1 << 16];
@@ -166,9 +178,8 @@ Test(core, echo_backpressure_bounds_memory)
  * them to the first worker; re-ordering the wait queue spreads them. */
 Test(core, connections_spread_over_workers)
 {
-    start_echo(4, "");
     pid_t w[8];
-    cr_assert(WAIT_UNTIL(worker_pids(w, 8) == 4, 5000));
+    start_echo_pool(4, w, 8);
     int base[4];
     for (int i = 0; i < 4; i++)
         base[i] = h_count_sockets(w[i]);
@@ -176,9 +187,7 @@ Test(core, connections_spread_over_workers)
     for (int i = 0; i < 400; i++) {
         fds[i] = h_tcp_connect(port);
         cr_assert_geq(fds[i], 0);
-        char c = 'x', r;
-        cr_assert_eq(h_write_full(fds[i], &c, 1), 0);
-        cr_assert_eq(h_read_full(fds[i], &r, 1, 5000), 0, "conn %d not served", i);
+        cr_assert_eq(echo_byte(fds[i], 5000), 0, "conn %d not served", i);
     }
     int total = 0, most = 0;
     for (int i = 0; i < 4; i++) {
@@ -199,9 +208,8 @@ Test(core, connections_spread_over_workers)
 Test(core, connection_burst_spread_over_workers)
 {
     enum { N = 60 };
-    start_echo(2, "");
     pid_t w[4];
-    cr_assert(WAIT_UNTIL(worker_pids(w, 4) == 2, 5000));
+    start_echo_pool(2, w, 4);
     int base[2] = { h_count_sockets(w[0]), h_count_sockets(w[1]) };
     static int fds[N];
     for (int i = 0; i < N; i++) {
@@ -209,9 +217,7 @@ Test(core, connection_burst_spread_over_workers)
         cr_assert_geq(fds[i], 0);
     }
     for (int i = 0; i < N; i++) {
-        char c = 'x', r;
-        cr_assert_eq(h_write_full(fds[i], &c, 1), 0);
-        cr_assert_eq(h_read_full(fds[i], &r, 1, 5000), 0, "conn %d not served", i);
+        cr_assert_eq(echo_byte(fds[i], 5000), 0, "conn %d not served", i);
     }
     int n0 = h_count_sockets(w[0]) - base[0], n1 = h_count_sockets(w[1]) - base[1];
     cr_log_info("burst of %d: %d and %d connections", N, n0, n1);
@@ -226,9 +232,8 @@ Test(core, connection_burst_spread_over_workers)
 Test(core, burst_served_while_sibling_stopped)
 {
     enum { N = 60 };
-    start_echo(2, "");
     pid_t w[4];
-    cr_assert(WAIT_UNTIL(worker_pids(w, 4) == 2, 5000));
+    start_echo_pool(2, w, 4);
     cr_assert_eq(kill(w[1], SIGSTOP), 0);
     /* Until it has stopped, it may still take a wake-up it will not act on
      * (the sweep covers that, but this test is about the fair-share rule). */
@@ -238,9 +243,7 @@ Test(core, burst_served_while_sibling_stopped)
     bool ok = true;
     for (int i = 0; i < N && ok; i++) {
         fds[i] = h_tcp_connect(port);
-        char c = 'x', r;
-        ok = fds[i] >= 0 && h_write_full(fds[i], &c, 1) == 0 &&
-             h_read_full(fds[i], &r, 1, 3000) == 0;
+        ok = fds[i] >= 0 && echo_byte(fds[i], 3000) == 0;
     }
     int64_t dt = h_now_ms() - t0;
     kill(w[1], SIGCONT);
@@ -258,14 +261,11 @@ Test(core, burst_served_while_sibling_stopped)
  * connection without waiting for another arrival: the once-a-second sweep. */
 Test(core, connection_not_stranded_on_a_worker_out_of_descriptors)
 {
-    start_echo(2, "");
     pid_t w[4];
-    cr_assert(WAIT_UNTIL(worker_pids(w, 4) == 2, 5000));
+    start_echo_pool(2, w, 4);
     int base[2] = { h_count_sockets(w[0]), h_count_sockets(w[1]) };
     int c1 = h_tcp_connect(port);
-    char c = 'x', r;
-    cr_assert_eq(h_write_full(c1, &c, 1), 0);
-    cr_assert_eq(h_read_full(c1, &r, 1, 3000), 0);
+    cr_assert_eq(echo_byte(c1, 3000), 0);
     /* The worker that took c1 is first in the wait queue: it gets the next
      * wake-up too. Leave it no descriptor for the next connection. */
     int a = h_count_sockets(w[0]) > base[0] ? 0 : 1;
@@ -285,9 +285,8 @@ Test(core, connection_not_stranded_on_a_worker_out_of_descriptors)
              lowest_free, lowest_free);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     int c2 = h_tcp_connect(port);
-    cr_assert_eq(h_write_full(c2, &c, 1), 0);
     int64_t t0 = h_now_ms();
-    cr_assert_eq(h_read_full(c2, &r, 1, 3000), 0, "stranded: worker %d (out of descriptors) "
+    cr_assert_eq(echo_byte(c2, 3000), 0, "stranded: worker %d (out of descriptors) "
                  "had the wake-up and worker %d never took it", (int)w[a], (int)w[1 - a]);
     cr_log_info("served by the sibling after %lld ms", (long long)(h_now_ms() - t0));
     cr_assert_eq(h_count_sockets(w[1 - a]) - base[1 - a], 1);
@@ -297,9 +296,8 @@ Test(core, connection_not_stranded_on_a_worker_out_of_descriptors)
 
 Test(core, killed_worker_is_replaced)
 {
-    start_echo(3, "");
     pid_t w[8], after[8];
-    cr_assert(WAIT_UNTIL(worker_pids(w, 8) == 3, 5000));
+    start_echo_pool(3, w, 8);
     cr_assert_eq(kill(w[1], SIGKILL), 0);
     cr_assert(WAIT_UNTIL(h_pid_gone(w[1]), 3000));
     bool replaced = WAIT_UNTIL(worker_pids(after, 8) == 3 &&
@@ -390,9 +388,8 @@ Test(core, sigint_stops_at_once)
 /* SIGKILL on the master: no orphan keeps serving the old configuration. */
 Test(core, workers_die_with_master)
 {
-    start_echo(3, "");
     pid_t w[8];
-    cr_assert(WAIT_UNTIL(worker_pids(w, 8) == 3, 5000));
+    start_echo_pool(3, w, 8);
     kill(srv.pid, SIGKILL);
     waitpid(srv.pid, NULL, 0);
     srv.pid = 0;
@@ -425,9 +422,8 @@ Test(core, worker_connections_limit)
  * descriptors free up. */
 Test(core, emfile_does_not_spin_and_recovers)
 {
-    start_echo(1, "");
     pid_t w;
-    cr_assert(WAIT_UNTIL(worker_pids(&w, 1) == 1, 5000));
+    start_echo_pool(1, &w, 1);
     char cmd[128];
     int open_fds = h_count_sockets(w) + 6;      /* stdio, log, epoll, pipes */
     snprintf(cmd, sizeof cmd, "prlimit --pid %d --nofile=%d:%d", (int)w,

@@ -42,7 +42,7 @@
 #define LINGER_MS        5000           /* lingering close, at most */
 #define LINGER_READS     16             /* per event, so others get a turn */
 
-enum { H_NONE, H_INM, H_IMS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, H_COUNT };
+enum { H_NONE, H_INM, H_IMS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, H_HOST, H_COUNT };
 
 /* F_SERVED: answered one. F_CUT: closing on a request cut short (refused
  * head or body), so the client may still be sending. F_LINGER: closing,
@@ -242,17 +242,16 @@ static int on_header_field_complete(llhttp_t *p)
         [H_INM] = { "if-none-match", 13 }, [H_IMS] = { "if-modified-since", 17 },
         [H_RANGE] = { "range", 5 }, [H_IF_RANGE] = { "if-range", 8 },
         [H_REFERER] = { "referer", 7 },
-        [H_UA] = { "user-agent", 10 },
+        [H_UA] = { "user-agent", 10 }, [H_HOST] = { "host", 4 },
     };
     struct hbuf *b = p->data;
     b->cur = H_NONE;
-    if (b->field.len == 4 && strncasecmp(span_ptr(b, b->field), "host", 4) == 0 &&
-        b->hosts < UINT8_MAX)
-        b->hosts++;
     for (int i = H_INM; i < H_COUNT; i++)
         if (b->field.len == known[i].len &&
             strncasecmp(span_ptr(b, b->field), known[i].name, known[i].len) == 0)
             b->cur = (uint8_t)i;
+    if (b->cur == H_HOST && b->hosts < UINT8_MAX)
+        b->hosts++;             /* counted, not just kept: two are a 400 */
     b->field.len = 0;
     return 0;
 }
