@@ -349,6 +349,9 @@ static void on_listener(struct worker *w, struct ev *ev, uint32_t events)
 {
     (void)events;
     struct wlistener *l = (struct wlistener *)ev;
+    /* A drain command earlier in the same epoll batch closed it. */
+    if (l->fd < 0)
+        return;
     if (l->conf->addr.socktype == SOCK_DGRAM) {
         l->proto->on_datagram(w, l);
         return;
