@@ -30,7 +30,14 @@
 #define CMD_QUEUE_LIMIT  (256 * 1024)
 #define TICK_MS          1000
 #define QUIT_GRACE_MS    1000   /* SIGINT/SIGQUIT: then SIGKILL */
-#define DRAINING_CAP_PER_WORKER 3   /* reloads faster than drains: cap */
+/* Reloads faster than drains: at most CAP x workers draining once they have
+ * drained for DRAIN_CAP_AGE_MS (by then a keep-alive client has made its
+ * last request or been idle through the drain grace); a burst of reloads
+ * may briefly go up to HARD_CAP x workers, beyond which the oldest go now. */
+#define DRAINING_CAP_PER_WORKER       3
+#define DRAINING_HARD_CAP_PER_WORKER 16
+#define DRAIN_CAP_AGE_MS           2000
+#define OVERSLEPT_MS               1000 /* master woke this late: it was stalled */
 
 enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD, EV_CTL_LISTEN, EV_CTL_CLIENT };
 
@@ -258,6 +265,7 @@ static void drain_worker(struct master *m, size_t idx)
     if (s->pid == 0 || s->draining)
         return;
     s->draining = true;
+    s->drain_started_ms = m->now_ms;
     send_command(m, idx, IPC_CMD_DRAIN);
 }
 
@@ -648,27 +656,35 @@ static void keep_restart_settings(struct master *m, struct config *cfg, char *no
     }
 }
 
-/* Too many generations draining at once: stop the oldest now. */
+static struct slot *oldest_draining(struct master *m, size_t *count)
+{
+    struct slot *oldest = NULL;
+    *count = 0;
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct slot *s = &m->slots[i];
+        if (!s->pid || !s->draining || s->killed)
+            continue;
+        ++*count;
+        if (!oldest || s->drain_started_ms < oldest->drain_started_ms)
+            oldest = s;
+    }
+    return oldest;
+}
+
+/* Too many generations draining at once: stop the oldest (see the caps).
+ * Called on every reload and every loop turn, as drains age. */
 static void cap_draining(struct master *m)
 {
-    size_t cap = m->target * DRAINING_CAP_PER_WORKER, draining = 0;
-    for (size_t i = 0; i < m->nslots; i++)
-        draining += m->slots[i].pid && m->slots[i].draining;
-    while (draining > cap) {
-        struct slot *oldest = NULL;
-        for (size_t i = 0; i < m->nslots; i++) {
-            struct slot *s = &m->slots[i];
-            if (s->pid && s->draining && !s->killed &&
-                (!oldest || s->started_ms < oldest->started_ms))
-                oldest = s;
-        }
-        if (!oldest)
-            break;
+    size_t cap = m->target * DRAINING_CAP_PER_WORKER;
+    size_t hard = m->target * DRAINING_HARD_CAP_PER_WORKER, draining;
+    struct slot *oldest;
+    while ((oldest = oldest_draining(m, &draining)) && draining > cap) {
+        if (draining <= hard && m->now_ms - oldest->drain_started_ms < DRAIN_CAP_AGE_MS)
+            return;
         log_warn("%zu workers draining (cap %zu): stopping the oldest, pid %d",
-                 draining, cap, (int)oldest->pid);
+                 draining, draining > hard ? hard : cap, (int)oldest->pid);
         kill(oldest->pid, SIGQUIT);
         oldest->killed = true;
-        draining--;
     }
 }
 
@@ -768,6 +784,24 @@ static int setup_signalfd(struct master *m)
 }
 
 /* --- timers: watchdog, readiness ---------------------------------------- */
+
+/* The master woke late_ms after its deadline: it did not run (a VM or host
+ * stall, SIGSTOP). Its workers most likely did not run either, so silence
+ * during that time says nothing about them; without this, a machine that
+ * freezes longer than worker_timeout has every worker killed when it thaws. */
+static void forgive_own_stall(struct master *m, int64_t late_ms)
+{
+    if (late_ms < OVERSLEPT_MS)
+        return;
+    log_warn("master did not run for %.1fs (machine stalled or master stopped); "
+             "heartbeat deadlines move by as much", (double)late_ms / 1000.0);
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct slot *s = &m->slots[i];
+        if (s->pid)
+            s->last_seen_ms = s->last_seen_ms + late_ms < m->now_ms ?
+                              s->last_seen_ms + late_ms : m->now_ms;
+    }
+}
 
 /* A worker whose heartbeat is overdue (an endless loop, SIGSTOP) is killed
  * and replaced; its exit is then handled like any other. */
@@ -904,15 +938,20 @@ static void run_loop(struct master *m)
     while (!(m->stopping && live_workers(m) == 0) &&
            !(m->stopping && m->stop_kills > 1)) {
         int64_t timeout = next_wakeup(m) - m->now_ms;
-        int n = epoll_wait(m->epfd, evs, 64, timeout < 0 ? 0 : (int)timeout);
+        if (timeout < 0)
+            timeout = 0;
+        int64_t due_ms = m->now_ms + timeout;
+        int n = epoll_wait(m->epfd, evs, 64, (int)timeout);
         if (n < 0 && errno != EINTR) {
             log_error("epoll_wait: %s", strerror(errno));
             break;
         }
         m->now_ms = monotonic_ms();
+        forgive_own_stall(m, m->now_ms - due_ms);
         for (int i = 0; i < n; i++)
             dispatch(m, &evs[i]);
         spawn_missing(m);
+        cap_draining(m);
         check_heartbeats(m);
         check_ready(m);
         enforce_stop_deadline(m);

@@ -25,6 +25,7 @@ struct slot {
     bool draining, killed;
     enum worker_state state;
     int64_t started_ms, last_seen_ms, respawn_at_ms;
+    int64_t drain_started_ms;
     time_t started_wall;
     struct ipc_report report, prev_report;
     int64_t prev_report_ms;

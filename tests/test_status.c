@@ -128,6 +128,31 @@ Test(status, stuck_worker_unresponsive_then_replaced)
     cr_assert_eq(echo_once(100), 0);
 }
 
+/* The whole machine stalls (a VM paused on its host) for longer than
+ * worker_timeout: master and workers stop together. When it thaws, the
+ * master's own late wake-up shows the silence was not the workers' fault, and
+ * none is killed as unresponsive. */
+Test(status, machine_stall_kills_no_worker)
+{
+    start_echo(2, "worker_timeout = 2");
+    pid_t w[4];
+    cr_assert(WAIT_UNTIL(h_children(&srv, srv.pid, w, 4) == 2 && json_field("idle") == 2, 5000));
+    cr_assert_eq(kill(srv.pid, SIGSTOP), 0);
+    cr_assert_eq(kill(w[0], SIGSTOP), 0);
+    cr_assert_eq(kill(w[1], SIGSTOP), 0);
+    h_sleep_ms(3500);               /* the stall itself: longer than worker_timeout */
+    cr_assert_eq(kill(srv.pid, SIGCONT), 0);
+    /* An answer proves the master ran its loop before the workers thaw. */
+    cr_assert_eq(json_field("workers_count"), 2);
+    cr_assert_eq(kill(w[0], SIGCONT), 0);
+    cr_assert_eq(kill(w[1], SIGCONT), 0);
+    cr_assert(WAIT_UNTIL(json_field("idle") == 2, 4000));
+    cr_assert(!h_pid_gone(w[0]) && !h_pid_gone(w[1]), "a worker was killed after the stall");
+    cr_assert_eq(h_file_count(srv.log, "unresponsive"), 0);
+    cr_assert_eq(h_file_count(srv.log, "master did not run for"), 1);
+    cr_assert_eq(echo_once(100), 0);
+}
+
 /* max_requests: workers recycle, no exchange fails, restarts stay 0. */
 Test(status, max_requests_recycles_without_loss)
 {
