@@ -363,6 +363,25 @@ int h_read_full(int fd, void *buf, size_t len, int ms)
     return 0;
 }
 
+/* Whatever is there (at least one byte, within ms), added to *len. */
+int h_read_some(int fd, void *buf, size_t cap, int ms, size_t *len)
+{
+    int64_t end = h_now_ms() + ms;
+    for (;;) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int64_t left = end - h_now_ms();
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return -1;
+        ssize_t n = read(fd, buf, cap);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        *len += (size_t)n;
+        return 0;
+    }
+}
+
 /* Full duplex: a client that only wrote would deadlock against a server
  * with back-pressure once both sides' buffers fill. */
 int h_echo_exchange(int fd, const unsigned char *out, size_t len,

@@ -72,6 +72,7 @@ int h_echo_exchange(int fd, const unsigned char *out, size_t len,
                     unsigned char *in, size_t chunk, int ms);
 /* Read exactly len bytes within ms. 0 or -1. */
 int h_read_full(int fd, void *buf, size_t len, int ms);
+int h_read_some(int fd, void *buf, size_t cap, int ms, size_t *len);
 int h_write_full(int fd, const void *buf, size_t len);
 /* Run a command line via /bin/sh, capture stdout+stderr; returns exit code. */
 int h_run(char *out, size_t cap, const char *fmt, ...)
