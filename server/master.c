@@ -785,21 +785,24 @@ static int setup_signalfd(struct master *m)
 
 /* --- timers: watchdog, readiness ---------------------------------------- */
 
-/* The master woke late_ms after its deadline: it did not run (a VM or host
- * stall, SIGSTOP). Its workers most likely did not run either, so silence
- * during that time says nothing about them; without this, a machine that
- * freezes longer than worker_timeout has every worker killed when it thaws. */
-static void forgive_own_stall(struct master *m, int64_t late_ms)
+/* Moves the clock to now; from due_ms to now the master should have been
+ * running. More than OVERSLEPT_MS late, it was not (a VM or host stall,
+ * SIGSTOP), and most likely its workers were not either, so silence during
+ * that time says nothing about them: without this, a machine that freezes
+ * longer than worker_timeout has every worker killed when it thaws. */
+static void forgive_own_stall(struct master *m, int64_t now_ms, int64_t due_ms)
 {
+    int64_t late_ms = now_ms - due_ms;
+    m->now_ms = now_ms;
     if (late_ms < OVERSLEPT_MS)
         return;
-    log_warn("master did not run for %.1fs (machine stalled or master stopped); "
+    log_warn("master held up for %.1fs (machine stalled, master stopped or busy); "
              "heartbeat deadlines move by as much", (double)late_ms / 1000.0);
     for (size_t i = 0; i < m->nslots; i++) {
         struct slot *s = &m->slots[i];
         if (s->pid)
-            s->last_seen_ms = s->last_seen_ms + late_ms < m->now_ms ?
-                              s->last_seen_ms + late_ms : m->now_ms;
+            s->last_seen_ms = s->last_seen_ms + late_ms < now_ms ?
+                              s->last_seen_ms + late_ms : now_ms;
     }
 }
 
@@ -937,17 +940,18 @@ static void run_loop(struct master *m)
     struct epoll_event evs[64];
     while (!(m->stopping && live_workers(m) == 0) &&
            !(m->stopping && m->stop_kills > 1)) {
+        /* A turn's work takes milliseconds: longer, the master was stopped. */
+        int64_t turn_ms = m->now_ms;
+        forgive_own_stall(m, monotonic_ms(), turn_ms);
         int64_t timeout = next_wakeup(m) - m->now_ms;
         if (timeout < 0)
             timeout = 0;
-        int64_t due_ms = m->now_ms + timeout;
         int n = epoll_wait(m->epfd, evs, 64, (int)timeout);
         if (n < 0 && errno != EINTR) {
             log_error("epoll_wait: %s", strerror(errno));
             break;
         }
-        m->now_ms = monotonic_ms();
-        forgive_own_stall(m, m->now_ms - due_ms);
+        forgive_own_stall(m, monotonic_ms(), m->now_ms + timeout);
         for (int i = 0; i < n; i++)
             dispatch(m, &evs[i]);
         spawn_missing(m);
