@@ -33,6 +33,9 @@
 #define HDR_RESERVE      1024           /* a file response's headers fit here */
 #define POOL_KEEP        64             /* idle buffers kept for reuse */
 #define CACHE_SLOTS      256
+#ifndef SENDFILE_TURN
+#define SENDFILE_TURN    (2u << 20)  /* sendfile bytes per connection per turn */
+#endif
 #define DRAIN_GRACE_MS   1000   /* idle keep-alive, draining: time for a
                                    request already on its way (a busy machine
                                    can hold a client back for 100+ ms) */
@@ -674,9 +677,11 @@ static int flush_out(struct conn *c, struct hbuf *b)
         c->w->stats.bytes_out += (uint64_t)n;
     }
     b->out_head = b->out_len = 0;
-    while (b->send_left) {
+    for (uint64_t sent = 0; b->send_left; ) {
+        if (sent >= SENDFILE_TURN)
+            return 0;           /* still writable: epoll says so next turn */
         off_t off = (off_t)b->send_off;
-        size_t want = b->send_left < (1u << 30) ? (size_t)b->send_left : (1u << 30);
+        size_t want = b->send_left < SENDFILE_TURN ? (size_t)b->send_left : SENDFILE_TURN;
         ssize_t n = http_io_sendfile(c->fd, b->send_f->fd, &off, want);
         if (n < 0 && errno == EINTR)
             continue;
@@ -686,6 +691,7 @@ static int flush_out(struct conn *c, struct hbuf *b)
             return -1;  /* an error, or the file shrank: the length is a lie */
         b->send_off += (uint64_t)n;
         b->send_left -= (uint64_t)n;
+        sent += (uint64_t)n;
         c->w->stats.bytes_out += (uint64_t)n;
     }
     if (b->send_f) {
