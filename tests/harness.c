@@ -343,26 +343,6 @@ int h_write_full(int fd, const void *buf, size_t len)
     return 0;
 }
 
-int h_read_full(int fd, void *buf, size_t len, int ms)
-{
-    char *p = buf;
-    int64_t end = h_now_ms() + ms;
-    while (len) {
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
-        int64_t left = end - h_now_ms();
-        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-            return -1;
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Whatever is there (at least one byte, within ms), added to *len. */
 int h_read_some(int fd, void *buf, size_t cap, int ms, size_t *len)
 {
@@ -380,6 +360,18 @@ int h_read_some(int fd, void *buf, size_t cap, int ms, size_t *len)
         *len += (size_t)n;
         return 0;
     }
+}
+
+int h_read_full(int fd, void *buf, size_t len, int ms)
+{
+    int64_t end = h_now_ms() + ms;
+    size_t got = 0;
+    while (got < len) {
+        int64_t left = end - h_now_ms();
+        if (left <= 0 || h_read_some(fd, (char *)buf + got, len - got, (int)left, &got) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* Full duplex: a client that only wrote would deadlock against a server
