@@ -459,16 +459,12 @@ static void *drip_thread(void *arg)
     return NULL;
 }
 
-Test(ops, draining_workers_are_capped)
+/* n reloads, each old generation (one worker) held draining by a dripping
+ * client; returns when the first reload was sent. */
+static int64_t hold_generations(int n, struct dripper *d, pthread_t *th)
 {
-    SKIP_UNDER_VALGRIND("the reloads must outpace the drains, which valgrind's start-up time prevents");
-    signal(SIGPIPE, SIG_IGN);       /* clients of stopped workers see EPIPE */
-    write_echo_conf(1, "graceful_timeout = 60");
-    cr_assert_eq(server_start(&srv, NULL), 0);
-    static struct dripper d[6];
-    pthread_t th[6];
     int64_t t0 = 0;
-    for (int r = 0; r < 6; r++) {
+    for (int r = 0; r < n; r++) {
         d[r].fd = h_tcp_connect(port);          /* served by generation r + 1 */
         char c = 'x', back;
         cr_assert_eq(h_write_full(d[r].fd, &c, 1), 0);
@@ -479,6 +475,29 @@ Test(ops, draining_workers_are_capped)
         reload_and_wait(r);
         cr_assert(WAIT_UNTIL(json_field("idle") + json_field("busy") >= 1, 3000));
     }
+    return t0;
+}
+
+static void release_generations(int n, int stopped, struct dripper *d, pthread_t *th)
+{
+    for (int r = 0; r < n; r++)
+        shutdown(d[r].fd, SHUT_RDWR);
+    for (int r = 0; r < n; r++) {
+        if (r >= stopped)
+            pthread_join(th[r], NULL);
+        close(d[r].fd);
+    }
+}
+
+Test(ops, draining_workers_are_capped)
+{
+    SKIP_UNDER_VALGRIND("the reloads must outpace the drains, which valgrind's start-up time prevents");
+    signal(SIGPIPE, SIG_IGN);       /* clients of stopped workers see EPIPE */
+    write_echo_conf(1, "graceful_timeout = 60");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    static struct dripper d[6];
+    pthread_t th[6];
+    int64_t t0 = hold_generations(6, d, th);
     /* None is stopped before the oldest has drained for 2 s: a burst of
      * reloads must not cut off requests a moment's drain would finish. */
     double draining = json_field("draining");
@@ -493,11 +512,35 @@ Test(ops, draining_workers_are_capped)
                   "client %d of a stopped worker still served", r);
     cr_assert_geq(h_file_count(srv.log, "stopping the oldest"), 3);
     cr_assert_eq(json_field("generation"), 7);
-    for (int r = 0; r < 6; r++)
-        shutdown(d[r].fd, SHUT_RDWR);
-    for (int r = 0; r < 6; r++) {
-        if (r >= 3)
-            pthread_join(th[r], NULL);
-        close(d[r].fd);
-    }
+    release_generations(6, 3, d, th);
+}
+
+/* A reload storm: beyond 16 x workers draining, the oldest go at once,
+ * however young. */
+Test(ops, draining_hard_cap_applies_at_once)
+{
+    SKIP_UNDER_VALGRIND("the reloads must outpace the drains, which valgrind's start-up time prevents");
+    signal(SIGPIPE, SIG_IGN);
+    write_echo_conf(1, "graceful_timeout = 60");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    static struct dripper d[18];
+    pthread_t th[18];
+    int64_t t0 = hold_generations(18, d, th);
+    double draining = json_field("draining");
+    int64_t age = h_now_ms() - t0;
+    cr_log_info("18 reloads in %lld ms: %.0f draining", (long long)age, draining);
+    cr_assert_leq(draining, 16);
+    /* Before 2 s only the hard cap can have stopped anyone. */
+    if (age < 2000)
+        cr_assert_eq(h_file_count(srv.log, "(cap 16)"), 2);
+    for (int r = 0; r < 2; r++)
+        cr_assert(WAIT_UNTIL(pthread_tryjoin_np(th[r], NULL) == 0, 5000),
+                  "client %d of a stopped worker still served", r);
+    /* Then, at 2 s, the soft cap: down to 3 x workers. */
+    cr_assert(WAIT_UNTIL(json_field("draining") == 3, 5000), "draining %.0f",
+              json_field("draining"));
+    for (int r = 2; r < 15; r++)
+        cr_assert(WAIT_UNTIL(pthread_tryjoin_np(th[r], NULL) == 0, 5000),
+                  "client %d of a stopped worker still served", r);
+    release_generations(18, 15, d, th);
 }
