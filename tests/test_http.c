@@ -405,6 +405,12 @@ Test(http, uri_and_header_limits)
     r = request("GET / HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n", big);
     cr_assert_eq(r.status, 431);
     free(r.body);
+    /* A chunk extension too long for the buffer is a bad body, not a bad
+     * header: 400, as nginx answers. */
+    r = request("GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5;%s\r\nhello\r\n0\r\n\r\n", big + 1);
+    cr_assert_eq(r.status, 400);
+    free(r.body);
 }
 
 Test(http, header_timeout_gives_408)

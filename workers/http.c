@@ -650,8 +650,8 @@ static void serve_buffered(struct conn *c, struct http_state *s, struct hbuf *b)
         } else if (b->parsed < b->len) {
             parse_more(c, s, b);
         } else {
-            if (b->len == H.in_cap) {   /* a request head larger than allowed */
-                b->err = b->url_done ? 431 : 414;
+            if (b->len == H.in_cap) {   /* a head (or chunk line) larger than allowed */
+                b->err = b->in_body ? 400 : b->url_done ? 431 : 414;
                 reply_error(c, s, b, b->err, NULL);
                 s->flags |= F_CLOSE | F_CUT;
             }
