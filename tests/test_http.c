@@ -406,7 +406,7 @@ Test(http, uri_and_header_limits)
     cr_assert_eq(r.status, 431);
     free(r.body);
     /* A chunk extension too long for the buffer is a bad body, not a bad
-     * header: 400, as nginx answers. */
+     * header: 400. */
     r = request("GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                 "5;%s\r\nhello\r\n0\r\n\r\n", big + 1);
     cr_assert_eq(r.status, 400);
