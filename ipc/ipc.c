@@ -44,17 +44,15 @@ static const struct frame_rule frame_rules[IPC_TYPE_MAX] = {
     [CHAT_LEFT]      = { "chat left",    PAYLOAD_ANY, CHAT_ID_SIZE + 1 },
 };
 
-int
-ipc_pipe(int fds[2])
+int ipc_pipe(int fds[2])
 {
     return pipe2(fds, O_NONBLOCK | O_CLOEXEC);
 }
 
 /* ---- encoding and sending ---------------------------------------------- */
 
-ssize_t
-ipc_encode(void *buf, size_t cap, uint16_t type, uint16_t slot, uint32_t gen,
-           const void *payload, size_t len)
+ssize_t ipc_encode(void *buf, size_t cap, uint16_t type, uint16_t slot, uint32_t gen,
+                   const void *payload, size_t len)
 {
     struct ipc_hdr hdr;
 
@@ -80,8 +78,7 @@ ipc_encode(void *buf, size_t cap, uint16_t type, uint16_t slot, uint32_t gen,
 }
 
 /* One write() of a frame <= PIPE_BUF: the pipe takes all of it or none. */
-static int
-write_whole_frame(int fd, const void *frame, size_t size)
+static int write_whole_frame(int fd, const void *frame, size_t size)
 {
     ssize_t n;
 
@@ -98,9 +95,8 @@ write_whole_frame(int fd, const void *frame, size_t size)
     return 0;
 }
 
-int
-ipc_send(int fd, uint16_t type, uint16_t slot, uint32_t gen,
-         const void *payload, size_t len)
+int ipc_send(int fd, uint16_t type, uint16_t slot, uint32_t gen,
+             const void *payload, size_t len)
 {
     unsigned char frame[IPC_MAX_FRAME];
     ssize_t size;
@@ -113,14 +109,12 @@ ipc_send(int fd, uint16_t type, uint16_t slot, uint32_t gen,
 
 /* ---- reading ----------------------------------------------------------- */
 
-void
-ipc_reader_init(struct ipc_reader *r)
+void ipc_reader_init(struct ipc_reader *r)
 {
     r->len = 0;
 }
 
-ssize_t
-ipc_reader_fill(struct ipc_reader *r, int fd)
+ssize_t ipc_reader_fill(struct ipc_reader *r, int fd)
 {
     size_t room = sizeof(r->buf) - r->len;
     ssize_t n;
@@ -139,8 +133,7 @@ ipc_reader_fill(struct ipc_reader *r, int fd)
     return n;
 }
 
-int
-ipc_reader_feed(struct ipc_reader *r, const void *p, size_t n)
+int ipc_reader_feed(struct ipc_reader *r, const void *p, size_t n)
 {
     if (n > sizeof(r->buf) - r->len) {
         errno = ENOBUFS;
@@ -152,8 +145,8 @@ ipc_reader_feed(struct ipc_reader *r, const void *p, size_t n)
     return 0;
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_error(char *err, size_t errlen, const char *fmt, ...)
+static __attribute__((format(printf, 3, 4))) void set_error(char *err, size_t errlen,
+                                                             const char *fmt, ...)
 {
     va_list ap;
 
@@ -166,8 +159,7 @@ set_error(char *err, size_t errlen, const char *fmt, ...)
 
 /* A header is judged alone, so garbage is refused before its payload
  * (which may never come) is waited for. */
-static int
-check_header(const struct ipc_hdr *hdr, char *err, size_t errlen)
+static int check_header(const struct ipc_hdr *hdr, char *err, size_t errlen)
 {
     const struct frame_rule *rule = NULL;
 
@@ -201,17 +193,15 @@ check_header(const struct ipc_hdr *hdr, char *err, size_t errlen)
 
 /* The header has no offset field, so consumed bytes are moved out now;
  * at most one frame's worth (< 4 KiB) is moved per frame taken. */
-static void
-reader_consume(struct ipc_reader *r, size_t n)
+static void reader_consume(struct ipc_reader *r, size_t n)
 {
     r->len -= n;
     if (r->len > 0)
         memmove(r->buf, r->buf + n, r->len);
 }
 
-int
-ipc_reader_next(struct ipc_reader *r, struct ipc_msg *m, char *err,
-                size_t errlen)
+int ipc_reader_next(struct ipc_reader *r, struct ipc_msg *m, char *err,
+                    size_t errlen)
 {
     struct ipc_hdr hdr;
     size_t size;
@@ -232,8 +222,7 @@ ipc_reader_next(struct ipc_reader *r, struct ipc_msg *m, char *err,
 
 /* ---- the bounded write queue ------------------------------------------- */
 
-void
-ipc_queue_init(struct ipc_queue *q, size_t limit)
+void ipc_queue_init(struct ipc_queue *q, size_t limit)
 {
     q->buf = NULL;
     q->head = 0;
@@ -242,8 +231,7 @@ ipc_queue_init(struct ipc_queue *q, size_t limit)
     q->limit = limit;
 }
 
-void
-ipc_queue_free(struct ipc_queue *q)
+void ipc_queue_free(struct ipc_queue *q)
 {
     free(q->buf);
     ipc_queue_init(q, q->limit);
@@ -251,8 +239,7 @@ ipc_queue_free(struct ipc_queue *q)
 
 /* Make room for n more bytes after the queued ones: first reuse the space
  * already flushed, then grow (doubling, at most to the limit). */
-static int
-queue_reserve(struct ipc_queue *q, size_t n)
+static int queue_reserve(struct ipc_queue *q, size_t n)
 {
     size_t want = q->len + n, cap;
     unsigned char *buf;
@@ -276,9 +263,8 @@ queue_reserve(struct ipc_queue *q, size_t n)
     return 0;
 }
 
-int
-ipc_queue_push(struct ipc_queue *q, uint16_t type, uint16_t slot,
-               uint32_t gen, const void *payload, size_t len)
+int ipc_queue_push(struct ipc_queue *q, uint16_t type, uint16_t slot,
+                   uint32_t gen, const void *payload, size_t len)
 {
     unsigned char frame[IPC_MAX_FRAME];
     ssize_t size;
@@ -297,8 +283,7 @@ ipc_queue_push(struct ipc_queue *q, uint16_t type, uint16_t slot,
     return 0;
 }
 
-int
-ipc_queue_flush(struct ipc_queue *q, int fd)
+int ipc_queue_flush(struct ipc_queue *q, int fd)
 {
     ssize_t n;
 
