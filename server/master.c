@@ -222,6 +222,13 @@ static void flush_commands(struct master *m, size_t idx)
     }
 }
 
+/* Drain age counts for the draining cap (cap_draining). */
+static void mark_draining(struct master *m, struct slot *s)
+{
+    s->draining = true;
+    s->drain_started_ms = m->now_ms;
+}
+
 static void send_command_payload(struct master *m, size_t idx, uint16_t type,
                                  const void *payload, size_t len)
 {
@@ -242,7 +249,7 @@ static void send_command_payload(struct master *m, size_t idx, uint16_t type,
         log_warn("slot %zu pid %d is not keeping up with chat traffic (%zu bytes "
                  "queued): dropping its chat lines and recycling it", idx,
                  (int)s->pid, s->q.len);
-        s->draining = true;
+        mark_draining(m, s);
         kill(s->pid, SIGTERM);
     }
 }
@@ -264,8 +271,7 @@ static void drain_worker(struct master *m, size_t idx)
     struct slot *s = &m->slots[idx];
     if (s->pid == 0 || s->draining)
         return;
-    s->draining = true;
-    s->drain_started_ms = m->now_ms;
+    mark_draining(m, s);
     send_command(m, idx, IPC_CMD_DRAIN);
 }
 
@@ -309,7 +315,7 @@ static void apply_report(struct master *m, struct slot *s, const struct ipc_msg 
     if (r->state < WS_NSTATES)
         s->state = (enum worker_state)r->state;
     if (s->state == WS_DRAINING && !s->draining) {
-        s->draining = true;         /* max_requests reached: recycling */
+        mark_draining(m, s);        /* max_requests reached: recycling */
         log_info("worker pid %d is recycling after %llu requests", (int)s->pid,
                  (unsigned long long)r->requests);
     }
