@@ -273,15 +273,25 @@ Test(status, non_owner_refused)
 }
 
 /* 64 workers: the master answers quickly (the figure is logged; the bound
- * here only catches pathologies, the target is checked in make bench). */
+ * here only catches pathologies, the target is checked in make bench). The
+ * time is the master's, on the control socket: the client's own start-up
+ * (seconds under valgrind) is not the master's to answer for. */
 Test(status, answers_with_64_workers)
 {
     start_echo(64, "");
     cr_assert(WAIT_UNTIL(json_field("idle") == 64, 10000));
-    int64_t t0 = h_now_ms();
     cr_assert_eq(status(""), 0);
+    cr_assert(strstr(out, "workers  64:"), "%s", out);
+    int fd = h_unix_connect(srv.sock);
+    cr_assert_geq(fd, 0);
+    int64_t t0 = h_now_ms();
+    cr_assert_eq(h_write_full(fd, "status\n", 7), 0);
+    char buf[16384];
+    ssize_t n = read_all(fd, buf, sizeof buf);
     int64_t dt = h_now_ms() - t0;
-    cr_log_info("status with 64 workers: %lld ms (process start included)", (long long)dt);
+    close(fd);
+    cr_assert(n > 0 && strstr(buf, "workers  64:"), "%s", buf);
+    cr_log_info("status with 64 workers: %lld ms on the control socket", (long long)dt);
     cr_assert_lt(dt, 1000);
 }
 
