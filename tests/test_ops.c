@@ -469,6 +469,23 @@ static void *drip_thread(void *arg)
     return NULL;
 }
 
+/* One echo worker whose generations stay draining for a minute. */
+static void start_drain_target(void)
+{
+    signal(SIGPIPE, SIG_IGN);       /* clients of stopped workers see EPIPE */
+    write_echo_conf(1, "graceful_timeout = 60");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+}
+
+/* The clients of generations from + 1 .. to were cut off: their worker was
+ * stopped, so their drip threads ended. */
+static void expect_cut_off(pthread_t *th, int from, int to)
+{
+    for (int r = from; r < to; r++)
+        cr_assert(WAIT_UNTIL(pthread_tryjoin_np(th[r], NULL) == 0, 5000),
+                  "client %d of a stopped worker still served", r);
+}
+
 /* n reloads, each old generation (one worker) held draining by a dripping
  * client; returns when the first reload was sent. */
 static int64_t hold_generations(int n, struct dripper *d, pthread_t *th)
@@ -502,9 +519,7 @@ static void release_generations(int n, int stopped, struct dripper *d, pthread_t
 Test(ops, draining_workers_are_capped)
 {
     SKIP_UNDER_VALGRIND("the reloads must outpace the drains, which valgrind's start-up time prevents");
-    signal(SIGPIPE, SIG_IGN);       /* clients of stopped workers see EPIPE */
-    write_echo_conf(1, "graceful_timeout = 60");
-    cr_assert_eq(server_start(&srv, NULL), 0);
+    start_drain_target();
     static struct dripper d[6];
     pthread_t th[6];
     int64_t t0 = hold_generations(6, d, th);
@@ -517,9 +532,7 @@ Test(ops, draining_workers_are_capped)
     cr_assert(WAIT_UNTIL(json_field("draining") == 3, 5000), "draining %.0f",
               json_field("draining"));
     /* The oldest went: their clients' connections are closed. */
-    for (int r = 0; r < 3; r++)
-        cr_assert(WAIT_UNTIL(pthread_tryjoin_np(th[r], NULL) == 0, 5000),
-                  "client %d of a stopped worker still served", r);
+    expect_cut_off(th, 0, 3);
     cr_assert_geq(h_file_count(srv.log, "stopping the oldest"), 3);
     cr_assert_eq(json_field("generation"), 7);
     release_generations(6, 3, d, th);
@@ -530,9 +543,7 @@ Test(ops, draining_workers_are_capped)
 Test(ops, draining_hard_cap_applies_at_once)
 {
     SKIP_UNDER_VALGRIND("the reloads must outpace the drains, which valgrind's start-up time prevents");
-    signal(SIGPIPE, SIG_IGN);
-    write_echo_conf(1, "graceful_timeout = 60");
-    cr_assert_eq(server_start(&srv, NULL), 0);
+    start_drain_target();
     static struct dripper d[18];
     pthread_t th[18];
     int64_t t0 = hold_generations(18, d, th);
@@ -543,14 +554,10 @@ Test(ops, draining_hard_cap_applies_at_once)
     /* Before 2 s only the hard cap can have stopped anyone. */
     if (age < 2000)
         cr_assert_eq(h_file_count(srv.log, "(cap 16)"), 2);
-    for (int r = 0; r < 2; r++)
-        cr_assert(WAIT_UNTIL(pthread_tryjoin_np(th[r], NULL) == 0, 5000),
-                  "client %d of a stopped worker still served", r);
+    expect_cut_off(th, 0, 2);
     /* Then, at 2 s, the soft cap: down to 3 x workers. */
     cr_assert(WAIT_UNTIL(json_field("draining") == 3, 5000), "draining %.0f",
               json_field("draining"));
-    for (int r = 2; r < 15; r++)
-        cr_assert(WAIT_UNTIL(pthread_tryjoin_np(th[r], NULL) == 0, 5000),
-                  "client %d of a stopped worker still served", r);
+    expect_cut_off(th, 2, 15);
     release_generations(18, 15, d, th);
 }
