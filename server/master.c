@@ -678,7 +678,7 @@ static struct slot *oldest_draining(struct master *m, size_t *count)
 }
 
 /* Too many generations draining at once: stop the oldest (see the caps).
- * Called on every reload and every loop turn, as drains age. */
+ * Called every loop turn (a reload's included), as drains age. */
 static void cap_draining(struct master *m)
 {
     size_t cap = m->target * DRAINING_CAP_PER_WORKER;
@@ -711,7 +711,6 @@ static void start_generation(struct master *m, size_t new_target)
     for (size_t i = 0; i < m->target; i++)
         if (!m->slots[i].pid)
             m->slots[i].respawn_at_ms = m->now_ms;
-    cap_draining(m);
 }
 
 static void reject_reload(struct master *m, const char *why)
@@ -947,8 +946,7 @@ static void run_loop(struct master *m)
     while (!(m->stopping && live_workers(m) == 0) &&
            !(m->stopping && m->stop_kills > 1)) {
         /* A turn's work takes milliseconds: longer, the master was stopped. */
-        int64_t turn_ms = m->now_ms;
-        forgive_own_stall(m, monotonic_ms(), turn_ms);
+        forgive_own_stall(m, monotonic_ms(), m->now_ms);
         int64_t timeout = next_wakeup(m) - m->now_ms;
         if (timeout < 0)
             timeout = 0;
