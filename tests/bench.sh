@@ -14,9 +14,11 @@
 #   cpu    utime+stime of master + workers over a wrk run / requests served
 #
 # How to read the table: every cell is the MEDIAN over the rounds. The
-# "better" column says which way is good for that row; the last two columns
-# are preforkd / peer: for "higher" rows >= 1.00 means preforkd is ahead, for
-# "lower" rows <= 1.00 means preforkd is ahead. Below the table: the cost of
+# "better" column says which way is good for that row; pf/nginx and
+# pf/lighttpd are preforkd / peer: for "higher" rows >= 1.00 means preforkd is
+# ahead, for "lower" rows <= 1.00 means preforkd is ahead. The last two columns
+# give the lowest and highest of the same ratio taken round by round: a range
+# that straddles 1.00 says the machine's noise decides that row. Below the table: the cost of
 # status reporting (a preforkd built without heartbeats, build/bench-noreport,
 # alternated with the normal one on the ka load) and the latency of
 # `preforkd status` with 64 workers. wrk errors (socket errors, non-2xx) are
@@ -511,6 +513,23 @@ median() {
             END { if (NR) printf "%.6g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# "min-max" of preforkd / PEER over the rounds where both have METRIC: the
+# rounds alternate the servers, so each round's ratio compares neighbours in
+# time and the range shows how far the machine's noise moves the ratio.
+ratio_range() {
+    awk -v p="$1" -v m="$2" '
+        $3 == m && $4 != "" && $2 == "preforkd" { pf[$1] = $4 }
+        $3 == m && $4 != "" && $2 == p { peer[$1] = $4 }
+        END {
+            for (r in pf) if ((r in peer) && peer[r] != 0) {
+                x = pf[r] / peer[r]
+                if (n++ == 0 || x < lo) lo = x
+                if (n == 1 || x > hi) hi = x
+            }
+            if (n) printf "%.2f-%.2f\n", lo, hi
+        }' "$RESULTS"
+}
+
 print_machine() {
     echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
         "kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
@@ -522,20 +541,22 @@ print_machine() {
 }
 
 print_table() {
-    local fmt='%-40s %-6s %-6s %10s %10s %10s %9s %9s\n'
+    local fmt='%-40s %-6s %-6s %10s %10s %10s %9s %9s  %-9s %-9s\n'
     # shellcheck disable=SC2059
-    printf "$fmt" "load (median of $ROUNDS)" unit better preforkd nginx lighttpd pf/nginx pf/lighttpd
-    printf '%s\n' "$(printf '%.0s-' {1..106})"
+    printf "$fmt" "load (median of $ROUNDS)" unit better preforkd nginx lighttpd pf/nginx pf/lighttpd \
+        "(rounds:" "per-round ratios)"
+    printf '%s\n' "$(printf '%.0s-' {1..127})"
     local label unit better metric pf ng lt
     while IFS='|' read -r label unit better metric; do
         pf=$(median preforkd "$metric")
         ng=$(median nginx "$metric")
         lt=$(median lighttpd "$metric")
         # shellcheck disable=SC2059
-        awk -v fmt="$fmt" -v l="$label" -v u="$unit" -v b="$better" -v pf="$pf" -v ng="$ng" -v lt="$lt" '
+        awk -v fmt="$fmt" -v l="$label" -v u="$unit" -v b="$better" -v pf="$pf" -v ng="$ng" -v lt="$lt" \
+            -v rn="$(ratio_range nginx "$metric")" -v rl="$(ratio_range lighttpd "$metric")" '
             function num(x) { return x == "" ? "n/a" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.3g", x)) }
             function ratio(a, c) { return (a == "" || c == "" || c == 0) ? "n/a" : sprintf("%.2f", a / c) }
-            BEGIN { printf fmt, l, u, b, num(pf), num(ng), num(lt), ratio(pf, ng), ratio(pf, lt) }'
+            BEGIN { printf fmt, l, u, b, num(pf), num(ng), num(lt), ratio(pf, ng), ratio(pf, lt), rn, rl }'
     done <<'EOF'
 1 KiB keep-alive, 50 conns|req/s|higher|ka_rps
 1 KiB keep-alive, 50 conns: p99|ms|lower|ka_p99_ms
@@ -546,7 +567,8 @@ print_table() {
 10 MiB file: server CPU/file|ms|lower|big_cpu_ms
 memory per idle keep-alive connection|KiB|lower|idle_kib
 EOF
-    echo "(pf/peer = preforkd / peer: >= 1.00 is good where better = higher, <= 1.00 where better = lower)"
+    echo "(pf/peer = preforkd / peer: >= 1.00 is good where better = higher, <= 1.00 where better = lower;"
+    echo " the last two columns: lowest-highest ratio of one round's preforkd to the same round's nginx, lighttpd)"
 }
 
 print_report_cost() {
