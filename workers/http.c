@@ -845,8 +845,9 @@ static void http_open(struct conn *c)
     /* TCP_NODELAY comes from the listening socket (the master sets it;
      * accepted sockets inherit it): no setsockopt per connection. */
     conn_timer_set(c, H.header_tl);     /* a silent client is closed */
-    /* The request usually arrives right behind the handshake: read it now
-     * instead of a round trip through epoll (EPOLLIN is already set). */
+    /* The request came with the accept (TCP_DEFER_ACCEPT): read it now. The
+     * connection joins epoll only when it has to wait (settle(), or a full
+     * socket), so a request answered with Connection: close never does. */
     if (!buf_get(c)) {
         refuse_unavailable(c);
         return;

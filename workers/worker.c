@@ -189,13 +189,16 @@ static struct conn *conn_alloc(struct worker *w, const struct proto *p)
 
 int conn_set_interest(struct conn *c, uint32_t events)
 {
-    if (c->interest == events)
+    if (c->in_epoll && c->interest == events)
         return 0;
     struct epoll_event ee = { .events = events, .data.ptr = &c->ev };
-    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ee) != 0) {
-        log_error("epoll_ctl mod fd %d: %s", c->fd, strerror(errno));
+    int op = c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(c->w->epfd, op, c->fd, &ee) != 0) {
+        log_error("epoll_ctl %s fd %d: %s", c->in_epoll ? "mod" : "add", c->fd,
+                  strerror(errno));
         return -1;
     }
+    c->in_epoll = true;
     c->interest = events;
     return 0;
 }
@@ -239,17 +242,9 @@ static void conn_open(struct worker *w, struct wlistener *l, int fd)
     }
     c->fd = fd;
     c->ls = l;
-    /* Every protocol starts by reading: register EPOLLIN at once, so its
-     * on_open needs no second epoll_ctl. */
-    struct epoll_event ee = { .events = EPOLLIN, .data.ptr = &c->ev };
-    c->interest = EPOLLIN;
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ee) != 0) {
-        log_error("epoll_ctl add fd %d: %s", fd, strerror(errno));
-        close(fd);
-        c->free_next = w->pool[proto_index(c->proto)];
-        w->pool[proto_index(c->proto)] = c;
-        return;
-    }
+    /* Not in epoll until on_open first waits (conn_set_interest): an HTTP
+     * request that is answered and closed at once (its bytes came with the
+     * accept, TCP_DEFER_ACCEPT) costs no epoll_ctl at all. */
     c->anext = w->all;
     if (w->all)
         w->all->aprev = c;

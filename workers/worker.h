@@ -41,6 +41,7 @@ struct conn {
     struct ev ev;
     int fd;
     uint32_t interest;              /* events registered with epoll */
+    bool in_epoll;                  /* registered yet (on its first wait) */
     struct worker *w;
     const struct proto *proto;
     struct wlistener *ls;
@@ -58,7 +59,8 @@ struct proto {
     size_t state_size;
     /* once per worker, before the loop; 0 or -1 (the worker exits) */
     int (*init)(struct worker *w);
-    void (*on_open)(struct conn *c);            /* accepted; interest is EPOLLIN */
+    /* accepted, not yet in epoll: set an interest before waiting */
+    void (*on_open)(struct conn *c);
     void (*on_event)(struct conn *c, uint32_t events);
     void (*on_timeout)(struct conn *c);         /* its deadline passed */
     void (*on_drain)(struct conn *c);           /* the worker is draining */
@@ -125,7 +127,8 @@ struct worker_args {
 __attribute__((noreturn)) void worker_main(const struct worker_args *a);
 
 /* --- for protocol handlers --- */
-/* Change the epoll interest (EPOLLIN, EPOLLOUT, both or 0). */
+/* Change the epoll interest (EPOLLIN, EPOLLOUT, both or 0); the first call
+ * registers the connection with epoll. */
 int conn_set_interest(struct conn *c, uint32_t events);
 /* Close and free; c must not be used afterwards. */
 void conn_close(struct conn *c);
