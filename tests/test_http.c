@@ -202,6 +202,48 @@ Test(http, not_modified_by_etag_and_date)
     free(r.body);
 }
 
+/* If-Match and If-Unmodified-Since (RFC 9110 13.1.1, 13.1.4): the version
+ * the client holds or 412; If-Match compares strongly and wins over the date. */
+Test(http, precondition_failed)
+{
+    write_www("p.txt", "v1", 2);
+    start_http("", "");
+    struct resp r = request("GET /p.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    char etag[64], lm[64], v[64];
+    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
+    cr_assert_not_null(hdr(&r, "Last-Modified", lm, sizeof lm));
+    free(r.body);
+    const struct { const char *header; int status; } cases[] = {
+        { "If-Match: %s", 200 },
+        { "If-Match: \"other\", %s", 200 },
+        { "If-Match: *", 200 },
+        { "If-Match: \"other\"", 412 },
+        { "If-Match: W/%s", 412 },
+        { "If-Unmodified-Since: %s", 200 },
+        { "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT", 412 },
+        { "If-Unmodified-Since: yesterday", 200 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char line[160];
+        snprintf(line, sizeof line, cases[i].header, strstr(cases[i].header, "Since") ? lm : etag);
+        r = request("GET /p.txt HTTP/1.1\r\nHost: t\r\n%s\r\n\r\n", line);
+        cr_expect_eq(r.status, cases[i].status, "%s: %d", line, r.status);
+        if (r.status == 412)
+            cr_expect_str_eq(r.body, "412 Precondition Failed\n");
+        free(r.body);
+    }
+    r = request("GET /p.txt HTTP/1.1\r\nHost: t\r\nIf-Match: %s\r\n"
+                "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n\r\n", etag);
+    cr_expect_eq(r.status, 200, "If-Match decides when both are sent");
+    free(r.body);
+    r = request("GET /p.txt HTTP/1.1\r\nHost: t\r\nIf-Match: \"other\"\r\n"
+                "Range: bytes=0-0\r\n\r\n");
+    cr_expect_eq(r.status, 412, "before Range");
+    cr_expect(!hdr(&r, "Connection", v, sizeof v) || strcmp(v, "close") != 0,
+              "a 412 keeps the connection");
+    free(r.body);
+}
+
 Test(http, byte_ranges)
 {
     write_www("digits", "0123456789", 10);

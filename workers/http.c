@@ -45,7 +45,8 @@
 #define LINGER_MS        5000           /* lingering close, at most */
 #define LINGER_READS     16             /* per event, so others get a turn */
 
-enum { H_NONE, H_INM, H_IMS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, H_HOST, H_COUNT };
+enum { H_NONE, H_INM, H_IMS, H_IM, H_IUS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, H_HOST,
+       H_COUNT };
 
 /* F_SERVED: answered one. F_CUT: closing on a request cut short (refused
  * head or body), so the client may still be sending. F_LINGER: closing,
@@ -131,6 +132,7 @@ static const char *reason(int status)
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 412: return "Precondition Failed";
     case 416: return "Range Not Satisfiable";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
@@ -243,6 +245,7 @@ static int on_header_field_complete(llhttp_t *p)
 {
     static const struct { const char *name; size_t len; } known[H_COUNT] = {
         [H_INM] = { "if-none-match", 13 }, [H_IMS] = { "if-modified-since", 17 },
+        [H_IM] = { "if-match", 8 }, [H_IUS] = { "if-unmodified-since", 19 },
         [H_RANGE] = { "range", 5 }, [H_IF_RANGE] = { "if-range", 8 },
         [H_REFERER] = { "referer", 7 },
         [H_UA] = { "user-agent", 10 }, [H_HOST] = { "host", 4 },
@@ -489,6 +492,34 @@ static bool etag_matches(const char *v, size_t len, const char *etag)
     return (len == 1 && v[0] == '*') || memmem(v, len, etag, strlen(etag)) != NULL;
 }
 
+/* If-Match compares strongly (RFC 9110 13.1.1): our tag in the list, not
+ * as a weak W/"..." one; "*" matches any file that exists. */
+static bool etag_matches_strong(const char *v, size_t len, const char *etag)
+{
+    if (len == 1 && v[0] == '*')
+        return true;
+    size_t elen = strlen(etag);
+    for (const char *p = v; (p = memmem(p, len - (size_t)(p - v), etag, elen)); p += elen)
+        if (p - v < 2 || p[-2] != 'W' || p[-1] != '/')
+            return true;
+    return false;
+}
+
+/* If-Match, else If-Unmodified-Since (RFC 9110 13.2.2 steps 1-2): a client
+ * that asks for the version it holds gets 412 if the file changed. A date
+ * that does not parse is ignored, as the RFC says. */
+static bool preconditions_hold(const struct hbuf *b, const struct http_file *f)
+{
+    struct span im = b->hdr[H_IM], ius = b->hdr[H_IUS];
+    if (im.len)
+        return etag_matches_strong(span_ptr(b, im), im.len, f->etag);
+    if (ius.len) {
+        time_t t = http_date_parse(span_ptr(b, ius), ius.len);
+        return t == (time_t)-1 || f->mtime <= t;
+    }
+    return true;
+}
+
 /* If-Range (RFC 9110 13.1.5): the range applies only to the version the
  * client holds: an entity-tag must match ours exactly (a weak one never
  * does), a date must equal Last-Modified. Otherwise the whole file, 200, so
@@ -505,11 +536,13 @@ static bool if_range_holds(const struct hbuf *b, const struct http_file *f)
     return t != (time_t)-1 && t == f->mtime;
 }
 
-/* 200, 206, 304 or 416 from the validators and Range of the request. */
+/* 200, 206, 304, 412 or 416 from the validators and Range of the request. */
 static int file_status(const struct hbuf *b, const struct http_file *f,
                        uint64_t *first, uint64_t *last)
 {
     struct span inm = b->hdr[H_INM], ims = b->hdr[H_IMS], rg = b->hdr[H_RANGE];
+    if (!preconditions_hold(b, f))
+        return 412;
     if (inm.len) {
         if (etag_matches(span_ptr(b, inm), inm.len, f->etag))
             return 304;
@@ -550,8 +583,8 @@ static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
 {
     uint64_t first = 0, last = 0;
     int status = file_status(b, f, &first, &last);
-    if (status == 416) {
-        reply_error(c, s, b, 416, f);
+    if (status == 412 || status == 416) {
+        reply_error(c, s, b, status, f);
         return true;
     }
     uint64_t len = status == 304 || f->size == 0 ? 0 : last - first + 1;
