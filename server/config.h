@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-enum proto_kind { PROTO_HTTP, PROTO_ECHO, PROTO_CHAT };
+/* PROTO_APP: a listener of an app pool; the user's program speaks on it. */
+enum proto_kind { PROTO_HTTP, PROTO_ECHO, PROTO_CHAT, PROTO_APP };
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -26,6 +27,7 @@ struct listen_conf {
     enum proto_kind protocol;
     int backlog;
     int line;                        /* line of the listen section */
+    int app;                         /* index in config.apps, or -1: built-in */
 };
 
 struct http_conf {
@@ -35,6 +37,40 @@ struct http_conf {
     int keepalive_timeout;           /* seconds */
     int header_timeout;              /* seconds */
     int max_header_size;             /* bytes */
+};
+
+/* How an app finds its listeners besides fd 3.. (see workers/app.c). */
+enum app_handoff {
+    HANDOFF_SYSTEMD, HANDOFF_NGINX, HANDOFF_SERVER_STARTER, HANDOFF_UNICORN,
+    HANDOFF_FPM, HANDOFF_EINHORN
+};
+enum app_ready { READY_NOTIFY, READY_EXEC, READY_DELAY };
+enum app_reload { RELOAD_SMOOTH, RELOAD_FLEET };
+
+#define APP_NAME_MAX 32
+
+/* One `app NAME { }` section: a pool that execs the user's program. Its
+ * listeners are the entries of config.listens whose .app is its index, in
+ * file order (the program sees them at fd 3, 4, ... in that order). */
+struct app_conf {
+    char name[APP_NAME_MAX + 1];     /* [A-Za-z0-9_-]{1,32}, unique */
+    char **command;                  /* argv, NULL-ended, heap; ncommand >= 1 */
+    size_t ncommand;
+    int workers;                     /* resolved: "auto" = online CPUs */
+    bool workers_auto;
+    char directory[PATH_MAX];        /* absolute, an existing directory */
+    char **environment;              /* "KEY=VALUE", heap; may be NULL */
+    size_t nenvironment;
+    char user[64];                   /* "" = the master's user */
+    enum app_handoff handoff;
+    enum app_ready ready;
+    int ready_delay_ms;              /* READY_DELAY */
+    int ready_timeout;               /* seconds, 1..3600 */
+    int watchdog;                    /* seconds, 0 = off */
+    int stop_signal;                 /* signal number */
+    enum app_reload reload;
+    unsigned long long max_rss;      /* bytes, 0 = off */
+    int line;                        /* line of "app NAME {" */
 };
 
 struct config {
@@ -51,8 +87,11 @@ struct config {
     char control_socket[PATH_MAX];   /* absolute */
     char error_log[PATH_MAX];        /* "stderr", "syslog" or absolute path */
     enum log_level log_level;
-    struct listen_conf *listens;     /* heap array, nlistens >= 1 */
+    struct listen_conf *listens;     /* heap array, nlistens >= 1; built-in
+                                        and app listeners, in file order */
     size_t nlistens;
+    struct app_conf *apps;           /* heap array, may be empty */
+    size_t napps;
     struct http_conf http;
 };
 
@@ -74,8 +113,11 @@ void config_free(struct config *cfg);
 int address_parse(const char *text, const char *dir, struct address *out,
                   char *err, size_t errlen);
 
-/* Name of a protocol ("http", "echo", "chat") and of a log level. */
+/* Name of a protocol ("http", "echo", "chat", "app") and of a log level. */
 const char *proto_name(enum proto_kind p);
+const char *app_handoff_name(enum app_handoff h);
+/* Listeners of the built-in pool (protocol other than PROTO_APP). */
+size_t config_builtin_listens(const struct config *cfg);
 const char *log_level_name(enum log_level l);
 
 #endif
