@@ -133,6 +133,20 @@ const char *proto_name(enum proto_kind p)
     case PROTO_HTTP: return "http";
     case PROTO_ECHO: return "echo";
     case PROTO_CHAT: return "chat";
+    case PROTO_APP:  return "app";
+    }
+    return "?";
+}
+
+const char *app_handoff_name(enum app_handoff h)
+{
+    switch (h) {
+    case HANDOFF_SYSTEMD:        return "systemd";
+    case HANDOFF_NGINX:          return "nginx";
+    case HANDOFF_SERVER_STARTER: return "server_starter";
+    case HANDOFF_UNICORN:        return "unicorn";
+    case HANDOFF_FPM:            return "fpm";
+    case HANDOFF_EINHORN:        return "einhorn";
     }
     return "?";
 }
@@ -683,6 +697,7 @@ static int apply_defaults(struct load_ctx *ctx, enum section section)
 static int reset_pending(struct load_ctx *ctx)
 {
     memset(&ctx->pending, 0, sizeof ctx->pending);
+    ctx->pending.app = -1;
     ctx->pending_has_address = false;
     return apply_defaults(ctx, SEC_LISTEN);
 }
@@ -1100,6 +1115,15 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+size_t config_builtin_listens(const struct config *cfg)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < cfg->nlistens; i++)
+        n += cfg->listens[i].protocol != PROTO_APP;
+    return n;
 }
 
 void config_free(struct config *cfg)

@@ -230,6 +230,10 @@ Test(config, minimal_file_gets_every_default)
     cr_expect_eq(c.listens[0].protocol, PROTO_ECHO);
     cr_expect_eq(c.listens[0].backlog, 511);
     cr_expect_eq(c.listens[0].line, 1);
+    cr_expect_eq(c.listens[0].app, -1);
+    cr_expect_eq(c.napps, 0);
+    cr_expect_null(c.apps);
+    cr_expect_eq(config_builtin_listens(&c), 1);
     config_free(&c);
 }
 
@@ -894,6 +898,13 @@ Test(config, names)
     cr_expect_str_eq(proto_name(PROTO_HTTP), "http");
     cr_expect_str_eq(proto_name(PROTO_ECHO), "echo");
     cr_expect_str_eq(proto_name(PROTO_CHAT), "chat");
+    cr_expect_str_eq(proto_name(PROTO_APP), "app");
+    cr_expect_str_eq(app_handoff_name(HANDOFF_SYSTEMD), "systemd");
+    cr_expect_str_eq(app_handoff_name(HANDOFF_NGINX), "nginx");
+    cr_expect_str_eq(app_handoff_name(HANDOFF_SERVER_STARTER), "server_starter");
+    cr_expect_str_eq(app_handoff_name(HANDOFF_UNICORN), "unicorn");
+    cr_expect_str_eq(app_handoff_name(HANDOFF_FPM), "fpm");
+    cr_expect_str_eq(app_handoff_name(HANDOFF_EINHORN), "einhorn");
     cr_expect_str_eq(log_level_name(LOG_LVL_ERROR), "error");
     cr_expect_str_eq(log_level_name(LOG_LVL_WARN), "warn");
     cr_expect_str_eq(log_level_name(LOG_LVL_INFO), "info");
