@@ -75,7 +75,10 @@ int listener_open(struct listener *l, const struct listen_conf *conf,
     l->fd = -1;
     if (a->sa.ss_family == AF_UNIX && prepare_unix_path(a, err, errlen) != 0)
         return -1;
-    int fd = socket(a->sa.ss_family, a->socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* An app's listener stays blocking, as systemd passes sockets: a
+     * program that wants it non-blocking says so itself. */
+    int nonblock = conf->protocol == PROTO_APP ? 0 : SOCK_NONBLOCK;
+    int fd = socket(a->sa.ss_family, a->socktype | nonblock | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket %s: %s", a->text, strerror(errno));
         return -1;

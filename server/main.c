@@ -24,6 +24,7 @@ struct options {
     const char *conf;
     const char *show;               /* `show KEY`: print a resolved setting */
     const char *scale;              /* `scale N`: set the worker count */
+    const char *pool;               /* `scale N --pool NAME`: of an app pool */
     int foreground, test_only, status;
     enum status_format format;
 };
@@ -34,7 +35,8 @@ static void usage(FILE *out)
         "usage: preforkd [-c FILE] [-f]          start (daemonizes unless -f)\n"
         "       preforkd -t [-c FILE]            test the configuration\n"
         "       preforkd status [-c FILE] [--json | --prometheus]\n"
-        "       preforkd scale N [-c FILE]       set the worker count now (not persisted)\n"
+        "       preforkd scale N [--pool NAME] [-c FILE]\n"
+        "                                        set the worker count now (not persisted)\n"
         "       preforkd show KEY [-c FILE]      print a resolved setting (pidfile,\n"
         "                                        control_socket, error_log,\n"
         "                                        graceful_timeout, workers)\n"
@@ -47,6 +49,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     static const struct option longopts[] = {
         { "json", no_argument, NULL, 'J' },
         { "prometheus", no_argument, NULL, 'P' },
+        { "pool", required_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
@@ -72,6 +75,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     while ((c = getopt_long(argc, argv, "c:fthv", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': o->conf = optarg; break;
+        case 'p': o->pool = optarg; break;
         case 'f': o->foreground = 1; break;
         case 't': o->test_only = 1; break;
         case 'J': o->format = STATUS_JSON; break;
@@ -199,8 +203,11 @@ int main(int argc, char **argv)
     if (o.show)
         return show_setting(&o);
     if (o.scale) {
-        char line[64];
-        snprintf(line, sizeof line, "scale %.40s", o.scale);
+        char line[128];
+        if (o.pool)
+            snprintf(line, sizeof line, "scale %.40s pool %.40s", o.scale, o.pool);
+        else
+            snprintf(line, sizeof line, "scale %.40s", o.scale);
         return control_client(o.conf, line);
     }
     return start(&o);

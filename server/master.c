@@ -39,8 +39,6 @@
 #define DRAIN_CAP_AGE_MS           2000
 #define OVERSLEPT_MS               1000 /* master woke this late: it was stalled */
 
-enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD, EV_CTL_LISTEN, EV_CTL_CLIENT };
-
 static uint64_t ev_data(enum ev_kind kind, size_t idx)
 {
     return ((uint64_t)kind << 32) | (uint64_t)idx;
@@ -57,12 +55,19 @@ static int epoll_watch(struct master *m, int op, int fd, uint32_t events,
     return 0;
 }
 
+/* Built-in workers and app workers alike. */
 static size_t live_workers(const struct master *m)
 {
-    size_t n = 0;
+    size_t n = apppool_live(m);
     for (size_t i = 0; i < m->nslots; i++)
         n += m->slots[i].pid != 0;
     return n;
+}
+
+/* The built-in pool runs only when there are built-in listeners. */
+static size_t builtin_target(const struct config *cfg)
+{
+    return config_builtin_listens(cfg) ? (size_t)cfg->workers : 0;
 }
 
 /* --- slots -------------------------------------------------------------- */
@@ -110,6 +115,7 @@ static void close_master_fds(struct master *m, size_t keep)
     if (m->ready_fd >= 0)
         close(m->ready_fd);
     control_close_in_child(&m->ctl);
+    apppool_close_in_child(m);
     for (size_t i = 0; i < m->nslots; i++) {
         if (i == keep)
             continue;
@@ -455,11 +461,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
     if (!m->ready && !expected && !m->stopping) {
         char why[160];
         snprintf(why, sizeof why, "worker slot %zu %s during start-up", idx, how);
-        daemon_ready(m->ready_fd, why);
-        m->ready_fd = -1;
-        log_error("%s; stopping", why);
-        m->stopping = m->stop_now = true;
-        m->stop_deadline_ms = m->now_ms + QUIT_GRACE_MS;
+        master_abort_start(m, why);
         return;
     }
     if (idx < m->target && !m->stopping)
@@ -471,18 +473,33 @@ static void reap_children(struct master *m)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (size_t i = 0; i < m->nslots; i++) {
+        bool found = false;
+        for (size_t i = 0; i < m->nslots && !found; i++) {
             if (m->slots[i].pid == pid) {
                 worker_exited(m, i, status);
-                break;
+                found = true;
             }
         }
+        if (!found)
+            apppool_reaped(m, pid, status);
     }
     if (pid < 0 && errno != ECHILD)
         log_error("waitpid: %s", strerror(errno));
 }
 
 /* --- stopping ----------------------------------------------------------- */
+
+void master_abort_start(struct master *m, const char *why)
+{
+    if (m->stopping)
+        return;
+    daemon_ready(m->ready_fd, why);
+    m->ready_fd = -1;
+    log_error("%s; stopping", why);
+    m->stopping = m->stop_now = true;
+    m->stop_deadline_ms = m->now_ms + QUIT_GRACE_MS;
+    apppool_stop(m, true);
+}
 
 static void begin_stop(struct master *m, bool now)
 {
@@ -495,6 +512,7 @@ static void begin_stop(struct master *m, bool now)
     listeners_close_all(m->ls, m->nls);
     m->ls = NULL;
     m->nls = 0;
+    apppool_stop(m, now);
     if (now) {
         for (size_t i = 0; i < m->nslots; i++)
             if (m->slots[i].pid)
@@ -522,6 +540,7 @@ static void enforce_stop_deadline(struct master *m)
             kill(m->slots[i].pid, SIGKILL);
         }
     }
+    apppool_kill_all(m);
     m->stop_deadline_ms = m->now_ms + 1000;
 }
 
@@ -531,6 +550,11 @@ static void scale_by(struct master *m, int delta)
 {
     if (m->stopping)
         return;
+    if (!config_builtin_listens(&m->cfg)) {
+        log_warn("no built-in listeners, so no built-in workers to scale; "
+                 "use `preforkctl scale N --pool NAME` for an app pool");
+        return;
+    }
     if (delta > 0) {
         if (slots_reserve(m, m->target + 1) != 0)
             return;
@@ -681,8 +705,9 @@ static struct slot *oldest_draining(struct master *m, size_t *count)
  * Called every loop turn (a reload's included), as drains age. */
 static void cap_draining(struct master *m)
 {
-    size_t cap = m->target * DRAINING_CAP_PER_WORKER;
-    size_t hard = m->target * DRAINING_HARD_CAP_PER_WORKER, draining;
+    size_t per = m->target ? m->target : 1;  /* all built-in listeners removed */
+    size_t cap = per * DRAINING_CAP_PER_WORKER;
+    size_t hard = per * DRAINING_HARD_CAP_PER_WORKER, draining;
     struct slot *oldest;
     while ((oldest = oldest_draining(m, &draining)) && draining > cap) {
         if (draining <= hard && m->now_ms - oldest->drain_started_ms < DRAIN_CAP_AGE_MS)
@@ -715,7 +740,7 @@ static void start_generation(struct master *m, size_t new_target)
 
 static void reject_reload(struct master *m, const char *why)
 {
-    m->last_reload_ok = false;
+    m->last_reload = RELOAD_REJECTED;
     snprintf(m->last_reload_msg, sizeof m->last_reload_msg, "%s", why);
     log_error("reload rejected, still serving generation %u: %s", m->gen, why);
 }
@@ -742,11 +767,12 @@ static void reload(struct master *m)
     config_free(&m->cfg);
     m->cfg = cfg;
     prepare_log_files(m);
-    m->last_reload_ok = true;
+    m->last_reload = RELOAD_PENDING;
     snprintf(m->last_reload_msg, sizeof m->last_reload_msg, "%s", note);
-    start_generation(m, (size_t)cfg.workers);
+    start_generation(m, builtin_target(&m->cfg));
     log_info("reload: generation %u with %zu workers, %zu listeners%s%s", m->gen,
              m->target, m->nls, note[0] ? "; " : "", note);
+    apppool_reload(m);              /* the verdict waits for their deploys */
 }
 
 static void on_signal(struct master *m)
@@ -831,7 +857,7 @@ static void check_heartbeats(struct master *m)
 
 static void check_ready(struct master *m)
 {
-    if (m->ready || m->stopping)
+    if (m->ready || m->stopping || !apppool_settled(m))
         return;
     for (size_t i = 0; i < m->target; i++)
         if (m->slots[i].pid == 0 || m->slots[i].state == WS_STARTING)
@@ -858,7 +884,7 @@ static int64_t next_wakeup(const struct master *m)
     for (size_t i = 0; i < m->target && i < m->nslots; i++)
         if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms < next)
             next = m->slots[i].respawn_at_ms;
-    return next;
+    return apppool_next_wakeup(m, next);
 }
 
 /* --- the control socket ------------------------------------------------- */
@@ -874,12 +900,19 @@ const char *master_slot_state(const struct master *m, const struct slot *s)
     return s->state < WS_NSTATES ? names[s->state] : "unknown";
 }
 
+/* "scale N" (built-in workers) or "scale N pool NAME". */
 static void handle_scale(struct master *m, const char *arg, struct sbuf *out)
 {
     char *end;
     long n = strtol(arg, &end, 10);
+    if (*arg != '\0' && strncmp(end, " pool ", 6) == 0)
+        return apppool_scale(m, end + 6, n, out);
     if (*arg == '\0' || *end != '\0' || n < 1 || n > 1024) {
         sbuf_printf(out, "error: scale takes a worker count from 1 to 1024\n");
+        return;
+    }
+    if (!config_builtin_listens(&m->cfg)) {
+        sbuf_printf(out, "error: no built-in listeners to scale; name an app pool\n");
         return;
     }
     while ((long)m->target < n && !m->stopping)
@@ -937,6 +970,7 @@ static void dispatch(struct master *m, const struct epoll_event *ee)
     case EV_CTL_CLIENT:
         control_on_client(&m->ctl, idx, ee->events, handle_control, m);
         break;
+    case EV_APP: apppool_on_event(m, (uint32_t)idx, ee->events); break;
     }
 }
 
@@ -959,6 +993,7 @@ static void run_loop(struct master *m)
         for (int i = 0; i < n; i++)
             dispatch(m, &evs[i]);
         spawn_missing(m);
+        apppool_tick(m);
         cap_draining(m);
         check_heartbeats(m);
         check_ready(m);
@@ -971,6 +1006,7 @@ static void cleanup(struct master *m)
 {
     control_close(&m->ctl);
     chat_free(m);
+    apppool_free(m);
     for (size_t i = 0; i < m->nslots; i++)
         slot_close_channels(m, &m->slots[i]);
     free(m->slots);
@@ -987,7 +1023,7 @@ int master_run(struct master *m)
     m->now_ms = monotonic_ms();
     m->started_wall = time(NULL);
     m->gen = 1;
-    m->target = (size_t)m->cfg.workers;
+    m->target = builtin_target(&m->cfg);
     m->sigfd = -1;
     log_set_role("master");
     m->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1010,6 +1046,8 @@ int master_run(struct master *m)
     prepare_log_files(m);
     m->board = loadboard_create();
     spawn_missing(m);
+    if (apppool_start(m) != 0)
+        master_abort_start(m, "out of memory starting the app pools");
     run_loop(m);
     bool failed = !m->ready;
     log_info("stopped");

@@ -9,11 +9,18 @@
 #include <sys/types.h>
 
 #include "ipc/ipc.h"
+#include "server/apppool.h"
 #include "server/config.h"
 #include "server/control.h"
 #include "server/listener.h"
 
 #define EXIT_RING 16
+
+/* What an epoll event is about: the high 32 bits of its data. */
+enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD, EV_CTL_LISTEN, EV_CTL_CLIENT, EV_APP };
+
+/* The last reload's outcome: pending while app pools deploy. */
+enum reload_result { RELOAD_OK, RELOAD_REJECTED, RELOAD_PENDING, RELOAD_ROLLED_BACK };
 
 struct slot {
     pid_t pid;                      /* 0: empty */
@@ -70,10 +77,11 @@ struct master {
     struct control ctl;
     unsigned long reloads;          /* SIGHUPs handled, applied or not */
     time_t last_reload_wall;        /* 0: never */
-    bool last_reload_ok;
+    enum reload_result last_reload;
     char last_reload_msg[512];      /* "FILE:LINE: message" when rejected */
     struct chat *chat;              /* chat registry (server/chat.c), lazily */
     struct loadboard *board;        /* workers' connection counts, shared */
+    struct apppools apps;           /* app pools (server/apppool.c) */
 };
 
 /* Worker state as status shows it: a heartbeat overdue by this much is
@@ -85,6 +93,9 @@ const char *master_slot_state(const struct master *m, const struct slot *s);
  * not fit is dropped and that worker is recycled (drained), logged once. */
 void master_send(struct master *m, size_t slot, uint16_t type,
                  const void *payload, size_t len);
+
+/* Start-up cannot complete: tell the waiting parent why, stop now. */
+void master_abort_start(struct master *m, const char *why);
 
 /* Take ownership of cfg and the open listeners; run until stopped.
  * Returns the process exit code. */

@@ -235,6 +235,24 @@ static void sum_totals(const struct master *m, struct totals *t, uint64_t *activ
 }
 
 static const char *state_names[] = { "starting", "idle", "busy", "draining", "unresponsive" };
+
+static const char *reload_result_name(enum reload_result r)
+{
+    static const char *const names[] = { "ok", "rejected", "pending", "rolled_back" };
+    return names[r];
+}
+
+/* "http 127.0.0.1:8080", or "app:NAME 127.0.0.1:8000" for a pool's. */
+static const char *listener_label(const struct master *m, const struct listener *l,
+                                  char *buf, size_t cap)
+{
+    int app = l->conf.app;
+    if (l->conf.protocol == PROTO_APP && app >= 0 && (size_t)app < m->cfg.napps)
+        snprintf(buf, cap, "app:%s", m->cfg.apps[app].name);
+    else
+        snprintf(buf, cap, "%s", proto_name(l->conf.protocol));
+    return buf;
+}
 enum { NSTATE_NAMES = 5 };
 
 static void count_states(const struct master *m, size_t counts[NSTATE_NAMES], size_t *total)
@@ -278,17 +296,174 @@ static void text_header(const struct master *m, struct sbuf *o)
     else
         sbuf_printf(o, "%s ago: %s%s%s\n",
                     fmt_duration((double)(now - m->last_reload_wall), ago, sizeof ago),
-                    m->last_reload_ok ? "ok" : "rejected",
-                    m->last_reload_ok ? "" : ": ", m->last_reload_ok ? "" : m->last_reload_msg);
+                    reload_result_name(m->last_reload),
+                    m->last_reload_msg[0] ? ": " : "", m->last_reload_msg);
     sbuf_printf(o, "listen  ");
     for (size_t i = 0; i < m->nls; i++) {
         struct listen_view q = listen_queue(&m->ls[i]);
-        sbuf_printf(o, " %s %s", proto_name(m->ls[i].conf.protocol), m->ls[i].conf.addr.text);
+        char label[64];
+        sbuf_printf(o, " %s %s", listener_label(m, &m->ls[i], label, sizeof label),
+                    m->ls[i].conf.addr.text);
         if (q.queue >= 0)
             sbuf_printf(o, " queue %d/%d", q.queue, q.backlog);
         sbuf_printf(o, "  ");
     }
     sbuf_printf(o, "\n");
+}
+
+/* --- app pools ------------------------------------------------------------ */
+
+static void prom_metric(struct sbuf *o, const char *name, const char *type,
+                        const char *help);
+
+struct app_counts { size_t live, ready, starting, draining; };
+
+static struct app_counts count_app(const struct app_pool *pool)
+{
+    struct app_counts c = { 0 };
+    for (size_t i = 0; i < pool->nprocs; i++) {
+        const struct app_proc *p = &pool->procs[i];
+        if (!p->id)
+            continue;
+        c.live++;
+        c.ready += p->state == APP_READY;
+        c.starting += p->state == APP_STARTING;
+        c.draining += p->state == APP_DRAINING || p->state == APP_STOPPING;
+    }
+    return c;
+}
+
+/* "pools    web 2 workers gen 3 (deploying gen 4), ready 2 ..." */
+static void text_pools(const struct master *m, struct sbuf *o)
+{
+    if (!m->apps.npools)
+        return;
+    sbuf_printf(o, "pools   ");
+    for (size_t k = 0; k < m->apps.npools; k++) {
+        const struct app_pool *pool = &m->apps.pools[k];
+        struct app_counts c = count_app(pool);
+        sbuf_printf(o, " %s %d workers gen %u%s%s: ready %zu, starting %zu, draining %zu, "
+                    "restarts %lu%s ", pool->name, pool->cur.app.workers, pool->gen,
+                    pool->rolling ? ", deploying" : "", pool->removed ? ", removed" : "",
+                    c.ready, c.starting, c.draining, pool->restarts,
+                    pool->crash_streak ? ", CRASH LOOP backing off" : "");
+    }
+    sbuf_printf(o, "\n");
+}
+
+static void text_app_rows(const struct master *m, struct sbuf *o)
+{
+    for (size_t k = 0; k < m->apps.npools; k++) {
+        const struct app_pool *pool = &m->apps.pools[k];
+        for (size_t i = 0; i < pool->nprocs; i++) {
+            const struct app_proc *p = &pool->procs[i];
+            if (!p->id)
+                continue;
+            char up[16], cpu[16], rss[16], seen[16], active[16], req[24];
+            snprintf(active, sizeof active, p->has_active ? "%u" : "-", p->active);
+            snprintf(req, sizeof req, p->has_requests ? "%llu" : "-",
+                     (unsigned long long)p->requests);
+            sbuf_printf(o, "%-8.8s %-5d %-7d %-4u %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s "
+                        "%-6s %-6s %-6s %s\n", pool->name, p->slot, (int)p->pid, p->gen,
+                        apppool_state_name(m, pool, p),
+                        fmt_duration((double)(m->now_ms - p->started_ms) / 1000.0, up, sizeof up),
+                        active, "-", req, "-", "-", "-",
+                        fmt_duration(p->cpu_s, cpu, sizeof cpu), fmt_bytes(p->rss, rss, sizeof rss),
+                        fmt_duration((double)(m->now_ms - p->seen_ms) / 1000.0, seen, sizeof seen),
+                        p->app_status);
+        }
+    }
+}
+
+static void json_app_rows(const struct master *m, struct sbuf *o, bool first)
+{
+    time_t now = time(NULL);
+    for (size_t k = 0; k < m->apps.npools; k++) {
+        const struct app_pool *pool = &m->apps.pools[k];
+        for (size_t i = 0; i < pool->nprocs; i++) {
+            const struct app_proc *p = &pool->procs[i];
+            if (!p->id)
+                continue;
+            sbuf_printf(o, "%s{\"pool\":", first ? "" : ",");
+            sbuf_json_string(o, pool->name);
+            sbuf_printf(o, ",\"slot\":%d,\"pid\":%d,\"gen\":%u,\"state\":\"%s\","
+                        "\"up\":%lld,\"started\":%lld,\"active\":", p->slot, (int)p->pid,
+                        p->gen, apppool_state_name(m, pool, p),
+                        (long long)((m->now_ms - p->started_ms) / 1000),
+                        (long long)p->started_wall);
+            sbuf_printf(o, p->has_active ? "%u" : "null", p->active);
+            sbuf_printf(o, ",\"accepted\":null,\"requests\":");
+            sbuf_printf(o, p->has_requests ? "%llu" : "null", (unsigned long long)p->requests);
+            sbuf_printf(o, ",\"cpu\":%.3f,\"rss\":%llu,\"seen\":%lld,\"app_status\":",
+                        p->cpu_s, (unsigned long long)p->rss,
+                        (long long)(now - (m->now_ms - p->seen_ms) / 1000));
+            if (p->app_status[0])
+                sbuf_json_string(o, p->app_status);
+            else
+                sbuf_printf(o, "null");
+            sbuf_printf(o, ",\"dropped_output\":%llu}", (unsigned long long)p->dropped);
+            first = false;
+        }
+    }
+}
+
+static void json_pools(const struct master *m, struct sbuf *o)
+{
+    sbuf_printf(o, ",\"pools\":[");
+    for (size_t k = 0; k < m->apps.npools; k++) {
+        const struct app_pool *pool = &m->apps.pools[k];
+        struct app_counts c = count_app(pool);
+        sbuf_printf(o, "%s{\"name\":", k ? "," : "");
+        sbuf_json_string(o, pool->name);
+        sbuf_printf(o, ",\"workers\":%d,\"generation\":%u,\"deploying\":%s,"
+                    "\"removed\":%s,\"live\":%zu,\"ready\":%zu,\"starting\":%zu,"
+                    "\"draining\":%zu,\"restarts\":%lu,\"crash_streak\":%u,"
+                    "\"requests\":%llu,\"last_exit\":", pool->cur.app.workers, pool->gen,
+                    pool->rolling ? "true" : "false", pool->removed ? "true" : "false",
+                    c.live, c.ready, c.starting, c.draining, pool->restarts,
+                    pool->crash_streak, (unsigned long long)pool->retired_requests);
+        if (!pool->last_exit_pid)
+            sbuf_printf(o, "null}");
+        else
+            sbuf_printf(o, "{\"pid\":%d,\"exit_code\":%d,\"signal\":%d,\"time\":%lld}}",
+                        (int)pool->last_exit_pid,
+                        WIFEXITED(pool->last_exit_status) ? WEXITSTATUS(pool->last_exit_status) : -1,
+                        WIFSIGNALED(pool->last_exit_status) ? WTERMSIG(pool->last_exit_status) : 0,
+                        (long long)pool->last_exit_wall);
+    }
+    sbuf_printf(o, "]");
+}
+
+static void prom_pools(const struct master *m, struct sbuf *o)
+{
+    if (!m->apps.npools)
+        return;
+    prom_metric(o, "app_workers", "gauge", "App pool worker processes by state.");
+    for (size_t k = 0; k < m->apps.npools; k++) {
+        const struct app_pool *pool = &m->apps.pools[k];
+        struct app_counts c = count_app(pool);
+        sbuf_printf(o, "preforkd_app_workers{pool=\"%s\",state=\"ready\"} %zu\n"
+                    "preforkd_app_workers{pool=\"%s\",state=\"starting\"} %zu\n"
+                    "preforkd_app_workers{pool=\"%s\",state=\"draining\"} %zu\n",
+                    pool->name, c.ready, pool->name, c.starting, pool->name, c.draining);
+    }
+    prom_metric(o, "app_generation", "gauge", "Running generation of each app pool.");
+    for (size_t k = 0; k < m->apps.npools; k++)
+        sbuf_printf(o, "preforkd_app_generation{pool=\"%s\"} %u\n",
+                    m->apps.pools[k].name, m->apps.pools[k].gen);
+    prom_metric(o, "app_restarts_total", "counter", "Unexpected exits of app workers.");
+    for (size_t k = 0; k < m->apps.npools; k++)
+        sbuf_printf(o, "preforkd_app_restarts_total{pool=\"%s\"} %lu\n",
+                    m->apps.pools[k].name, m->apps.pools[k].restarts);
+    prom_metric(o, "app_worker_rss_bytes", "gauge", "Resident memory of each app worker.");
+    for (size_t k = 0; k < m->apps.npools; k++) {
+        const struct app_pool *pool = &m->apps.pools[k];
+        for (size_t i = 0; i < pool->nprocs; i++)
+            if (pool->procs[i].id)
+                sbuf_printf(o, "preforkd_app_worker_rss_bytes{pool=\"%s\",slot=\"%d\","
+                            "pid=\"%d\"} %llu\n", pool->name, pool->procs[i].slot,
+                            (int)pool->procs[i].pid, (unsigned long long)pool->procs[i].rss);
+    }
 }
 
 static void text_summary(const struct master *m, struct sbuf *o)
@@ -322,17 +497,17 @@ static void text_summary(const struct master *m, struct sbuf *o)
 
 static void text_rows(const struct master *m, struct sbuf *o)
 {
-    sbuf_printf(o, "%-5s %-7s %-4s %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s %-6s %-6s %s\n",
-                "SLOT", "PID", "GEN", "STATE", "UP", "ACTIVE", "ACCEPTED", "REQUESTS",
-                "REQ/S", "IN", "OUT", "CPU", "RSS", "SEEN");
+    sbuf_printf(o, "%-8s %-5s %-7s %-4s %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s %-6s %-6s %s\n",
+                "POOL", "SLOT", "PID", "GEN", "STATE", "UP", "ACTIVE", "ACCEPTED", "REQUESTS",
+                "REQ/S", "IN", "OUT", "CPU", "RSS", m->apps.npools ? "SEEN   STATUS" : "SEEN");
     for (size_t i = 0; i < m->nslots; i++) {
         if (!m->slots[i].pid)
             continue;
         struct slot_view v = view_slot(m, i);
         const struct ipc_report *r = &v.s->report;
         char up[16], in[16], out[16], cpu[16], rss[16], seen[16];
-        sbuf_printf(o, "%-5zu %-7d %-4u %-12s %-6s %-7u %-9llu %-9llu %-8.1f %-6s %-6s %-6s %-6s %s\n",
-                    v.idx, (int)v.s->pid, v.s->gen, v.state,
+        sbuf_printf(o, "%-8s %-5zu %-7d %-4u %-12s %-6s %-7u %-9llu %-9llu %-8.1f %-6s %-6s %-6s %-6s %s\n",
+                    "-", v.idx, (int)v.s->pid, v.s->gen, v.state,
                     fmt_duration(v.up_s, up, sizeof up), r->active,
                     (unsigned long long)r->accepted, (unsigned long long)r->requests,
                     v.s->req_rate, fmt_bytes(r->bytes_in, in, sizeof in),
@@ -354,15 +529,21 @@ static void json_header(const struct master *m, struct sbuf *o)
         sbuf_printf(o, "null");
     } else {
         sbuf_printf(o, "{\"time\":%lld,\"result\":\"%s\",\"message\":",
-                    (long long)m->last_reload_wall, m->last_reload_ok ? "ok" : "rejected");
+                    (long long)m->last_reload_wall, reload_result_name(m->last_reload));
         sbuf_json_string(o, m->last_reload_msg);
         sbuf_printf(o, "}");
     }
     sbuf_printf(o, ",\"listen\":[");
     for (size_t i = 0; i < m->nls; i++) {
         struct listen_view q = listen_queue(&m->ls[i]);
-        sbuf_printf(o, "%s{\"protocol\":\"%s\",\"address\":", i ? "," : "",
+        int app = m->ls[i].conf.app;
+        sbuf_printf(o, "%s{\"protocol\":\"%s\",\"pool\":", i ? "," : "",
                     proto_name(m->ls[i].conf.protocol));
+        if (app >= 0 && (size_t)app < m->cfg.napps)
+            sbuf_json_string(o, m->cfg.apps[app].name);
+        else
+            sbuf_printf(o, "null");
+        sbuf_printf(o, ",\"address\":");
         sbuf_json_string(o, m->ls[i].conf.addr.text);
         if (q.queue >= 0)
             sbuf_printf(o, ",\"queue\":%d", q.queue);
@@ -409,7 +590,7 @@ static void json_rows(const struct master *m, struct sbuf *o)
             continue;
         struct slot_view v = view_slot(m, i);
         const struct ipc_report *r = &v.s->report;
-        sbuf_printf(o, "%s{\"slot\":%zu,\"pid\":%d,\"gen\":%u,\"state\":\"%s\","
+        sbuf_printf(o, "%s{\"pool\":null,\"app_status\":null,\"slot\":%zu,\"pid\":%d,\"gen\":%u,\"state\":\"%s\","
                     "\"up\":%lld,\"started\":%lld,\"active\":%u,\"accepted\":%llu,"
                     "\"requests\":%llu,\"req_s\":%.1f,\"in\":%llu,\"out\":%llu,"
                     "\"cpu\":%.3f,\"rss\":%llu,\"seen\":%lld}",
@@ -421,6 +602,7 @@ static void json_rows(const struct master *m, struct sbuf *o)
                     (long long)(now - (time_t)v.seen_s));
         first = false;
     }
+    json_app_rows(m, o, first);
     sbuf_printf(o, "]}\n");
 }
 
@@ -442,7 +624,9 @@ static void prom_master(const struct master *m, struct sbuf *o)
     prom_metric(o, "generation", "gauge", "Configuration generation.");
     sbuf_printf(o, "preforkd_generation %u\n", m->gen);
     prom_metric(o, "last_reload_success", "gauge", "1 if the last reload was applied.");
-    sbuf_printf(o, "preforkd_last_reload_success %d\n", !m->last_reload_wall || m->last_reload_ok);
+    sbuf_printf(o, "preforkd_last_reload_success %d\n",
+                !m->last_reload_wall || m->last_reload == RELOAD_OK ||
+                m->last_reload == RELOAD_PENDING);
     prom_metric(o, "worker_restarts_total", "counter", "Unexpected worker exits.");
     sbuf_printf(o, "preforkd_worker_restarts_total %lu\n", m->restarts);
     prom_metric(o, "accepted_connections_total", "counter", "Connections accepted.");
@@ -484,17 +668,21 @@ void status_render(const struct master *m, enum status_format fmt, struct sbuf *
     switch (fmt) {
     case STATUS_TEXT:
         text_header(m, out);
+        text_pools(m, out);
         text_summary(m, out);
         text_rows(m, out);
+        text_app_rows(m, out);
         break;
     case STATUS_JSON:
         json_header(m, out);
         json_summary(m, out);
+        json_pools(m, out);         /* after the top-level keys they reuse */
         json_rows(m, out);
         break;
     case STATUS_PROMETHEUS:
         prom_master(m, out);
         prom_pool(m, out);
+        prom_pools(m, out);
         break;
     }
 }

@@ -693,12 +693,16 @@ static void fault_exit_at_start(void)
 
 static int setup_listeners(struct worker *w, const struct worker_args *a)
 {
-    w->nls = a->cfg->nlistens;
-    w->ls = calloc(w->nls, sizeof *w->ls);
+    w->ls = calloc(a->cfg->nlistens, sizeof *w->ls);
     if (!w->ls)
         return -1;
-    for (size_t i = 0; i < w->nls; i++) {
-        struct wlistener *l = &w->ls[i];
+    w->nls = 0;
+    for (size_t i = 0; i < a->cfg->nlistens; i++) {
+        if (a->cfg->listens[i].protocol == PROTO_APP) {
+            close(a->listen_fds[i]);    /* an app pool's: not ours to hold */
+            continue;
+        }
+        struct wlistener *l = &w->ls[w->nls++];
         l->ev.on_event = on_listener;
         l->fd = a->listen_fds[i];
         l->conf = &a->cfg->listens[i];
