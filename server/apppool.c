@@ -251,7 +251,8 @@ static size_t find_listen_fds(const struct master *m, const struct app_gen_conf 
 }
 
 static __attribute__((noreturn)) void run_app_child(struct master *m,
-        const struct app_gen_conf *g, struct spawn_fds *f, int slot, uint32_t gen)
+        const struct app_gen_conf *g, struct spawn_fds *f, int slot, uint32_t gen,
+        pid_t master_pid)
 {
     int fds[g->naddrs + 1];
     const char *addrs[g->naddrs + 1];
@@ -260,7 +261,7 @@ static __attribute__((noreturn)) void run_app_child(struct master *m,
         .nlisten = find_listen_fds(m, g, fds, addrs),
         .notify_fd = f->notify[1], .out_fd = f->out[1], .err_fd = f->err[1],
         .slot = slot, .gen = gen, .workers = g->app.workers,
-        .master_pid = getppid(), .notify_socket = f->sd_name,
+        .master_pid = master_pid, .notify_socket = f->sd_name,
     };
     app_exec(&sp);
 }
@@ -303,9 +304,10 @@ static struct app_proc *spawn_proc(struct master *m, struct app_pool *pool, int 
         log_error("app %s/%d: cannot spawn: %s", g->app.name, slot, strerror(errno));
         return NULL;
     }
+    pid_t master_pid = getpid();    /* taken before fork: the child checks it */
     pid_t pid = fork();
     if (pid == 0)
-        run_app_child(m, g, &f, slot, gen);
+        run_app_child(m, g, &f, slot, gen, master_pid);
     close_spawn_fds(&f, false);
     if (pid < 0) {
         log_error("app %s/%d: fork: %s", g->app.name, slot, strerror(errno));
@@ -811,7 +813,7 @@ static void check_watchdog(struct master *m, struct app_pool *pool, struct app_p
 static void check_stop(struct master *m, struct app_pool *pool, struct app_proc *p)
 {
     int64_t limit = (int64_t)m->cfg.graceful_timeout * 1000;
-    if (p->state != APP_DRAINING || p->killed || m->now_ms - p->stop_ms <= limit)
+    if (!stopping_state(p) || p->killed || m->now_ms - p->stop_ms <= limit)
         return;
     log_warn("app %s/%d pid %d still running %d s after its stop signal; SIGKILL",
              pool_name(pool), p->slot, (int)p->pid, m->cfg.graceful_timeout);

@@ -1,0 +1,460 @@
+/* Integration tests of app pools with tests/apps/capp, a small C program
+ * run as the user's app: descriptor hygiene and each hand-off, readiness
+ * over the pipe and NOTIFY_SOCKET, failed starts and deploys rolled back
+ * with a verdict, deploys under load, watchdog, output capture, max_rss,
+ * garbage on the notify channels, scaling, and dying with the master. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static struct server srv;
+static int port, port2;
+static char out[1 << 16];
+
+static const char *capp(void)
+{
+    const char *p = getenv("PREFORKD_CAPP");
+    return p ? p : "build/capp";
+}
+
+/* Every descendant of pid (apps fork too), remembered for teardown. */
+static pid_t seen[512];
+static size_t nseen;
+
+static void remember_tree(pid_t parent)
+{
+    DIR *d = opendir("/proc");
+    for (struct dirent *de; d && (de = readdir(d)); ) {
+        char path[64], buf[512];
+        pid_t pid = (pid_t)atoi(de->d_name);
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *rp = strrchr(buf, ')');
+        int ppid = 0;
+        if (!rp || sscanf(rp + 2, "%*c %d", &ppid) != 1 || ppid != parent)
+            continue;
+        bool known = false;
+        for (size_t i = 0; i < nseen; i++)
+            known = known || seen[i] == pid;
+        if (!known && nseen < sizeof seen / sizeof seen[0])
+            seen[nseen++] = pid;
+        remember_tree(pid);
+    }
+    if (d)
+        closedir(d);
+}
+
+static void setup(void)
+{
+    server_init(&srv);
+    port = h_free_port(SOCK_STREAM);
+    port2 = h_free_port(SOCK_STREAM);
+    nseen = 0;
+}
+
+/* Stop only what this test started: the master, then any app process of
+ * its tree that outlived it (by pid, seen while it ran). */
+static void teardown(void)
+{
+    if (srv.pid > 0)
+        remember_tree(srv.pid);
+    server_cleanup(&srv);
+    for (size_t i = 0; i < nseen; i++)
+        if (!h_pid_gone(seen[i]))
+            kill(seen[i], SIGKILL);
+}
+
+TestSuite(app, .init = setup, .fini = teardown, .timeout = 120);
+
+/* One app pool "web" on port (and port2 when two is set). */
+static void write_app_conf(const char *command, const char *extra, bool two)
+{
+    char second[96] = "";
+    if (two)
+        snprintf(second, sizeof second, "  listen { address = \"127.0.0.1:%d\" }\n", port2);
+    server_write_conf(&srv, "graceful_timeout = 5\n"
+                      "app web {\n"
+                      "  # a comment inside the section\n"
+                      "  command = {%s}\n"
+                      "  listen { address = \"127.0.0.1:%d\" }\n%s%s\n"
+                      "}\n", command, port, second, extra);
+}
+
+/* GET / and the body (after the blank line), or "" on failure. */
+static const char *get_body(int p, char *buf, size_t cap)
+{
+    int fd = h_tcp_connect(p);
+    buf[0] = '\0';
+    if (fd < 0)
+        return buf;
+    static const char req[] = "GET / HTTP/1.0\r\n\r\n";
+    size_t len = 0, got;
+    if (h_write_full(fd, req, sizeof req - 1) == 0)
+        while (len + 1 < cap && h_read_some(fd, buf + len, cap - 1 - len, 5000, &got) == 0 &&
+               got > 0)
+            len += got;
+    close(fd);
+    buf[len] = '\0';
+    const char *body = strstr(buf, "\r\n\r\n");
+    return body ? body + 4 : "";
+}
+
+static int ctl(const char *args)
+{
+    return h_run(out, sizeof out, "%s/etc/preforkctl -c %s %s", h_root(), srv.conf, args);
+}
+
+static const char *status_json(void)
+{
+    if (h_run(out, sizeof out, "%s status --json -c %s 2>/dev/null", h_bin(), srv.conf) != 0)
+        return "";
+    return out;
+}
+
+static bool json_has(const char *needle)
+{
+    return strstr(status_json(), needle) != NULL;
+}
+
+/* Pids of the pool's workers in the given state, from status JSON. */
+static size_t app_pids(const char *state, pid_t *pids, size_t cap)
+{
+    const char *p = status_json();
+    size_t n = 0;
+    char want[48];
+    snprintf(want, sizeof want, "\"state\":\"%s\"", state);
+    while ((p = strstr(p, "{\"pool\":\"web\",\"slot\":"))) {
+        const char *end = strchr(p, '}');
+        const char *pidp = strstr(p, "\"pid\":"), *st = strstr(p, want);
+        if (pidp && pidp < end && st && st < end) {
+            if (n < cap)
+                pids[n] = (pid_t)atoi(pidp + 6);
+            n++;
+        }
+        p = end ? end : p + 1;
+    }
+    return n;
+}
+
+static char cmdline[1024];
+
+static const char *cmd(const char *args)
+{
+    snprintf(cmdline, sizeof cmdline, "\"%s\"%s%s", capp(), args[0] ? ", " : "", args);
+    return cmdline;
+}
+
+static void start_ok(void)
+{
+    cr_assert_eq(server_start(&srv, NULL), 0, "preforkd did not start: %s",
+                 h_read_file(srv.log) ?: "");
+    remember_tree(srv.pid);
+}
+
+Test(app, fds_are_exactly_listeners_and_notify_pipe)
+{
+    write_app_conf(cmd("\"--report-fds\""), "workers = 2\nwatchdog = 30", true);
+    start_ok();
+    char buf[4096];
+    for (int i = 0; i < 2; i++) {
+        const char *body = get_body(i ? port2 : port, buf, sizeof buf);
+        cr_assert(strstr(body, "fds=0,1,2,3,4,5, "), "the app sees other fds: %s", body);
+        cr_assert(strstr(body, "listen_pid_ok=1 listen_fds=2 names=web:web "), "%s", body);
+        cr_assert(strstr(body, "workers=2 notify_fd=5 notify_socket=yes watchdog=30000000"),
+                  "%s", body);
+        cr_assert(strstr(body, "worker=0") || strstr(body, "worker=1"), "%s", body);
+    }
+}
+
+Test(app, argv_placeholder_and_nginx_handoff)
+{
+    char args[256];
+    snprintf(args, sizeof args, "\"--fd\", \"{fd:127.0.0.1:%d}\", \"--report-fds\"", port);
+    write_app_conf(cmd(args), "handoff = \"nginx\"\nready = \"exec\"", false);
+    start_ok();
+    char buf[4096];
+    const char *body = get_body(port, buf, sizeof buf);
+    cr_assert(strstr(body, "fds=0,1,2,3,4, "), "%s", body);
+    cr_assert(strstr(body, "listen_fds=- "), "no LISTEN_FDS outside handoff systemd: %s", body);
+    cr_assert(strstr(body, "nginx=3;"), "%s", body);
+}
+
+Test(app, ready_over_pipe_shows_in_status)
+{
+    write_app_conf(cmd("\"--answer\", \"one\""), "workers = 2", false);
+    start_ok();
+    char buf[1024];
+    cr_assert_str_eq(get_body(port, buf, sizeof buf), "one\n");
+    cr_assert(WAIT_UNTIL(json_has("\"state\":\"ready\"") && json_has("\"requests\":1"), 5000),
+              "%s", out);
+    cr_assert(json_has("\"app_status\":\"serving\""), "%s", out);
+    cr_assert(json_has("\"pools\":[{\"name\":\"web\",\"workers\":2,\"generation\":1"), "%s", out);
+    cr_assert(json_has("{\"protocol\":\"app\",\"pool\":\"web\""), "%s", out);
+    cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0);
+    cr_assert(strstr(out, "POOL     SLOT  PID"), "%s", out);
+    cr_assert(strstr(out, "pools    web 2 workers gen 1: ready 2"), "%s", out);
+    cr_assert(strstr(out, "app:web 127.0.0.1:"), "%s", out);
+    cr_assert_eq(h_run(out, sizeof out, "%s status --prometheus -c %s", h_bin(), srv.conf), 0);
+    cr_assert(strstr(out, "preforkd_app_workers{pool=\"web\",state=\"ready\"} 2"), "%s", out);
+}
+
+Test(app, ready_over_notify_socket)
+{
+    write_app_conf(cmd("\"--sd-notify\", \"--answer\", \"sd\""), "ready_timeout = 10", false);
+    start_ok();
+    char buf[1024];
+    cr_assert_str_eq(get_body(port, buf, sizeof buf), "sd\n");
+    cr_assert(WAIT_UNTIL(json_has("\"app_status\":\"serving\""), 5000), "%s", out);
+}
+
+Test(app, failed_start_says_why)
+{
+    write_app_conf(cmd("\"--exit-at-start\", \"3\""), "", false);
+    cr_assert_neq(server_start(&srv, NULL), 0, "started although the app exits at once");
+    char *log = h_read_file(srv.log);
+    cr_assert(log && strstr(log, "pool web: worker 0 exited with status 3 before READY=1 "
+                            "(last line: capp: failing at start on purpose (status 3))"),
+              "%s", log ?: "");
+    free(log);
+}
+
+/* The verdict of preforkctl reload, its exit code; the old generation
+ * keeps serving untouched. */
+static void expect_rollback(const char *bad_cmd, const char *extra, const char *why)
+{
+    write_app_conf(cmd("\"--answer\", \"old\""), "workers = 2", false);
+    start_ok();
+    pid_t before[4];
+    cr_assert(WAIT_UNTIL(app_pids("ready", before, 4) == 2, 5000));
+    write_app_conf(bad_cmd, extra, false);
+    cr_assert_eq(ctl("reload"), 1, "%s", out);
+    cr_assert(strstr(out, "reload: rolled back: pool web: "), "%s", out);
+    cr_assert(strstr(out, why), "want \"%s\" in: %s", why, out);
+    char buf[1024];
+    for (int i = 0; i < 4; i++)
+        cr_assert_str_eq(get_body(port, buf, sizeof buf), "old\n");
+    pid_t after[4];
+    cr_assert(WAIT_UNTIL(app_pids("ready", after, 4) == 2 && app_pids("draining", NULL, 0) == 0 &&
+                         app_pids("starting", NULL, 0) == 0, 8000), "%s", out);
+    cr_assert((after[0] == before[0] && after[1] == before[1]) ||
+              (after[0] == before[1] && after[1] == before[0]), "old workers were touched");
+    cr_assert(json_has("\"result\":\"rolled_back\""), "%s", out);
+}
+
+Test(app, deploy_that_exits_is_rolled_back)
+{
+    expect_rollback(cmd("\"--exit-at-start\", \"7\""), "workers = 2",
+                    "exited with status 7 before READY=1 (last line: capp: failing "
+                    "at start on purpose (status 7))");
+}
+
+Test(app, deploy_that_never_says_ready_is_rolled_back)
+{
+    expect_rollback(cmd("\"--no-ready\""), "workers = 2\nready_timeout = 1",
+                    "sent no READY=1 within ready_timeout (1s)");
+}
+
+/* --- deploys under load ------------------------------------------------- */
+
+struct load {
+    atomic_bool stop;
+    atomic_long ok, failed;
+    char last_failure[256];
+};
+
+static void *load_loop(void *arg)
+{
+    struct load *l = arg;
+    char buf[1024];
+    while (!atomic_load(&l->stop)) {
+        const char *body = get_body(port, buf, sizeof buf);
+        if (strncmp(body, "v", 1) == 0) {
+            atomic_fetch_add(&l->ok, 1);
+        } else {
+            snprintf(l->last_failure, sizeof l->last_failure, "%.200s", buf);
+            atomic_fetch_add(&l->failed, 1);
+        }
+    }
+    return NULL;
+}
+
+static void deploy_answers_under_load(const char *mode)
+{
+    char args[128], extra[128];
+    snprintf(extra, sizeof extra, "workers = 2\nreload = \"%s\"", mode);
+    snprintf(args, sizeof args, "\"--answer\", \"v0\"");
+    write_app_conf(cmd(args), extra, false);
+    start_ok();
+    struct load l = { 0 };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, load_loop, &l);
+    for (int d = 1; d <= 20; d++) {
+        snprintf(args, sizeof args, "\"--answer\", \"v%d\"", d);
+        write_app_conf(cmd(args), extra, false);
+        int rc = ctl("reload");
+        cr_assert_eq(rc, 0, "deploy %d: %s", d, out);
+        cr_assert(strstr(out, "reload: applied, generation"), "%s", out);
+        char want[16], buf[1024];
+        snprintf(want, sizeof want, "v%d\n", d);
+        for (int k = 0; k < 5; k++)
+            cr_assert_str_eq(get_body(port, buf, sizeof buf), want,
+                             "deploy %d: an old worker answered after the verdict", d);
+    }
+    atomic_store(&l.stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(atomic_load(&l.failed), 0, "%ld of %ld requests failed, last: %s",
+                 atomic_load(&l.failed), atomic_load(&l.ok) + atomic_load(&l.failed),
+                 l.last_failure);
+    cr_assert_gt(atomic_load(&l.ok), 100);
+    fprintf(stderr, "app deploys (%s): 20 deploys, %ld requests, 0 failed\n", mode,
+            atomic_load(&l.ok));
+    cr_assert(json_has("\"generation\":21"), "%s", out);
+}
+
+Test(app, twenty_smooth_deploys_under_load_lose_nothing)
+{
+    SKIP_UNDER_VALGRIND("a request every few ms against 20 deploys");
+    deploy_answers_under_load("smooth");
+}
+
+Test(app, twenty_fleet_deploys_under_load_lose_nothing)
+{
+    SKIP_UNDER_VALGRIND("a request every few ms against 20 deploys");
+    deploy_answers_under_load("fleet");
+}
+
+/* --- supervision ------------------------------------------------------- */
+
+Test(app, watchdog_replaces_a_hung_worker)
+{
+    write_app_conf(cmd("\"--hang-after\", \"1\""), "watchdog = 1", false);
+    start_ok();
+    pid_t first;
+    cr_assert(WAIT_UNTIL(app_pids("ready", &first, 1) == 1, 5000));
+    cr_assert(WAIT_UNTIL(app_pids("unresponsive", NULL, 0) == 1, 10000),
+              "never shown unresponsive: %s", out);
+    cr_assert(WAIT_UNTIL(h_pid_gone(first), 15000), "hung worker %d not killed", (int)first);
+    pid_t next = 0;
+    cr_assert(WAIT_UNTIL(app_pids("ready", &next, 1) == 1 && next != first, 10000));
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "unresponsive: no WATCHDOG=1") >= 1, 5000));
+    cr_assert(h_file_count(srv.log, "SIGABRT") >= 1);
+    cr_assert(WAIT_UNTIL(json_has("\"restarts\":1,\"crash_streak\":0,\"requests\""), 5000),
+              "the pool counts one restart: %s", out);
+}
+
+Test(app, output_goes_to_the_log_and_a_flood_is_bounded)
+{
+    write_app_conf(cmd("\"--flood\""), "", false);
+    start_ok();
+    pid_t pid;
+    cr_assert(WAIT_UNTIL(app_pids("ready", &pid, 1) == 1, 5000));
+    char want[128];
+    snprintf(want, sizeof want, "[info] master %d: app web/0 gen 1 pid %d: capp %d starting",
+             (int)srv.pid, (int)pid, (int)pid);
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, want) == 1, 5000), "no %s", want);
+    /* The master answers while the app writes 20 MB as fast as it can. */
+    for (int i = 0; i < 5; i++)
+        cr_assert(h_status_number(&srv, "master_pid") == srv.pid);
+    cr_assert(WAIT_UNTIL(!json_has("\"dropped_output\":0}"), 20000), "nothing dropped: %s", out);
+    char buf[256];
+    cr_assert_str_eq(get_body(port, buf, sizeof buf), "hello\n");
+}
+
+Test(app, max_rss_recycles_with_the_replacement_ready_first)
+{
+    write_app_conf(cmd("\"--grow-mb\", \"48\""), "max_rss = \"24M\"", false);
+    start_ok();
+    pid_t first;
+    cr_assert(WAIT_UNTIL(app_pids("ready", &first, 1) >= 1, 5000));
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "is above max_rss") >= 1, 10000));
+    cr_assert(WAIT_UNTIL(h_pid_gone(first), 15000), "over-grown worker not recycled");
+    char *log = h_read_file(srv.log), want[96];
+    snprintf(want, sizeof want, "pid %d: resident memory", (int)first);
+    const char *above = strstr(log, want);
+    cr_assert(above, "%s", log);
+    /* Its replacement was ready before it was asked to stop. */
+    cr_assert(strstr(above, " ready after"), "%s", above);
+    free(log);
+    cr_assert(json_has("\"restarts\":0,\"crash_streak\":0,\"requests\""),
+              "a recycle is not a restart: %s", out);
+}
+
+Test(app, garbage_on_notify_channels_is_ignored)
+{
+    write_app_conf(cmd("\"--garbage\""), "", false);
+    start_ok();
+    cr_assert(WAIT_UNTIL(json_has("\"app_status\":\"after garbage\""), 5000), "%s", out);
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "on its notify channel, ignored") == 1, 5000));
+    char buf[256];
+    cr_assert_str_eq(get_body(port, buf, sizeof buf), "hello\n");
+    cr_assert(json_has("\"state\":\"ready\""), "%s", out);
+}
+
+Test(app, scale_a_pool)
+{
+    write_app_conf(cmd(""), "workers = 1", false);
+    start_ok();
+    cr_assert_eq(ctl("scale 3 --pool web"), 0, "%s", out);
+    cr_assert(strstr(out, "scale: pool web: 3 workers"), "%s", out);
+    cr_assert(WAIT_UNTIL(app_pids("ready", NULL, 0) == 3, 5000), "%s", out);
+    cr_assert_eq(ctl("scale 1 --pool web"), 0, "%s", out);
+    cr_assert(WAIT_UNTIL(app_pids("ready", NULL, 0) == 1 && app_pids("draining", NULL, 0) == 0,
+                         8000), "%s", out);
+    cr_assert_neq(ctl("scale 2 --pool nosuch"), 0, "%s", out);
+    cr_assert(strstr(out, "no running app pool \"nosuch\""), "%s", out);
+}
+
+Test(app, pool_dies_with_its_master)
+{
+    write_app_conf(cmd(""), "workers = 2", false);
+    start_ok();
+    pid_t pids[2];
+    cr_assert(WAIT_UNTIL(app_pids("ready", pids, 2) == 2, 5000));
+    kill(srv.pid, SIGKILL);
+    waitpid(srv.pid, NULL, 0);
+    srv.pid = 0;
+    for (int i = 0; i < 2; i++)
+        cr_assert(WAIT_UNTIL(h_pid_gone(pids[i]), 5000), "app %d outlived the master", pids[i]);
+}
+
+Test(app, two_pools_beside_builtin_listeners)
+{
+    int echo_port = h_free_port(SOCK_STREAM);
+    server_write_conf(&srv, "workers = 1\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n"
+                      "app web { command = {\"%s\", \"--answer\", \"W\"} workers = 2\n"
+                      "  listen { address = \"127.0.0.1:%d\" } }\n"
+                      "app api { command = {\"%s\", \"--answer\", \"A\"}\n"
+                      "  listen { address = \"127.0.0.1:%d\" } }\n",
+                      echo_port, capp(), port, capp(), port2);
+    start_ok();
+    char buf[256];
+    cr_assert_str_eq(get_body(port, buf, sizeof buf), "W\n");
+    cr_assert_str_eq(get_body(port2, buf, sizeof buf), "A\n");
+    cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0);
+    cr_assert(strstr(out, "web 2 workers gen 1") && strstr(out, "api 1 workers gen 1"), "%s", out);
+    cr_assert(strstr(out, "\n-        0     "), "a built-in row: %s", out);
+    int fd = h_tcp_connect(echo_port);
+    unsigned char b[4] = "ping", r[4];
+    cr_assert_eq(h_echo_exchange(fd, b, 4, r, 4, 5000), 0);
+    close(fd);
+}
