@@ -86,11 +86,10 @@ static const char *get_body(char *buf, size_t cap)
     if (fd < 0)
         return buf;
     static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    size_t len = 0, got;
+    size_t len = 0;             /* h_read_some adds to it */
     if (h_write_full(fd, req, sizeof req - 1) == 0)
-        while (len + 1 < cap && h_read_some(fd, buf + len, cap - 1 - len, 10000, &got) == 0 &&
-               got > 0)
-            len += got;
+        while (len + 1 < cap && h_read_some(fd, buf + len, cap - 1 - len, 10000, &len) == 0)
+            ;
     close(fd);
     buf[len] = '\0';
     const char *body = strstr(buf, "\r\n\r\n");
