@@ -410,6 +410,8 @@ static void mark_ready(struct master *m, struct app_pool *pool, struct app_proc 
         return;
     p->state = APP_READY;
     p->ready_ms = p->watchdog_ms = m->now_ms;
+    if (!p->rollout)
+        pool->crash_streak = 0;     /* a respawn came up: the loop is over */
     log_info("app %s/%d gen %u pid %d ready after %.3fs", pool_name(pool), p->slot,
              p->gen, (int)p->pid, (double)(m->now_ms - p->started_ms) / 1000.0);
     struct app_proc *old = replaced_by(pool, p);

@@ -5,6 +5,7 @@
  * garbage on the notify channels, scaling, and dying with the master. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -152,7 +153,7 @@ static size_t app_pids(const char *state, pid_t *pids, size_t cap)
     return n;
 }
 
-static char cmdline[1024];
+static char cmdline[2 * PATH_MAX + 128];
 
 static const char *cmd(const char *args)
 {
@@ -180,6 +181,50 @@ Test(app, fds_are_exactly_listeners_and_notify_pipe)
                   "%s", body);
         cr_assert(strstr(body, "worker=0") || strstr(body, "worker=1"), "%s", body);
     }
+}
+
+/* The app gets only its configured environment (and preforkd's), runs as
+ * `user`, in `directory`. */
+Test(app, environment_user_and_directory)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to switch users");
+    write_app_conf(cmd("\"--report-fds\""), "workers = 1\nuser = \"nobody\"\n"
+                   "directory = \"/tmp\"\nenvironment = {\"A=1\"}", false);
+    char *env[] = { "PREFORKD_TEST_LEAK=yes", NULL };
+    cr_assert_eq(server_start(&srv, env), 0, "%s", h_read_file(srv.log) ?: "");
+    remember_tree(srv.pid);
+    char buf[4096];
+    const char *body = get_body(port, buf, sizeof buf);
+    cr_assert(strstr(body, "uid=65534 leak=-"), "%s", body);
+    pid_t pid;
+    cr_assert_eq(app_pids("ready", &pid, 1), 1);
+    char path[64], cwd[PATH_MAX] = "";
+    snprintf(path, sizeof path, "/proc/%d/cwd", (int)pid);
+    cr_assert_gt(readlink(path, cwd, sizeof cwd - 1), 0);
+    cr_assert_str_eq(cwd, "/tmp");
+}
+
+/* A worker that cannot start again backs off, visibly; it recovers. */
+Test(app, crash_loop_backs_off_and_recovers)
+{
+    char marker[PATH_MAX], args[PATH_MAX + 64];
+    snprintf(marker, sizeof marker, "%s/broken", srv.dir);
+    snprintf(args, sizeof args, "\"--exit-if-exists\", \"%s\"", marker);
+    write_app_conf(cmd(args), "workers = 1", false);
+    start_ok();
+    pid_t pid;
+    cr_assert(WAIT_UNTIL(app_pids("ready", &pid, 1) == 1, 5000));
+    FILE *f = fopen(marker, "w");
+    fclose(f);
+    kill(pid, SIGKILL);
+    cr_assert(WAIT_UNTIL(json_has("\"crash_streak\":3,\"requests\""), 10000), "%s", out);
+    cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0);
+    cr_assert(strstr(out, "CRASH LOOP backing off"), "%s", out);
+    cr_assert(h_file_count(srv.log, "crash loop: ") >= 2);
+    unlink(marker);
+    cr_assert(WAIT_UNTIL(app_pids("ready", NULL, 0) == 1, 15000), "did not recover: %s", out);
+    cr_assert(WAIT_UNTIL(json_has("\"crash_streak\":0,\"requests\""), 5000), "%s", out);
 }
 
 Test(app, argv_placeholder_and_nginx_handoff)
@@ -239,7 +284,7 @@ Test(app, failed_start_says_why)
  * keeps serving untouched. */
 static void expect_rollback(const char *bad_args, const char *extra, const char *why)
 {
-    char bad_cmd[1024];
+    char bad_cmd[sizeof cmdline];
     snprintf(bad_cmd, sizeof bad_cmd, "%s", cmd(bad_args));
     write_app_conf(cmd("\"--answer\", \"old\""), "workers = 2", false);
     start_ok();

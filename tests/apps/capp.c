@@ -23,6 +23,7 @@
 
 struct opts {
     const char *answer;
+    const char *exit_if_exists;     /* exit 4 at start while this file exists */
     int exit_at_start;              /* -1: no */
     int no_ready, report_fds, garbage, sd_notify, flood, hang_after;
     long grow_mb;
@@ -42,6 +43,7 @@ static void parse(int argc, char **argv, struct opts *o)
         else if (!strcmp(a, "--exit-at-start")) { o->exit_at_start = atoi(v); i++; }
         else if (!strcmp(a, "--fd") && o->nfds < MAX_FDS) { o->fds[o->nfds++] = atoi(v); i++; }
         else if (!strcmp(a, "--grow-mb")) { o->grow_mb = atol(v); i++; }
+        else if (!strcmp(a, "--exit-if-exists")) { o->exit_if_exists = v; i++; }
         else if (!strcmp(a, "--hang-after")) { o->hang_after = atoi(v); i++; }
         else if (!strcmp(a, "--no-ready")) o->no_ready = 1;
         else if (!strcmp(a, "--report-fds")) o->report_fds = 1;
@@ -99,12 +101,13 @@ static void describe_self(char *buf, size_t cap)
         closedir(d);
     const char *lp = getenv("LISTEN_PID");
     snprintf(buf + n, cap - n, " listen_pid_ok=%d listen_fds=%s names=%s worker=%s gen=%s "
-             "workers=%s notify_fd=%s notify_socket=%s watchdog=%s nginx=%s",
+             "workers=%s notify_fd=%s notify_socket=%s watchdog=%s nginx=%s uid=%d leak=%s",
              lp && atoi(lp) == (int)getpid(), getenv("LISTEN_FDS") ?: "-",
              getenv("LISTEN_FDNAMES") ?: "-", getenv("PREFORKD_WORKER") ?: "-",
              getenv("PREFORKD_GENERATION") ?: "-", getenv("PREFORKD_WORKERS") ?: "-",
              getenv("PREFORKD_NOTIFY_FD") ?: "-", getenv("NOTIFY_SOCKET") ? "yes" : "-",
-             getenv("WATCHDOG_USEC") ?: "-", getenv("NGINX") ?: "-");
+             getenv("WATCHDOG_USEC") ?: "-", getenv("NGINX") ?: "-", (int)getuid(),
+             getenv("PREFORKD_TEST_LEAK") ?: "-");
 }
 
 static void serve_one(const struct opts *o, int lfd, unsigned long served)
@@ -171,6 +174,10 @@ int main(int argc, char **argv)
     if (o.exit_at_start >= 0) {
         fprintf(stderr, "capp: failing at start on purpose (status %d)\n", o.exit_at_start);
         return o.exit_at_start;
+    }
+    if (o.exit_if_exists && access(o.exit_if_exists, F_OK) == 0) {
+        fprintf(stderr, "capp: %s exists, exiting\n", o.exit_if_exists);
+        return 4;
     }
     if (o.nfds == 0) {
         fprintf(stderr, "capp: no listeners (LISTEN_FDS unset and no --fd)\n");
