@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -27,6 +28,7 @@ struct opts {
     int exit_at_start;              /* -1: no */
     int no_ready, report_fds, garbage, sd_notify, flood, hang_after;
     long grow_mb;
+    int listen_port, procs;         /* on its own: bind, fork procs - 1 */
     int fds[MAX_FDS];
     unsigned nfds;
 };
@@ -44,6 +46,8 @@ static void parse(int argc, char **argv, struct opts *o)
         else if (!strcmp(a, "--fd") && o->nfds < MAX_FDS) { o->fds[o->nfds++] = atoi(v); i++; }
         else if (!strcmp(a, "--grow-mb")) { o->grow_mb = atol(v); i++; }
         else if (!strcmp(a, "--exit-if-exists")) { o->exit_if_exists = v; i++; }
+        else if (!strcmp(a, "--listen")) { o->listen_port = atoi(v); i++; }
+        else if (!strcmp(a, "--procs")) { o->procs = atoi(v); i++; }
         else if (!strcmp(a, "--hang-after")) { o->hang_after = atoi(v); i++; }
         else if (!strcmp(a, "--no-ready")) o->no_ready = 1;
         else if (!strcmp(a, "--report-fds")) o->report_fds = 1;
@@ -84,6 +88,24 @@ static void notify(const struct opts *o, const char *msg)
         sd_notify_send(msg);
     else
         preforkd_notify(msg);
+}
+
+/* The same program without preforkd, for the bench: one socket on port
+ * (SO_REUSEPORT set, as a restartable server would), procs processes. */
+static void listen_on_its_own(struct opts *o)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o->listen_port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&sin, sizeof sin) != 0 || listen(fd, 511) != 0) {
+        perror("capp: listen");
+        exit(2);
+    }
+    o->fds[o->nfds++] = fd;
+    for (int i = 1; i < o->procs; i++)
+        if (fork() == 0)
+            return;
 }
 
 /* "fds=0,1,2,3,5 listen_pid_ok=1 worker=0 ..." for the hygiene tests. */
@@ -127,9 +149,7 @@ static void serve_one(const struct opts *o, int lfd, unsigned long served)
     if (write(c, resp, (size_t)n) < 0)
         perror("capp: write");
     close(c);
-    char msg[64];
-    snprintf(msg, sizeof msg, "REQUESTS=%lu\nACTIVE=0", served + 1);
-    notify(o, msg);
+    (void)served;
 }
 
 static void misbehave_after_ready(const struct opts *o)
@@ -179,6 +199,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "capp: %s exists, exiting\n", o.exit_if_exists);
         return 4;
     }
+    if (o.listen_port)
+        listen_on_its_own(&o);
     if (o.nfds == 0) {
         fprintf(stderr, "capp: no listeners (LISTEN_FDS unset and no --fd)\n");
         return 2;
@@ -193,8 +215,10 @@ int main(int argc, char **argv)
         if (o.hang_after >= 0 && time(NULL) - ready_at >= o.hang_after)
             for (;;)
                 pause();            /* stuck: no more WATCHDOG=1 */
-        if (time(NULL) != last_ping) {
-            notify(&o, "WATCHDOG=1");
+        if (time(NULL) != last_ping) {     /* once a second, not per request */
+            char msg[96];
+            snprintf(msg, sizeof msg, "WATCHDOG=1\nREQUESTS=%lu\nACTIVE=0", served);
+            notify(&o, msg);
             last_ping = time(NULL);
         }
         if (o.flood)
