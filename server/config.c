@@ -41,6 +41,14 @@ struct rule {
                                         for SEC_LISTEN */
 };
 
+/* Lines of sections in file order: libconfuse reports only a section's
+ * closing brace, so a scan of the text finds where each one opens. */
+struct line_list {
+    int *v;
+    size_t n, cap;
+    size_t used;                     /* sections already finished */
+};
+
 /* State of one config_load(); libconfuse callbacks take no user pointer. */
 struct load_ctx {
     const char *path;                /* as given, for messages */
@@ -53,9 +61,8 @@ struct load_ctx {
     int root_line;                   /* where http.root was set */
     int nlines;                      /* lines in the file */
     struct listen_conf pending;      /* listen section being parsed */
-    bool pending_has_address;
-    int *listen_lines;               /* line of each top-level "listen {" */
-    size_t nlisten_lines, listen_lines_cap, nlisten_done;
+    bool pending_open, pending_has_address;
+    struct line_list listen_lines;   /* each "listen {" */
 };
 
 /* libconfuse is not reentrant (its lexer is global), so neither is this. */
@@ -694,20 +701,29 @@ static int apply_defaults(struct load_ctx *ctx, enum section section)
 
 /* ---- listen sections ---- */
 
-static int reset_pending(struct load_ctx *ctx)
+/* libconfuse has no hook at a section's opening brace, so a section begins
+ * at its first callback: one of its options or its closing brace. */
+static int begin_listen(struct load_ctx *ctx)
 {
+    if (ctx->pending_open)
+        return 0;
     memset(&ctx->pending, 0, sizeof ctx->pending);
     ctx->pending.app = -1;
     ctx->pending_has_address = false;
+    ctx->pending_open = true;
     return apply_defaults(ctx, SEC_LISTEN);
 }
 
 /* Defaults first; the file's values then overwrite them one by one. */
 static int load_defaults(struct load_ctx *ctx)
 {
-    if (apply_defaults(ctx, SEC_ROOT) < 0 || apply_defaults(ctx, SEC_HTTP) < 0)
-        return -1;
-    return reset_pending(ctx);
+    return apply_defaults(ctx, SEC_ROOT) < 0 ? -1 : apply_defaults(ctx, SEC_HTTP);
+}
+
+/* The line where the next section of LIST opens, or FALLBACK. */
+static int next_line(struct line_list *list, int fallback)
+{
+    return list->used < list->n ? list->v[list->used++] : fallback;
 }
 
 static int finish_listen(struct load_ctx *ctx, int line)
@@ -716,6 +732,7 @@ static int finish_listen(struct load_ctx *ctx, int line)
     const struct listen_conf *dup;
     struct config *c = ctx->out;
 
+    ctx->pending_open = false;
     l->line = line;
     if (!ctx->pending_has_address)
         return report(ctx, line, "listen: address is required");
@@ -756,6 +773,8 @@ static int on_option(cfg_t *sec, cfg_opt_t *opt)
 
     if (!loading || !name)
         return -1;
+    if (section == SEC_LISTEN && begin_listen(loading) < 0)
+        return -1;
     for (size_t i = 0; i < NRULES; i++)
         if (rules[i].section == section && strcmp(rules[i].name, name) == 0)
             return apply_rule(loading, &rules[i], text ? text : "", sec->line);
@@ -767,17 +786,11 @@ static int on_option(cfg_t *sec, cfg_opt_t *opt)
 static int on_listen_end(cfg_t *parent, cfg_opt_t *opt)
 {
     struct load_ctx *ctx = loading;
-    int line;
 
     (void)opt;
-    if (!ctx)
+    if (!ctx || begin_listen(ctx) < 0)
         return -1;
-    line = ctx->nlisten_done < ctx->nlisten_lines
-           ? ctx->listen_lines[ctx->nlisten_done] : parent->line;
-    ctx->nlisten_done++;
-    if (finish_listen(ctx, line) < 0)
-        return -1;
-    return reset_pending(ctx);
+    return finish_listen(ctx, next_line(&ctx->listen_lines, parent->line));
 }
 
 /* ---- reading the text: comments out, lines kept ---- */
@@ -864,17 +877,17 @@ static const char *blank_comments(char *text, int *line)
     return NULL;
 }
 
-static int add_listen_line(struct load_ctx *ctx, int line)
+static int add_line(struct load_ctx *ctx, struct line_list *list, int line)
 {
-    if (ctx->nlisten_lines == ctx->listen_lines_cap) {
-        size_t cap = ctx->listen_lines_cap ? 2 * ctx->listen_lines_cap : 8;
-        int *grown = realloc(ctx->listen_lines, cap * sizeof *grown);
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? 2 * list->cap : 8;
+        int *grown = realloc(list->v, cap * sizeof *grown);
         if (!grown)
             return report(ctx, 0, "%s", strerror(errno));
-        ctx->listen_lines = grown;
-        ctx->listen_lines_cap = cap;
+        list->v = grown;
+        list->cap = cap;
     }
-    ctx->listen_lines[ctx->nlisten_lines++] = line;
+    list->v[list->n++] = line;
     return 0;
 }
 
@@ -910,7 +923,7 @@ static int find_listen_lines(struct load_ctx *ctx, const char *text)
         } else if (*p == '}') {
             depth--;
         } else if (depth == 0 && is_listen_keyword(text, p) &&
-                   add_listen_line(ctx, line) < 0) {
+                   add_line(ctx, &ctx->listen_lines, line) < 0) {
             return -1;
         }
     }
@@ -1108,7 +1121,7 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
         load_defaults(&ctx) == 0 && parse_text(&ctx, text, len) == 0)
         check_whole(&ctx);
     free(text);
-    free(ctx.listen_lines);
+    free(ctx.listen_lines.v);
     if (ctx.failed) {
         config_free(cfg);
         memset(cfg, 0, sizeof *cfg);
