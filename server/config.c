@@ -1,7 +1,8 @@
-/* config: load preforkd.conf with libconfuse into struct config. Every option
- * is checked by a validation callback while libconfuse still knows its line,
- * so errors read "FILE:LINE: option: problem". Comments are blanked out before
- * libconfuse sees the text: 3.3 miscounts lines after them (upstream #150). */
+/* config: load preforkd.conf (built-in listeners, app pools) with libconfuse
+ * into struct config. Every option is checked by a validation callback while
+ * libconfuse still knows its line, so errors read "FILE:LINE: option: problem".
+ * Comments are blanked out before libconfuse sees the text: 3.3 miscounts
+ * lines after them (upstream #150). */
 #include "server/config.h"
 
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +24,8 @@
 
 #define MAX_CONF_BYTES (1 << 20)      /* a configuration, not a data file */
 
-enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN };
+/* SEC_APP_LISTEN: a listen section inside an app section. */
+enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN, SEC_APP, SEC_APP_LISTEN };
 
 struct load_ctx;
 struct rule;
@@ -37,8 +40,8 @@ struct rule {
     const char *def;                 /* NULL: no default, must be given */
     apply_fn apply;
     long min, max;                   /* range, for numeric options */
-    size_t offset, size;             /* in struct config; struct listen_conf
-                                        for SEC_LISTEN */
+    size_t offset, size;             /* in struct config, struct listen_conf
+                                        or struct app_conf: see rule_base() */
 };
 
 /* Lines of sections in file order: libconfuse reports only a section's
@@ -46,7 +49,6 @@ struct rule {
 struct line_list {
     int *v;
     size_t n, cap;
-    size_t used;                     /* sections already finished */
 };
 
 /* State of one config_load(); libconfuse callbacks take no user pointer. */
@@ -60,16 +62,29 @@ struct load_ctx {
     int line;                        /* line being applied; 0 = default */
     int root_line;                   /* where http.root was set */
     int nlines;                      /* lines in the file */
+    cfg_t *root;                     /* libconfuse's tree, while parsing */
     struct listen_conf pending;      /* listen section being parsed */
+    enum section pending_section;    /* SEC_LISTEN or SEC_APP_LISTEN */
     bool pending_open, pending_has_address;
-    struct line_list listen_lines;   /* each "listen {" */
+    struct line_list listen_lines;   /* each "listen {", top-level or in an app */
+    struct line_list app_lines;      /* each "app NAME {" */
+    struct line_list command_lines;  /* per app: its last "command =", or 0 */
+    struct app_conf app;             /* app section being parsed; its lists
+                                        are copied only when it is complete */
+    bool app_open;
 };
 
 /* libconfuse is not reentrant (its lexer is global), so neither is this. */
 static struct load_ctx *loading;
 
-static const char *const section_prefix[] = { "", "http.", "listen." };
-static const char *const section_path[] = { "", "http|", "listen|" };
+static bool report_duplicate_app(struct load_ctx *ctx, const char *name, int line);
+
+static const char *const section_prefix[] = {
+    "", "http.", "listen.", "app.", "app.listen."
+};
+static const char *const section_path[] = {
+    "", "http|", "listen|", "app|", "app|listen|"
+};
 
 /* ---- error reporting ---- */
 
@@ -128,6 +143,16 @@ static void on_confuse_error(cfg_t *cc, const char *fmt, va_list ap)
         return;
     if (line > loading->nlines)     /* at EOF, after the last newline */
         line = loading->nlines;
+    if (strcmp(fmt, "found duplicate title '%s'") == 0) {
+        va_list copy;
+        bool done;
+
+        va_copy(copy, ap);
+        done = report_duplicate_app(loading, va_arg(copy, const char *), line);
+        va_end(copy);
+        if (done)
+            return;
+    }
     vsnprintf(msg, sizeof msg, fmt, ap);
     report(loading, line, "%s", msg);
 }
@@ -507,10 +532,12 @@ static int apply_number(struct load_ctx *ctx, const struct rule *r,
 static int apply_workers(struct load_ctx *ctx, const struct rule *r,
                          const char *text, void *field)
 {
+    bool *is_auto = r->section == SEC_APP ? &ctx->app.workers_auto
+                                          : &ctx->out->workers_auto;
     long v;
 
-    ctx->out->workers_auto = strcmp(text, "auto") == 0;
-    if (ctx->out->workers_auto) {
+    *is_auto = strcmp(text, "auto") == 0;
+    if (*is_auto) {
         v = sysconf(_SC_NPROCESSORS_ONLN);
         v = v < 1 ? 1 : v > r->max ? r->max : v;    /* -1 if unknown */
     } else if (parse_long(text, &v) < 0 || v < r->min || v > r->max) {
@@ -580,18 +607,37 @@ static int apply_log_path(struct load_ctx *ctx, const struct rule *r,
     return resolve_file(ctx, text, true, field, r->size);
 }
 
-/* Existence is checked after parsing: it only matters with an http listener. */
-static int apply_dir_path(struct load_ctx *ctx, const struct rule *r,
-                          const char *text, void *field)
+/* TEXT against the configuration directory, canonical as far as it exists. */
+static int resolve_dir(struct load_ctx *ctx, const char *text, char *out, size_t outlen)
 {
     char joined[PATH_MAX];
 
     if (!*text)
         return bad(ctx, "must not be empty");
     if (join_path(ctx->out->dir, text, joined, sizeof joined) < 0 ||
-        canonical_prefix(joined, field, r->size) < 0)
+        canonical_prefix(joined, out, outlen) < 0)
         return bad(ctx, "path too long: \"%s\"", text);
+    return 0;
+}
+
+/* Existence is checked after parsing: it only matters with an http listener. */
+static int apply_dir_path(struct load_ctx *ctx, const struct rule *r,
+                          const char *text, void *field)
+{
+    if (resolve_dir(ctx, text, field, r->size) < 0)
+        return -1;
     ctx->root_line = ctx->line;
+    return 0;
+}
+
+/* An app's working directory: it must be there when the app starts. */
+static int apply_app_dir(struct load_ctx *ctx, const struct rule *r,
+                         const char *text, void *field)
+{
+    if (resolve_dir(ctx, text, field, r->size) < 0)
+        return -1;
+    if (!is_dir(field))
+        return bad(ctx, "\"%s\" is not an existing directory", (char *)field);
     return 0;
 }
 
@@ -639,8 +685,154 @@ static int apply_address(struct load_ctx *ctx, const struct rule *r,
     return 0;
 }
 
+/* ---- option checks of app sections ---- */
+
+static int apply_app_protocol(struct load_ctx *ctx, const struct rule *r,
+                              const char *text, void *field)
+{
+    (void)r, (void)text, (void)field;
+    return bad(ctx, "not allowed here: an app speaks its own protocol on its listeners");
+}
+
+static int apply_handoff(struct load_ctx *ctx, const struct rule *r,
+                         const char *text, void *field)
+{
+    (void)r;
+    for (enum app_handoff h = HANDOFF_SYSTEMD; h <= HANDOFF_EINHORN; h++) {
+        if (strcmp(text, app_handoff_name(h)) == 0) {
+            *(enum app_handoff *)field = h;
+            return 0;
+        }
+    }
+    return bad(ctx, "must be systemd, nginx, server_starter, unicorn, fpm or einhorn, "
+               "got \"%s\"", text);
+}
+
+/* Decimal seconds with at most three decimals ("1.5") as milliseconds, up
+ * to 3600 s; -1 for anything else. */
+static int parse_ms(const char *s, long *ms)
+{
+    long whole = 0, frac = 0, scale = 1000;
+
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    for (; isdigit((unsigned char)*s); s++)
+        if ((whole = whole * 10 + (*s - '0')) > 3600)
+            return -1;
+    if (*s == '.') {
+        s++;
+        if (!isdigit((unsigned char)*s))
+            return -1;
+    }
+    for (; isdigit((unsigned char)*s); s++) {
+        if (scale == 1)
+            return -1;
+        scale /= 10;
+        frac += (*s - '0') * scale;
+    }
+    *ms = whole * 1000 + frac;
+    return *s || *ms > 3600 * 1000 ? -1 : 0;
+}
+
+/* "notify", "exec" or "delay SECONDS"; the delay goes to ready_delay_ms. */
+static int apply_ready(struct load_ctx *ctx, const struct rule *r,
+                       const char *text, void *field)
+{
+    enum app_ready *ready = field;
+    long ms;
+
+    (void)r;
+    if (strcmp(text, "notify") == 0 || strcmp(text, "exec") == 0) {
+        *ready = strcmp(text, "notify") == 0 ? READY_NOTIFY : READY_EXEC;
+        return 0;
+    }
+    if (strncmp(text, "delay", 5) == 0 && (text[5] == ' ' || text[5] == '\t') &&
+        parse_ms(text + 5 + strspn(text + 5, " \t"), &ms) == 0 && ms > 0) {
+        *ready = READY_DELAY;
+        ctx->app.ready_delay_ms = (int)ms;
+        return 0;
+    }
+    return bad(ctx, "must be notify, exec or \"delay SECONDS\" (0 < SECONDS <= 3600, "
+               "at most 3 decimals), got \"%s\"", text);
+}
+
+static const struct { const char *name; int number; } stop_signals[] = {
+    { "TERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "HUP", SIGHUP },
+    { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "WINCH", SIGWINCH }, { "KILL", SIGKILL },
+    { "ABRT", SIGABRT }, { "ALRM", SIGALRM },
+};
+#define NSTOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+
+/* A signal name, with or without "SIG": "TERM", "SIGQUIT". */
+static int apply_stop_signal(struct load_ctx *ctx, const struct rule *r,
+                             const char *text, void *field)
+{
+    const char *name = strncmp(text, "SIG", 3) == 0 ? text + 3 : text;
+    char names[128] = "";
+
+    (void)r;
+    for (size_t i = 0; i < NSTOP_SIGNALS; i++) {
+        if (strcmp(name, stop_signals[i].name) == 0) {
+            *(int *)field = stop_signals[i].number;
+            return 0;
+        }
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                 i == 0 ? "" : i + 1 < NSTOP_SIGNALS ? ", " : " or ", stop_signals[i].name);
+    }
+    return bad(ctx, "must be %s (SIG prefix optional), got \"%s\"", names, text);
+}
+
+static int apply_reload(struct load_ctx *ctx, const struct rule *r,
+                        const char *text, void *field)
+{
+    (void)r;
+    if (strcmp(text, "smooth") == 0 || strcmp(text, "fleet") == 0) {
+        *(enum app_reload *)field = strcmp(text, "smooth") == 0 ? RELOAD_SMOOTH
+                                                                 : RELOAD_FLEET;
+        return 0;
+    }
+    return bad(ctx, "must be smooth or fleet, got \"%s\"", text);
+}
+
+/* Digits and an optional K, M or G (powers of 1024, either case) as bytes. */
+static int parse_size(const char *s, unsigned long long *bytes)
+{
+    static const char units[] = "KMG";
+    unsigned long long v = 0;
+    const char *unit;
+    int shift = 0;
+
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    for (; isdigit((unsigned char)*s); s++) {
+        if (v > (ULLONG_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (unsigned long long)(*s - '0');
+    }
+    if (*s && !s[1] && (unit = strchr(units, toupper((unsigned char)*s)))) {
+        shift = 10 * (int)(unit - units + 1);
+        s++;
+    }
+    if (*s || v > ULLONG_MAX >> shift)
+        return -1;
+    *bytes = v << shift;
+    return 0;
+}
+
+/* "0" = off. */
+static int apply_max_rss(struct load_ctx *ctx, const struct rule *r,
+                         const char *text, void *field)
+{
+    (void)r;
+    if (parse_size(text, field) < 0)
+        return bad(ctx, "must be \"0\" or a size such as \"256M\" (K, M, G: powers of "
+                   "1024), got \"%s\"", text);
+    return 0;
+}
+
 #define IN_CONFIG(m) offsetof(struct config, m), sizeof(((struct config *)0)->m)
 #define IN_LISTEN(m) offsetof(struct listen_conf, m), sizeof(((struct listen_conf *)0)->m)
+#define IN_APP(m) offsetof(struct app_conf, m), sizeof(((struct app_conf *)0)->m)
 
 /* Every option, with its default and accepted range. The ranges are there
  * to catch typos rather than to obey them: workers 1..1024 or "auto" (one
@@ -648,7 +840,9 @@ static int apply_address(struct load_ctx *ctx, const struct rule *r,
  * max_requests >= 0 (0 = never recycle); worker_timeout 1..86400 s;
  * graceful_timeout 0..3600 s; backlog 1..65535 (the kernel caps it at
  * somaxconn); keepalive_timeout 0..3600 s (0 = no keep-alive); header_timeout
- * 1..3600 s; max_header_size 1 KiB..1 MiB. */
+ * 1..3600 s; max_header_size 1 KiB..1 MiB. In app sections: ready_timeout
+ * 1..3600 s, watchdog 0..3600 s (0 = off); command and environment are
+ * lists, checked word by word by on_app_list(). */
 static const struct rule rules[] = {
     { SEC_ROOT, "workers", "auto", apply_workers, 1, 1024, IN_CONFIG(workers) },
     { SEC_ROOT, "worker_connections", "1024", apply_number, 1, 1000000,
@@ -676,16 +870,40 @@ static const struct rule rules[] = {
     { SEC_LISTEN, "address", NULL, apply_address, 0, 0, IN_LISTEN(addr) },
     { SEC_LISTEN, "protocol", "http", apply_protocol, 0, 0, IN_LISTEN(protocol) },
     { SEC_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
+    { SEC_APP, "workers", "2", apply_workers, 1, 1024, IN_APP(workers) },
+    { SEC_APP, "directory", ".", apply_app_dir, 0, 0, IN_APP(directory) },
+    { SEC_APP, "user", "", apply_user, 0, 0, IN_APP(user) },
+    { SEC_APP, "handoff", "systemd", apply_handoff, 0, 0, IN_APP(handoff) },
+    { SEC_APP, "ready", "notify", apply_ready, 0, 0, IN_APP(ready) },
+    { SEC_APP, "ready_timeout", "30", apply_number, 1, 3600, IN_APP(ready_timeout) },
+    { SEC_APP, "watchdog", "0", apply_number, 0, 3600, IN_APP(watchdog) },
+    { SEC_APP, "stop_signal", "TERM", apply_stop_signal, 0, 0, IN_APP(stop_signal) },
+    { SEC_APP, "reload", "smooth", apply_reload, 0, 0, IN_APP(reload) },
+    { SEC_APP, "max_rss", "0", apply_max_rss, 0, 0, IN_APP(max_rss) },
+    { SEC_APP_LISTEN, "address", NULL, apply_address, 0, 0, IN_LISTEN(addr) },
+    { SEC_APP_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
+    { SEC_APP_LISTEN, "protocol", NULL, apply_app_protocol, 0, 0, IN_LISTEN(protocol) },
 };
 #define NRULES (sizeof rules / sizeof rules[0])
+
+/* The struct that a rule's offset is in. */
+static char *rule_base(struct load_ctx *ctx, enum section section)
+{
+    switch (section) {
+    case SEC_ROOT:
+    case SEC_HTTP:       return (char *)ctx->out;
+    case SEC_LISTEN:
+    case SEC_APP_LISTEN: return (char *)&ctx->pending;
+    case SEC_APP:        return (char *)&ctx->app;
+    }
+    return NULL;
+}
 
 static int apply_rule(struct load_ctx *ctx, const struct rule *r, const char *text,
                       int line)
 {
-    char *base = r->section == SEC_LISTEN ? (char *)&ctx->pending : (char *)ctx->out;
-
     ctx->line = line;
-    if (r->apply(ctx, r, text, base + r->offset) == 0)
+    if (r->apply(ctx, r, text, rule_base(ctx, r->section) + r->offset) == 0)
         return 0;
     return report(ctx, line, "%s%s: %s", section_prefix[r->section], r->name, ctx->msg);
 }
@@ -703,15 +921,16 @@ static int apply_defaults(struct load_ctx *ctx, enum section section)
 
 /* libconfuse has no hook at a section's opening brace, so a section begins
  * at its first callback: one of its options or its closing brace. */
-static int begin_listen(struct load_ctx *ctx)
+static int begin_listen(struct load_ctx *ctx, enum section section)
 {
     if (ctx->pending_open)
         return 0;
     memset(&ctx->pending, 0, sizeof ctx->pending);
     ctx->pending.app = -1;
+    ctx->pending_section = section;
     ctx->pending_has_address = false;
     ctx->pending_open = true;
-    return apply_defaults(ctx, SEC_LISTEN);
+    return apply_defaults(ctx, section);
 }
 
 /* Defaults first; the file's values then overwrite them one by one. */
@@ -720,35 +939,269 @@ static int load_defaults(struct load_ctx *ctx)
     return apply_defaults(ctx, SEC_ROOT) < 0 ? -1 : apply_defaults(ctx, SEC_HTTP);
 }
 
-/* The line where the next section of LIST opens, or FALLBACK. */
-static int next_line(struct line_list *list, int fallback)
+/* Line I of LIST, or FALLBACK when the scan found fewer sections. */
+static int line_at(const struct line_list *list, size_t i, int fallback)
 {
-    return list->used < list->n ? list->v[list->used++] : fallback;
+    return i < list->n ? list->v[i] : fallback;
 }
 
-static int finish_listen(struct load_ctx *ctx, int line)
+/* Listeners are appended as their sections close, so the one closing is
+ * number nlistens in file order. An app's listener belongs to the app being
+ * parsed (number napps) and may be of any socket type: the app decides. */
+static int finish_listen(struct load_ctx *ctx, int fallback_line)
 {
     struct listen_conf *l = &ctx->pending, *grown;
     const struct listen_conf *dup;
     struct config *c = ctx->out;
+    bool in_app = ctx->pending_section == SEC_APP_LISTEN;
+    const char *what = in_app ? "app.listen" : "listen";
+    int line = line_at(&ctx->listen_lines, c->nlistens, fallback_line);
 
     ctx->pending_open = false;
     l->line = line;
+    if (in_app) {
+        l->protocol = PROTO_APP;
+        l->app = (int)c->napps;
+    }
     if (!ctx->pending_has_address)
-        return report(ctx, line, "listen: address is required");
-    if (l->addr.socktype == SOCK_DGRAM && l->protocol != PROTO_ECHO)
+        return report(ctx, line, "%s: address is required", what);
+    if (!in_app && l->addr.socktype == SOCK_DGRAM && l->protocol != PROTO_ECHO)
         return report(ctx, line, "listen: protocol \"%s\" needs a stream address, "
                       "\"%s\" is udp (only echo speaks udp)",
                       proto_name(l->protocol), l->addr.text);
     dup = find_same_address(c, &l->addr);
     if (dup)
-        return report(ctx, line, "listen: duplicate address \"%s\" (also at line %d)",
-                      l->addr.text, dup->line);
+        return report(ctx, line, "%s: duplicate address \"%s\" (also at line %d)",
+                      what, l->addr.text, dup->line);
     grown = realloc(c->listens, (c->nlistens + 1) * sizeof *grown);
     if (!grown)
-        return report(ctx, line, "listen: %s", strerror(errno));
+        return report(ctx, line, "%s: %s", what, strerror(errno));
     c->listens = grown;
     c->listens[c->nlistens++] = *l;
+    return 0;
+}
+
+/* ---- app sections ---- */
+
+/* The app section being parsed: the last one libconfuse has opened. */
+static cfg_t *current_app(struct load_ctx *ctx)
+{
+    unsigned int n = cfg_size(ctx->root, "app");
+
+    return n > 0 ? cfg_getnsec(ctx->root, "app", n - 1) : NULL;
+}
+
+static int check_app_name(struct load_ctx *ctx, const char *name, int line)
+{
+    static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "abcdefghijklmnopqrstuvwxyz0123456789_-";
+    size_t len = strlen(name);
+
+    if (len == 0 || len > APP_NAME_MAX || strspn(name, allowed) != len)
+        return report(ctx, line, "app \"%s\": a name is 1 to %d characters from "
+                      "A-Z a-z 0-9 _ -", name, APP_NAME_MAX);
+    memcpy(ctx->app.name, name, len + 1);
+    return 0;
+}
+
+/* Like a listen section, an app section begins at its first callback. It
+ * will be number napps in config.apps: apps are appended when complete. */
+static int begin_app(struct load_ctx *ctx)
+{
+    cfg_t *sec;
+    const char *title;
+
+    if (ctx->app_open)
+        return 0;
+    sec = current_app(ctx);
+    title = sec ? cfg_title(sec) : NULL;
+    memset(&ctx->app, 0, sizeof ctx->app);
+    ctx->app_open = true;
+    ctx->app.line = line_at(&ctx->app_lines, ctx->out->napps, sec ? sec->line : 0);
+    if (check_app_name(ctx, title ? title : "", ctx->app.line) < 0)
+        return -1;
+    return apply_defaults(ctx, SEC_APP);
+}
+
+/* libconfuse refuses a second section with one title (CFGF_NO_TITLE_DUPES)
+ * before any callback of ours runs; say so our way, with both lines. False
+ * when NAME is no app of ours, to leave libconfuse's message. */
+static bool report_duplicate_app(struct load_ctx *ctx, const char *name, int line)
+{
+    const struct config *c = ctx->out;
+
+    for (size_t i = 0; i < c->napps; i++)
+        if (strcmp(c->apps[i].name, name) == 0) {
+            report(ctx, line_at(&ctx->app_lines, c->napps, line),
+                   "app %s: duplicate name (also at line %d)", name, c->apps[i].line);
+            return true;
+        }
+    return false;
+}
+
+/* The next "{fd}" or "{fd:ADDRESS}" in command word WORD from *P on: 1 with
+ * *p past it and [*addr, *addr + *len) its ADDRESS (*len 0 for "{fd}"), 0
+ * when none is left, -1 with ctx->msg when one is malformed. */
+static int next_placeholder(struct load_ctx *ctx, const char *word, const char **p,
+                            const char **addr, size_t *len)
+{
+    const char *open = strstr(*p, "{fd"), *close;
+
+    if (!open)
+        return 0;
+    close = strchr(open, '}');
+    if (!close)
+        return bad(ctx, "unterminated placeholder in \"%s\" (write {fd} or {fd:ADDRESS})",
+                   word);
+    if (open[3] != '}' && (open[3] != ':' || close == open + 4))
+        return bad(ctx, "unknown placeholder \"%.*s\" in \"%s\" (write {fd} or "
+                   "{fd:ADDRESS})", (int)(close - open + 1), open, word);
+    *addr = open + 4;
+    *len = open[3] == ':' ? (size_t)(close - *addr) : 0;
+    *p = close + 1;
+    return 1;
+}
+
+/* Word I of the command; its {fd:ADDRESS} are checked in finish_app(), when
+ * all the app's listen sections are known. */
+static int check_command_word(struct load_ctx *ctx, const char *word, unsigned int i)
+{
+    const char *p = word, *addr;
+    size_t len;
+    int rc;
+
+    if (i == 0 && !*word)
+        return bad(ctx, "the first word, the program, must not be empty");
+    while ((rc = next_placeholder(ctx, word, &p, &addr, &len)) > 0)
+        continue;
+    return rc;
+}
+
+/* What preforkd sets in every app worker's environment (SPEC "App pools"),
+ * besides anything named PREFORKD_*. */
+static const char *const reserved_env[] = {
+    "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+};
+
+static bool is_reserved_env(const char *key, size_t len)
+{
+    if (len >= 9 && strncmp(key, "PREFORKD_", 9) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof reserved_env / sizeof reserved_env[0]; i++)
+        if (strlen(reserved_env[i]) == len && strncmp(key, reserved_env[i], len) == 0)
+            return true;
+    return false;
+}
+
+/* Word I of OPT, "KEY=VALUE": a portable KEY, not preforkd's, not set by an
+ * earlier word (those were checked when they came). */
+static int check_env_word(struct load_ctx *ctx, cfg_opt_t *opt, unsigned int i)
+{
+    static const char key_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "abcdefghijklmnopqrstuvwxyz0123456789_";
+    const char *word = cfg_opt_getnstr(opt, i), *eq = strchr(word, '=');
+    int len = eq ? (int)(eq - word) : 0;
+
+    if (!eq)
+        return bad(ctx, "\"%s\" is not KEY=VALUE", word);
+    if (len == 0 || isdigit((unsigned char)word[0]) || (int)strspn(word, key_chars) < len)
+        return bad(ctx, "bad variable name \"%.*s\" in \"%s\" (letters, digits and _, "
+                   "not starting with a digit)", len, word, word);
+    if (is_reserved_env(word, (size_t)len))
+        return bad(ctx, "%.*s is set by preforkd itself", len, word);
+    for (unsigned int j = 0; j < i; j++)
+        if (strncmp(cfg_opt_getnstr(opt, j), word, (size_t)len + 1) == 0)
+            return bad(ctx, "%.*s is set twice", len, word);
+    return 0;
+}
+
+/* Is there a listener of the app being finished written ADDR (LEN bytes),
+ * or with ADDR NULL, any listener of it? */
+static bool app_has_listener(const struct load_ctx *ctx, const char *addr, size_t len)
+{
+    const struct config *c = ctx->out;
+
+    for (size_t i = 0; i < c->nlistens; i++) {
+        const char *text = c->listens[i].addr.text;
+        if (c->listens[i].app == (int)c->napps &&
+            (!addr || (strlen(text) == len && memcmp(text, addr, len) == 0)))
+            return true;
+    }
+    return false;
+}
+
+/* {fd:ADDRESS} must name one of the app's own listen addresses as written. */
+static int check_fd_addresses(struct load_ctx *ctx, cfg_t *sec, int line)
+{
+    for (unsigned int i = 0; i < cfg_size(sec, "command"); i++) {
+        const char *word = cfg_getnstr(sec, "command", i), *p = word, *addr;
+        size_t len;
+
+        while (next_placeholder(ctx, word, &p, &addr, &len) > 0)
+            if (len > 0 && !app_has_listener(ctx, addr, len))
+                return report(ctx, line, "app.command: {fd:%.*s}: app %s has no listen "
+                              "address \"%.*s\"", (int)len, addr, ctx->app.name,
+                              (int)len, addr);
+    }
+    return 0;
+}
+
+static void free_words(char **words)
+{
+    for (char **w = words; w && *w; w++)
+        free(*w);
+    free(words);
+}
+
+/* List option NAME of SEC as a heap array ending in NULL; NULL when empty. */
+static int copy_words(cfg_t *sec, const char *name, char ***out, size_t *n)
+{
+    size_t count = cfg_size(sec, name);
+    char **words = count ? calloc(count + 1, sizeof *words) : NULL;
+
+    *out = NULL;
+    *n = 0;
+    if (count && !words)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if (!(words[i] = strdup(cfg_getnstr(sec, name, i)))) {
+            free_words(words);
+            return -1;
+        }
+    }
+    *out = words;
+    *n = count;
+    return 0;
+}
+
+/* At the closing brace: the checks that need the whole section, then the
+ * app joins config.apps with copies of its lists (libconfuse's tree goes
+ * when parsing ends). */
+static int finish_app(struct load_ctx *ctx, cfg_t *sec)
+{
+    struct config *c = ctx->out;
+    struct app_conf *a = &ctx->app, *grown;
+
+    ctx->app_open = false;
+    if (cfg_size(sec, "command") == 0)
+        return report(ctx, a->line, "app %s: command is required", a->name);
+    if (!app_has_listener(ctx, NULL, 0))
+        return report(ctx, a->line, "app %s: at least one listen section is required",
+                      a->name);
+    if (check_fd_addresses(ctx, sec, line_at(&ctx->command_lines, c->napps, a->line)) < 0)
+        return -1;
+    grown = realloc(c->apps, (c->napps + 1) * sizeof *grown);
+    if (!grown)
+        return report(ctx, a->line, "app %s: %s", a->name, strerror(errno));
+    c->apps = grown;
+    if (copy_words(sec, "command", &a->command, &a->ncommand) < 0 ||
+        copy_words(sec, "environment", &a->environment, &a->nenvironment) < 0) {
+        free_words(a->command);
+        a->command = NULL;
+        return report(ctx, a->line, "app %s: %s", a->name, strerror(ENOMEM));
+    }
+    c->apps[c->napps++] = *a;
     return 0;
 }
 
@@ -762,18 +1215,27 @@ static enum section section_of(cfg_t *sec)
         return SEC_HTTP;
     if (name && strcmp(name, "listen") == 0)
         return SEC_LISTEN;
+    if (name && strcmp(name, "app") == 0)
+        return SEC_APP;
     return SEC_ROOT;
 }
 
-/* Runs right after libconfuse stored a value, while sec->line is its line. */
-static int on_option(cfg_t *sec, cfg_opt_t *opt)
+/* Sections begin at their first callback (see begin_listen). */
+static int begin_section(struct load_ctx *ctx, enum section section)
 {
-    enum section section = section_of(sec);
+    if ((section == SEC_APP || section == SEC_APP_LISTEN) && begin_app(ctx) < 0)
+        return -1;
+    if (section == SEC_LISTEN || section == SEC_APP_LISTEN)
+        return begin_listen(ctx, section);
+    return 0;
+}
+
+/* Runs right after libconfuse stored a value, while sec->line is its line. */
+static int apply_option(enum section section, cfg_t *sec, cfg_opt_t *opt)
+{
     const char *name = cfg_opt_name(opt), *text = cfg_opt_getnstr(opt, 0);
 
-    if (!loading || !name)
-        return -1;
-    if (section == SEC_LISTEN && begin_listen(loading) < 0)
+    if (!loading || !name || begin_section(loading, section) < 0)
         return -1;
     for (size_t i = 0; i < NRULES; i++)
         if (rules[i].section == section && strcmp(rules[i].name, name) == 0)
@@ -781,16 +1243,61 @@ static int on_option(cfg_t *sec, cfg_opt_t *opt)
     return report(loading, sec->line, "%s: no rule for this option", name);
 }
 
+static int on_option(cfg_t *sec, cfg_opt_t *opt)
+{
+    return apply_option(section_of(sec), sec, opt);
+}
+
+/* A listen section in an app is named "listen" too: its own callback. */
+static int on_app_listen_option(cfg_t *sec, cfg_opt_t *opt)
+{
+    return apply_option(SEC_APP_LISTEN, sec, opt);
+}
+
+/* Runs after each word of a list and again at its closing brace, so only
+ * the newest word needs a look. */
+static int on_app_list(cfg_t *sec, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    const char *name = cfg_opt_name(opt);
+    unsigned int n = cfg_opt_size(opt);
+    int rc;
+
+    if (!ctx || !name || begin_app(ctx) < 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    if (strcmp(name, "command") == 0)
+        rc = check_command_word(ctx, cfg_opt_getnstr(opt, n - 1), n - 1);
+    else
+        rc = check_env_word(ctx, opt, n - 1);
+    return rc < 0 ? report(ctx, sec->line, "app.%s: %s", name, ctx->msg) : 0;
+}
+
 /* Runs at a listen section's closing brace; libconfuse then knows only the
  * line of that brace, so the section's first line comes from our own scan. */
 static int on_listen_end(cfg_t *parent, cfg_opt_t *opt)
 {
-    struct load_ctx *ctx = loading;
-
     (void)opt;
-    if (!ctx || begin_listen(ctx) < 0)
+    if (!loading || begin_listen(loading, SEC_LISTEN) < 0)
         return -1;
-    return finish_listen(ctx, next_line(&ctx->listen_lines, parent->line));
+    return finish_listen(loading, parent->line);
+}
+
+static int on_app_listen_end(cfg_t *parent, cfg_opt_t *opt)
+{
+    (void)opt;
+    if (!loading || begin_section(loading, SEC_APP_LISTEN) < 0)
+        return -1;
+    return finish_listen(loading, parent->line);
+}
+
+static int on_app_end(cfg_t *parent, cfg_opt_t *opt)
+{
+    (void)parent, (void)opt;
+    if (!loading || begin_app(loading) < 0)
+        return -1;
+    return finish_app(loading, current_app(loading));
 }
 
 /* ---- reading the text: comments out, lines kept ---- */
@@ -891,39 +1398,97 @@ static int add_line(struct load_ctx *ctx, struct line_list *list, int line)
     return 0;
 }
 
-/* Is P the keyword "listen" opening a section ("listen" then "{")? */
-static bool is_listen_keyword(const char *text, const char *p)
+/* Is P the keyword WORD at the start of a token, followed (after blanks)
+ * by one of the characters of NEXT? "listen {", "command =", "command +=". */
+static bool is_keyword(const char *text, const char *p, const char *word,
+                       const char *next)
 {
-    static const char word[] = "listen";
-    const size_t len = sizeof word - 1;
+    size_t len = strlen(word);
 
     if (!token_starts(text, p) || strncmp(p, word, len) != 0)
         return false;
     p += len;
     p += strspn(p, " \t\r\n");
-    return *p == '{';
+    return *p && strchr(next, *p);
 }
 
-/* Record the line of every top-level listen section, in file order (the
- * order libconfuse parses them in). TEXT has no comments left. */
-static int find_listen_lines(struct load_ctx *ctx, const char *text)
+/* Is P the keyword "app", a title and "{"? Returns the end of the title, so
+ * that a title such as "listen" is not taken for a keyword, or NULL. A bare
+ * title ends where libconfuse's unquoted strings do; "${VAR}" is one token. */
+static const char *app_title_end(const char *text, const char *p)
 {
-    int line = 1, depth = 0;
+    const char *title, *end;
+    int lines = 0;
+
+    if (!token_starts(text, p) || strncmp(p, "app", 3) != 0)
+        return NULL;
+    title = p + 3 + strspn(p + 3, " \t\r\n");
+    if (*title == '"' || *title == '\'')
+        end = skip_quoted(title, &lines);
+    else if (title > p + 3 && strncmp(title, "${", 2) == 0)
+        end = strchr(title, '}') ? strchr(title, '}') + 1 : NULL;
+    else if (title > p + 3)
+        end = title + strcspn(title, " \t\r\n#\"'={}()+,");
+    else
+        return NULL;                /* "apple" */
+    if (!end || end == title)
+        return NULL;
+    return end[strspn(end, " \t\r\n")] == '{' ? end : NULL;
+}
+
+/* Where the scan of the text is. */
+struct scan {
+    int line, depth;
+    bool in_app;                     /* the depth-1 section is an app */
+    bool app_next;                   /* the next "{" opens an app */
+};
+
+/* At P, outside strings: record what opens here. Returns the last character
+ * looked at (past an app's title), or NULL when memory runs out. */
+static const char *scan_word(struct load_ctx *ctx, const char *text, const char *p,
+                             struct scan *s)
+{
+    bool in_app = s->depth == 1 && s->in_app;
+    const char *end;
+
+    if (s->depth == 0 && (end = app_title_end(text, p))) {
+        if (add_line(ctx, &ctx->app_lines, s->line) < 0 ||
+            add_line(ctx, &ctx->command_lines, 0) < 0)
+            return NULL;
+        for (; p < end; p++)
+            s->line += *p == '\n';
+        s->app_next = true;
+        return end - 1;
+    }
+    if ((s->depth == 0 || in_app) && is_keyword(text, p, "listen", "{"))
+        return add_line(ctx, &ctx->listen_lines, s->line) < 0 ? NULL : p;
+    if (in_app && is_keyword(text, p, "command", "=+"))
+        ctx->command_lines.v[ctx->command_lines.n - 1] = s->line;
+    return p;
+}
+
+/* Record, in file order (the order libconfuse parses them in), the line of
+ * every listen section (top-level or in an app), of every app section and
+ * of each app's last command. TEXT has no comments left. */
+static int find_section_lines(struct load_ctx *ctx, const char *text)
+{
+    struct scan s = { .line = 1 };
 
     for (const char *p = text; *p; p++) {
         if (*p == '"' || *p == '\'') {
-            p = skip_quoted(p, &line);
+            p = skip_quoted(p, &s.line);
             if (!p)
                 break;
             p--;
         } else if (*p == '\n') {
-            line++;
+            s.line++;
         } else if (*p == '{') {
-            depth++;
+            if (s.depth++ == 0)
+                s.in_app = s.app_next;
+            s.app_next = false;
         } else if (*p == '}') {
-            depth--;
-        } else if (depth == 0 && is_listen_keyword(text, p) &&
-                   add_line(ctx, &ctx->listen_lines, line) < 0) {
+            s.depth--;
+        } else if (!(p = scan_word(ctx, text, p, &s))) {
             return -1;
         }
     }
@@ -1020,29 +1585,47 @@ static size_t section_opts(enum section section, cfg_opt_t *opts)
     return n;
 }
 
+static void set_callbacks(cfg_t *cc)
+{
+    char name[64];
+
+    cfg_set_error_function(cc, on_confuse_error);
+    for (size_t i = 0; i < NRULES; i++) {
+        snprintf(name, sizeof name, "%s%s", section_path[rules[i].section], rules[i].name);
+        cfg_set_validate_func(cc, name, rules[i].section == SEC_APP_LISTEN
+                                        ? on_app_listen_option : on_option);
+    }
+    cfg_set_validate_func(cc, "listen", on_listen_end);
+    cfg_set_validate_func(cc, "app|command", on_app_list);
+    cfg_set_validate_func(cc, "app|environment", on_app_list);
+    cfg_set_validate_func(cc, "app|listen", on_app_listen_end);
+    cfg_set_validate_func(cc, "app", on_app_end);
+}
+
 /* Options are all strings: `workers = 4` and `workers = "4"` lex the same,
- * and our own strict checks give one message style for every option. */
+ * and our own strict checks give one message style for every option. Two
+ * apps of one name are refused (CFGF_NO_TITLE_DUPES), not merged. */
 static cfg_t *new_parser(void)
 {
-    cfg_opt_t root[NRULES + 3], http[NRULES + 1], listen[NRULES + 1];
-    size_t n = section_opts(SEC_ROOT, root);
-    char name[64];
+    cfg_opt_t root[NRULES + 4], http[NRULES + 1], listen[NRULES + 1];
+    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1];
+    size_t n = section_opts(SEC_ROOT, root), a = section_opts(SEC_APP, app);
     cfg_t *cc;
 
     http[section_opts(SEC_HTTP, http)] = (cfg_opt_t)CFG_END();
     listen[section_opts(SEC_LISTEN, listen)] = (cfg_opt_t)CFG_END();
+    app_listen[section_opts(SEC_APP_LISTEN, app_listen)] = (cfg_opt_t)CFG_END();
+    app[a++] = (cfg_opt_t)CFG_STR_LIST("command", NULL, CFGF_NODEFAULT);
+    app[a++] = (cfg_opt_t)CFG_STR_LIST("environment", NULL, CFGF_NODEFAULT);
+    app[a++] = (cfg_opt_t)CFG_SEC("listen", app_listen, CFGF_MULTI);
+    app[a] = (cfg_opt_t)CFG_END();
     root[n++] = (cfg_opt_t)CFG_SEC("listen", listen, CFGF_MULTI);
     root[n++] = (cfg_opt_t)CFG_SEC("http", http, CFGF_NONE);
+    root[n++] = (cfg_opt_t)CFG_SEC("app", app, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
     root[n] = (cfg_opt_t)CFG_END();
     cc = cfg_init(root, CFGF_NONE);     /* copies the arrays */
-    if (!cc)
-        return NULL;
-    cfg_set_error_function(cc, on_confuse_error);
-    for (size_t i = 0; i < NRULES; i++) {
-        snprintf(name, sizeof name, "%s%s", section_path[rules[i].section], rules[i].name);
-        cfg_set_validate_func(cc, name, on_option);
-    }
-    cfg_set_validate_func(cc, "listen", on_listen_end);
+    if (cc)
+        set_callbacks(cc);
     return cc;
 }
 
@@ -1061,9 +1644,11 @@ static int parse_text(struct load_ctx *ctx, char *text, size_t len)
     else if (len > 0 && !(fp = fmemopen(text, len, "r")))
         report(ctx, 0, "fmemopen: %s", strerror(errno));
     if (fp) {
+        ctx->root = cc;
         loading = ctx;
         rc = cfg_parse_fp(cc, fp);
         loading = NULL;
+        ctx->root = NULL;
         fclose(fp);                     /* read-only memory stream */
     }
     cfg_free(cc);
@@ -1117,11 +1702,13 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     if (err && errlen > 0)
         err[0] = '\0';
     text = read_clean_text(&ctx, &len);
-    if (text && set_paths(&ctx, path) == 0 && find_listen_lines(&ctx, text) == 0 &&
+    if (text && set_paths(&ctx, path) == 0 && find_section_lines(&ctx, text) == 0 &&
         load_defaults(&ctx) == 0 && parse_text(&ctx, text, len) == 0)
         check_whole(&ctx);
     free(text);
     free(ctx.listen_lines.v);
+    free(ctx.app_lines.v);
+    free(ctx.command_lines.v);
     if (ctx.failed) {
         config_free(cfg);
         memset(cfg, 0, sizeof *cfg);
@@ -1141,6 +1728,13 @@ size_t config_builtin_listens(const struct config *cfg)
 
 void config_free(struct config *cfg)
 {
+    for (size_t i = 0; i < cfg->napps; i++) {
+        free_words(cfg->apps[i].command);
+        free_words(cfg->apps[i].environment);
+    }
+    free(cfg->apps);
+    cfg->apps = NULL;
+    cfg->napps = 0;
     free(cfg->listens);
     cfg->listens = NULL;
     cfg->nlistens = 0;
