@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -748,6 +749,590 @@ Test(config, failure_leaves_config_zeroed)
     cr_assert_eq(load_text(ECHO_LISTEN ECHO_LISTEN "bogus = 1\n", &c, err, sizeof err), -1);
     cr_expect_eq(memcmp(&c, &zero, sizeof c), 0);
     config_free(&c);
+}
+
+/* ---- app sections ---- */
+
+/* The smallest valid app: a command and one listener (a kernel-chosen port). */
+#define APP_CMD "  command = {\"/bin/true\"}\n"
+#define APP_LISTEN "  listen { address = \"127.0.0.1:0\" }\n"
+#define MIN_APP "app web {\n" APP_CMD APP_LISTEN "}\n"
+
+/* OPTION = VALUE on line 3, inside an otherwise valid app section. */
+static void expect_bad_app_value(const char *option, const char *value, const char *message)
+{
+    char text[1024];
+
+    print_to(text, sizeof text, "app web {\n" APP_CMD "  %s = %s\n" APP_LISTEN "}\n",
+             option, value);
+    expect_error(text, 3, message);
+}
+
+/* Line 2 of an app section: a list option. */
+static void expect_bad_app_list(const char *option, const char *list, const char *message)
+{
+    char text[1024];
+
+    print_to(text, sizeof text, "app web {\n  %s = %s\n" APP_CMD APP_LISTEN "}\n",
+             option, list);
+    expect_error(text, 2, message);
+}
+
+static void expect_str_list(char **got, size_t n, const char *const *want, size_t nwant)
+{
+    cr_assert_eq(n, nwant);
+    cr_assert_not_null(got);
+    for (size_t i = 0; i < n; i++)
+        cr_expect_str_eq(got[i], want[i], "word %zu", i);
+    cr_expect_null(got[n], "not NULL-ended");
+}
+
+Test(config, app_every_key)
+{
+    static const char *const argv[] = {
+        "/usr/bin/gunicorn", "-w", "1", "--bind=fd://{fd}", "{fd:127.0.0.1:8000}x",
+        "{fd:unix:app.sock}", "{not a placeholder}",
+    };
+    static const char *const env[] = { "A=1", "_B2=x=y", "EMPTY=", "PATH=/bin" };
+    struct config c;
+    const struct app_conf *a;
+
+    make_dir("approot");
+    load_ok("workers = 3\n"
+            "app web-1_X {\n"
+            "  command = {\"/usr/bin/gunicorn\", \"-w\", \"1\", \"--bind=fd://{fd}\",\n"
+            "             \"{fd:127.0.0.1:8000}x\", \"{fd:unix:app.sock}\",\n"
+            "             \"{not a placeholder}\"}\n"
+            "  workers       = 5\n"
+            "  listen { address = \"127.0.0.1:8000\"  backlog = 7 }\n"
+            "  listen {\n    address = \"unix:app.sock\"\n  }\n"
+            "  directory     = \"approot/\"\n"
+            "  environment   = {\"A=1\", \"_B2=x=y\", \"EMPTY=\", \"PATH=/bin\"}\n"
+            "  user          = root\n"
+            "  handoff       = \"server_starter\"\n"
+            "  ready         = \"delay 1.5\"\n"
+            "  ready_timeout = 3600\n"
+            "  watchdog      = 10\n"
+            "  stop_signal   = \"SIGQUIT\"\n"
+            "  reload        = fleet\n"
+            "  max_rss       = \"256M\"\n"
+            "}\n", &c);
+    cr_expect_eq(c.workers, 3);
+    cr_assert_eq(c.napps, 1);
+    a = &c.apps[0];
+    cr_expect_str_eq(a->name, "web-1_X");
+    cr_expect_eq(a->line, 2);
+    expect_str_list(a->command, a->ncommand, argv, sizeof argv / sizeof argv[0]);
+    cr_expect_eq(a->workers, 5);
+    cr_expect_not(a->workers_auto);
+    cr_expect_str_eq(a->directory, in_tmp("approot"));
+    expect_str_list(a->environment, a->nenvironment, env, sizeof env / sizeof env[0]);
+    cr_expect_str_eq(a->user, "root");
+    cr_expect_eq(a->handoff, HANDOFF_SERVER_STARTER);
+    cr_expect_eq(a->ready, READY_DELAY);
+    cr_expect_eq(a->ready_delay_ms, 1500);
+    cr_expect_eq(a->ready_timeout, 3600);
+    cr_expect_eq(a->watchdog, 10);
+    cr_expect_eq(a->stop_signal, SIGQUIT);
+    cr_expect_eq(a->reload, RELOAD_FLEET);
+    cr_expect_eq(a->max_rss, 256ULL << 20);
+
+    cr_assert_eq(c.nlistens, 2);
+    cr_expect_eq(config_builtin_listens(&c), 0);
+    cr_expect_str_eq(c.listens[0].addr.text, "127.0.0.1:8000");
+    cr_expect_eq(c.listens[0].protocol, PROTO_APP);
+    cr_expect_eq(c.listens[0].app, 0);
+    cr_expect_eq(c.listens[0].backlog, 7);
+    cr_expect_eq(c.listens[0].line, 7);
+    cr_expect_eq(port_of(&c.listens[0].addr), 8000);
+    cr_expect_eq(c.listens[1].addr.sa.ss_family, AF_UNIX);
+    cr_expect_str_eq(((struct sockaddr_un *)&c.listens[1].addr.sa)->sun_path,
+                     in_tmp("app.sock"));
+    cr_expect_eq(c.listens[1].app, 0);
+    cr_expect_eq(c.listens[1].backlog, 511);
+    cr_expect_eq(c.listens[1].line, 8);
+    config_free(&c);
+    cr_expect_null(c.apps);
+    cr_expect_eq(c.napps, 0);
+}
+
+Test(config, app_defaults)
+{
+    struct config c;
+    const struct app_conf *a;
+
+    load_ok("\n" MIN_APP, &c);
+    cr_assert_eq(c.napps, 1);
+    a = &c.apps[0];
+    cr_expect_eq(a->line, 2);
+    cr_expect_eq(a->ncommand, 1);
+    cr_expect_str_eq(a->command[0], "/bin/true");
+    cr_expect_null(a->command[1]);
+    cr_expect_eq(a->workers, 2);
+    cr_expect_not(a->workers_auto);
+    cr_expect_str_eq(a->directory, tmp);
+    cr_expect_null(a->environment);
+    cr_expect_eq(a->nenvironment, 0);
+    cr_expect_str_eq(a->user, "");
+    cr_expect_eq(a->handoff, HANDOFF_SYSTEMD);
+    cr_expect_eq(a->ready, READY_NOTIFY);
+    cr_expect_eq(a->ready_timeout, 30);
+    cr_expect_eq(a->watchdog, 0);
+    cr_expect_eq(a->stop_signal, SIGTERM);
+    cr_expect_eq(a->reload, RELOAD_SMOOTH);
+    cr_expect_eq(a->max_rss, 0);
+    cr_expect(c.workers_auto);              /* the built-in pool's own default */
+    config_free(&c);
+}
+
+Test(config, app_workers_auto_is_the_apps_own)
+{
+    struct config c;
+
+    load_ok("workers = 4\napp web {\n" APP_CMD "  workers = auto\n" APP_LISTEN "}\n", &c);
+    cr_expect_eq(c.workers, 4);
+    cr_expect_not(c.workers_auto);
+    cr_expect(c.apps[0].workers_auto);
+    cr_expect_eq(c.apps[0].workers, online_cpus_capped());
+    config_free(&c);
+}
+
+/* Listeners in file order, each knowing its pool; the built-in ones -1. */
+Test(config, two_pools_and_builtin_listeners)
+{
+    struct config c;
+    static const struct { const char *addr; enum proto_kind p; int app, line; } want[] = {
+        { "127.0.0.1:7100", PROTO_ECHO, -1, 1 },
+        { "127.0.0.1:7101", PROTO_APP, 0, 4 },
+        { "udp:127.0.0.1:7102", PROTO_APP, 0, 5 },
+        { "127.0.0.1:7103", PROTO_CHAT, -1, 7 },
+        { "127.0.0.1:7104", PROTO_APP, 1, 9 },
+    };
+
+    load_ok("listen { address = \"127.0.0.1:7100\" protocol = echo }\n"
+            "app one {\n"
+            "  command = {\"/bin/one\"}\n"
+            "  listen { address = \"127.0.0.1:7101\" }\n"
+            "  listen { address = \"udp:127.0.0.1:7102\" }\n"
+            "}\n"
+            "listen { address = \"127.0.0.1:7103\" protocol = chat }\n"
+            "app two {\n"
+            "  listen { address = \"127.0.0.1:7104\" }  command = \"/bin/two\"\n"
+            "}\n", &c);
+    cr_assert_eq(c.nlistens, 5);
+    for (size_t i = 0; i < 5; i++) {
+        cr_expect_str_eq(c.listens[i].addr.text, want[i].addr, "listener %zu", i);
+        cr_expect_eq(c.listens[i].protocol, want[i].p, "listener %zu", i);
+        cr_expect_eq(c.listens[i].app, want[i].app, "listener %zu", i);
+        cr_expect_eq(c.listens[i].line, want[i].line, "listener %zu", i);
+    }
+    cr_expect_eq(c.listens[2].addr.socktype, SOCK_DGRAM);
+    cr_expect_eq(config_builtin_listens(&c), 2);
+    cr_assert_eq(c.napps, 2);
+    cr_expect_str_eq(c.apps[0].name, "one");
+    cr_expect_eq(c.apps[0].line, 2);
+    cr_expect_str_eq(c.apps[1].name, "two");
+    cr_expect_eq(c.apps[1].line, 8);
+    cr_expect_str_eq(c.apps[1].command[0], "/bin/two");
+    config_free(&c);
+}
+
+/* No built-in listener: no http.root needed ("www" does not exist here). */
+Test(config, app_only_config)
+{
+    struct config c;
+
+    load_ok(MIN_APP, &c);
+    cr_expect_eq(c.nlistens, 1);
+    cr_expect_eq(c.napps, 1);
+    cr_expect_eq(config_builtin_listens(&c), 0);
+    config_free(&c);
+    expect_error("app web {\n" APP_CMD "}\n", 1,
+                 "app web: at least one listen section is required");
+}
+
+Test(config, app_section_errors)
+{
+    expect_error("workers = 2\n\napp web {\n" APP_LISTEN "}\n", 3,
+                 "app web: command is required");
+    expect_error("app web {\n  command = {}\n" APP_LISTEN "}\n", 1,
+                 "app web: command is required");
+    expect_error(ECHO_LISTEN "app web {\n}\n", 2, "app web: command is required");
+    expect_error("app \"a b\" {\n" APP_CMD APP_LISTEN "}\n", 1,
+                 "app \"a b\": a name is 1 to 32 characters from A-Z a-z 0-9 _ -");
+    expect_error("\napp \"\" {\n" APP_CMD APP_LISTEN "}\n", 2,
+                 "app \"\": a name is 1 to 32 characters from A-Z a-z 0-9 _ -");
+    expect_error("app web.1 { }\n", 1,
+                 "app \"web.1\": a name is 1 to 32 characters from A-Z a-z 0-9 _ -");
+    expect_error("app abcdefghijklmnopqrstuvwxyz0123456 { }\n", 1,
+                 "app \"abcdefghijklmnopqrstuvwxyz0123456\": a name is 1 to 32 characters "
+                 "from A-Z a-z 0-9 _ -");
+    /* the name is checked before anything inside the section */
+    expect_error("app \"a/b\" {\n  workers = 0\n}\n", 1,
+                 "app \"a/b\": a name is 1 to 32 characters from A-Z a-z 0-9 _ -");
+    expect_error("app \"a/b\" {\n  listen { address = \"x\" }\n}\n", 1,
+                 "app \"a/b\": a name is 1 to 32 characters from A-Z a-z 0-9 _ -");
+    expect_error(ECHO_LISTEN "app {\n" APP_CMD "}\n", 2, "missing title for section 'app'");
+    expect_error(ECHO_LISTEN "app web {\n  bogus = 1\n}\n", 3, "no such option 'bogus'");
+}
+
+Test(config, app_name_limits)
+{
+    struct config c;
+
+    load_ok("app abcdefghijklmnopqrstuvwxyz012345 {\n" APP_CMD APP_LISTEN "}\n"
+            "app \"A-Z_0\" {\n" APP_CMD APP_LISTEN "}\n", &c);
+    cr_assert_eq(c.napps, 2);
+    cr_expect_str_eq(c.apps[0].name, "abcdefghijklmnopqrstuvwxyz012345");
+    cr_expect_str_eq(c.apps[1].name, "A-Z_0");
+    config_free(&c);
+}
+
+Test(config, duplicate_app_name)
+{
+    expect_error(MIN_APP "\n" ECHO_LISTEN "app other {\n" APP_CMD APP_LISTEN "}\n"
+                 "app web {\n" APP_CMD APP_LISTEN "}\n", 11,
+                 "app web: duplicate name (also at line 1)");
+    expect_error(MIN_APP "app \"web\"\n{\n}\n", 5, "app web: duplicate name (also at line 1)");
+}
+
+/* Sections named like keywords, titles on their own lines: lines stay right. */
+Test(config, app_titles_that_look_like_keywords)
+{
+    struct config c;
+
+    load_ok("app listen {\n" APP_CMD "  listen { address = \"127.0.0.1:0\" }\n}\n"
+            "app\n  \"app\"\n{\n" APP_CMD "\n  listen { address = \"127.0.0.1:0\" }\n}\n"
+            "listen { address = \"127.0.0.1:0\" protocol = echo }\n", &c);
+    cr_assert_eq(c.napps, 2);
+    cr_expect_str_eq(c.apps[0].name, "listen");
+    cr_expect_eq(c.apps[0].line, 1);
+    cr_expect_str_eq(c.apps[1].name, "app");
+    cr_expect_eq(c.apps[1].line, 5);
+    cr_assert_eq(c.nlistens, 3);
+    cr_expect_eq(c.listens[0].line, 3);
+    cr_expect_eq(c.listens[1].line, 10);
+    cr_expect_eq(c.listens[2].line, 12);
+    cr_expect_eq(c.listens[2].app, -1);
+    config_free(&c);
+}
+
+Test(config, app_listen_errors)
+{
+    expect_error("app web {\n" APP_CMD "  listen {\n    backlog = 5\n  }\n}\n", 3,
+                 "app.listen: address is required");
+    expect_error("app web {\n" APP_CMD "  listen {\n    address = \"127.0.0.1\"\n  }\n}\n", 4,
+                 "app.listen.address: missing :port in \"127.0.0.1\"");
+    expect_error("app web {\n" APP_CMD
+                 "  listen { address = \"127.0.0.1:0\" backlog = 0 }\n}\n", 3,
+                 "app.listen.backlog: must be between 1 and 65535, got \"0\"");
+    expect_error("app web {\n" APP_CMD "  listen {\n    address = \"127.0.0.1:0\"\n"
+                 "    protocol = http\n  }\n}\n", 5,
+                 "app.listen.protocol: not allowed here: an app speaks its own protocol on "
+                 "its listeners");
+    expect_error("app web {\n" APP_CMD "  listen { address = \"127.0.0.1:0\" accept = 1 }\n}\n",
+                 3, "no such option 'accept'");
+}
+
+Test(config, top_level_protocol_app_refused)
+{
+    expect_error("listen {\n  address = \"127.0.0.1:0\"\n  protocol = app\n}\n", 3,
+                 "listen.protocol: must be http, echo or chat, got \"app\"");
+}
+
+Test(config, duplicate_address_between_apps_and_listens)
+{
+    expect_error("listen { address = \"127.0.0.1:7007\" protocol = echo }\n"
+                 "app web {\n" APP_CMD "  listen { address = \"127.0.0.1:7007\" }\n}\n", 4,
+                 "app.listen: duplicate address \"127.0.0.1:7007\" (also at line 1)");
+    expect_error("app web {\n" APP_CMD "  listen { address = \"*:7007\" }\n}\n"
+                 "listen {\n  address = \"0.0.0.0:7007\"\n  protocol = echo\n}\n", 5,
+                 "listen: duplicate address \"0.0.0.0:7007\" (also at line 3)");
+    expect_error("app a {\n" APP_CMD "  listen { address = \"unix:s.sock\" }\n}\n"
+                 "app b {\n" APP_CMD "  listen { address = \"unix:./s.sock\" }\n}\n", 7,
+                 "app.listen: duplicate address \"unix:./s.sock\" (also at line 3)");
+    expect_error("app a {\n" APP_CMD "  listen { address = \"127.0.0.1:7007\" }\n"
+                 "  listen { address = \"127.0.0.1:7007\" }\n}\n", 4,
+                 "app.listen: duplicate address \"127.0.0.1:7007\" (also at line 3)");
+}
+
+Test(config, app_option_errors)
+{
+    char message[PATH_MAX + 64];
+
+    expect_bad_app_value("workers", "0",
+                         "app.workers: must be \"auto\" or between 1 and 1024, got \"0\"");
+    expect_bad_app_value("workers", "1025",
+                         "app.workers: must be \"auto\" or between 1 and 1024, got \"1025\"");
+    print_to(message, sizeof message, "app.directory: \"%s\" is not an existing directory",
+             in_tmp("nowhere"));
+    expect_bad_app_value("directory", "nowhere", message);
+    write_file(in_tmp("file"), "x", 1);
+    print_to(message, sizeof message, "app.directory: \"%s\" is not an existing directory",
+             in_tmp("file"));
+    expect_bad_app_value("directory", "file", message);
+    expect_bad_app_value("directory", "\"\"", "app.directory: must not be empty");
+    expect_bad_app_value("user", "no-such-user-preforkd",
+                         "app.user: no such user \"no-such-user-preforkd\"");
+    expect_bad_app_value("handoff", "inetd", "app.handoff: must be systemd, nginx, "
+                         "server_starter, unicorn, fpm or einhorn, got \"inetd\"");
+    expect_bad_app_value("ready_timeout", "0",
+                         "app.ready_timeout: must be between 1 and 3600, got \"0\"");
+    expect_bad_app_value("ready_timeout", "3601",
+                         "app.ready_timeout: must be between 1 and 3600, got \"3601\"");
+    expect_bad_app_value("watchdog", "-1",
+                         "app.watchdog: must be between 0 and 3600, got \"-1\"");
+    expect_bad_app_value("watchdog", "3601",
+                         "app.watchdog: must be between 0 and 3600, got \"3601\"");
+    expect_bad_app_value("reload", "rolling", "app.reload: must be smooth or fleet, "
+                         "got \"rolling\"");
+}
+
+Test(config, app_ready)
+{
+    static const char *const bad[] = {
+        "\"delay 0\"", "\"delay 0.000\"", "\"delay 3600.001\"", "\"delay 3601\"", "\"delay\"",
+        "\"delay \"", "\"delay -1\"", "\"delay 1.\"", "\"delay .5\"", "\"delay 0.0005\"",
+        "\"delay 1s\"", "\"delay1\"", "\"delay 1 \"", "Notify", "\"\"", "\"exec \"",
+    };
+    static const struct { const char *text; enum app_ready ready; int ms; } good[] = {
+        { "notify", READY_NOTIFY, 0 }, { "exec", READY_EXEC, 0 },
+        { "\"delay 1.5\"", READY_DELAY, 1500 }, { "\"delay  2\"", READY_DELAY, 2000 },
+        { "\"delay 0.001\"", READY_DELAY, 1 }, { "\"delay 3600\"", READY_DELAY, 3600000 },
+        { "\"delay\t0.25\"", READY_DELAY, 250 }, { "\"delay 3600.000\"", READY_DELAY, 3600000 },
+    };
+    char text[512], message[512];
+    struct config c;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *v = bad[i][0] == '"' ? bad[i] + 1 : bad[i];
+        int len = (int)strlen(v) - (bad[i][0] == '"');
+        print_to(message, sizeof message, "app.ready: must be notify, exec or "
+                 "\"delay SECONDS\" (0 < SECONDS <= 3600, at most 3 decimals), got \"%.*s\"",
+                 len, v);
+        expect_bad_app_value("ready", bad[i], message);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        print_to(text, sizeof text, "app web {\n" APP_CMD "  ready = %s\n" APP_LISTEN "}\n",
+                 good[i].text);
+        load_ok(text, &c);
+        cr_expect_eq(c.apps[0].ready, good[i].ready, "%s", good[i].text);
+        if (good[i].ready == READY_DELAY)
+            cr_expect_eq(c.apps[0].ready_delay_ms, good[i].ms, "%s", good[i].text);
+        config_free(&c);
+    }
+}
+
+Test(config, app_stop_signal)
+{
+    static const struct { const char *name; int sig; } good[] = {
+        { "TERM", SIGTERM }, { "SIGTERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
+        { "HUP", SIGHUP }, { "USR1", SIGUSR1 }, { "SIGUSR2", SIGUSR2 }, { "WINCH", SIGWINCH },
+        { "KILL", SIGKILL }, { "ABRT", SIGABRT }, { "ALRM", SIGALRM },
+    };
+    static const char *const bad[] = { "term", "SIG", "15", "SIGSIGTERM", "STOP", "\"\"" };
+    char text[512], message[512];
+    struct config c;
+
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        print_to(text, sizeof text, "app web {\n" APP_CMD "  stop_signal = %s\n" APP_LISTEN
+                 "}\n", good[i].name);
+        load_ok(text, &c);
+        cr_expect_eq(c.apps[0].stop_signal, good[i].sig, "%s", good[i].name);
+        config_free(&c);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        print_to(message, sizeof message, "app.stop_signal: must be TERM, INT, QUIT, HUP, "
+                 "USR1, USR2, WINCH, KILL, ABRT or ALRM (SIG prefix optional), got \"%s\"",
+                 strcmp(bad[i], "\"\"") ? bad[i] : "");
+        expect_bad_app_value("stop_signal", bad[i], message);
+    }
+}
+
+Test(config, app_max_rss)
+{
+    static const struct { const char *text; unsigned long long bytes; } good[] = {
+        { "0", 0 }, { "\"0\"", 0 }, { "4096", 4096 }, { "1K", 1024 }, { "3k", 3072 },
+        { "256M", 256ULL << 20 }, { "2g", 2ULL << 30 }, { "0M", 0 },
+        { "17179869183G", 17179869183ULL << 30 },
+    };
+    static const char *const bad[] = {
+        "-1", "1T", "1.5G", "M", "1MB", "1 M", "", "18446744073709551616",
+        "17179869184G", "0x10",
+    };
+    char text[512], message[512], value[64];
+    struct config c;
+
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        print_to(text, sizeof text, "app web {\n" APP_CMD "  max_rss = %s\n" APP_LISTEN "}\n",
+                 good[i].text);
+        load_ok(text, &c);
+        cr_expect_eq(c.apps[0].max_rss, good[i].bytes, "%s", good[i].text);
+        config_free(&c);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        print_to(value, sizeof value, "\"%s\"", bad[i]);
+        print_to(message, sizeof message, "app.max_rss: must be \"0\" or a size such as "
+                 "\"256M\" (K, M, G: powers of 1024), got \"%s\"", bad[i]);
+        expect_bad_app_value("max_rss", value, message);
+    }
+}
+
+Test(config, app_command_errors)
+{
+    expect_bad_app_list("command", "{\"\", \"x\"}",
+                        "app.command: the first word, the program, must not be empty");
+    expect_bad_app_list("command", "\"\"",
+                        "app.command: the first word, the program, must not be empty");
+    expect_bad_app_list("command", "{\"x\", \"--fd={fd\"}",
+                        "app.command: unterminated placeholder in \"--fd={fd\" "
+                        "(write {fd} or {fd:ADDRESS})");
+    expect_bad_app_list("command", "{\"x\", \"{fd:127.0.0.1:80\"}",
+                        "app.command: unterminated placeholder in \"{fd:127.0.0.1:80\" "
+                        "(write {fd} or {fd:ADDRESS})");
+    expect_bad_app_list("command", "{\"x\", \"a{fdx}b\"}",
+                        "app.command: unknown placeholder \"{fdx}\" in \"a{fdx}b\" "
+                        "(write {fd} or {fd:ADDRESS})");
+    expect_bad_app_list("command", "{\"x\", \"{fd:}\"}",
+                        "app.command: unknown placeholder \"{fd:}\" in \"{fd:}\" "
+                        "(write {fd} or {fd:ADDRESS})");
+    expect_bad_app_list("command", "{\"x\", \"{fd}{fd:a\"}",
+                        "app.command: unterminated placeholder in \"{fd}{fd:a\" "
+                        "(write {fd} or {fd:ADDRESS})");
+    /* the word's own line, in a list over several lines */
+    expect_error("app web {\n  command = {\"x\",\n    \"ok\",\n    \"{fd\"}\n" APP_LISTEN "}\n",
+                 4, "app.command: unterminated placeholder in \"{fd\" "
+                 "(write {fd} or {fd:ADDRESS})");
+}
+
+/* {fd:ADDRESS} names one of the app's own listen addresses, as written. */
+Test(config, app_fd_address_placeholders)
+{
+    struct config c;
+
+    expect_error("app web {\n  command = {\"x\", \"{fd:127.0.0.1:9}\"}\n" APP_LISTEN "}\n", 2,
+                 "app.command: {fd:127.0.0.1:9}: app web has no listen address "
+                 "\"127.0.0.1:9\"");
+    expect_error("app web {\n  listen { address = \"127.0.0.1:7300\" }\n"
+                 "  command = {\"x\",\n    \"{fd:localhost:7300}\"}\n}\n", 3,
+                 "app.command: {fd:localhost:7300}: app web has no listen address "
+                 "\"localhost:7300\"");
+    /* another app's address is not this app's */
+    expect_error("app a {\n" APP_CMD "  listen { address = \"127.0.0.1:7301\" }\n}\n"
+                 "app b {\n  command = {\"x\", \"{fd:127.0.0.1:7301}\"}\n"
+                 "  listen { address = \"127.0.0.1:7302\" }\n}\n", 6,
+                 "app.command: {fd:127.0.0.1:7301}: app b has no listen address "
+                 "\"127.0.0.1:7301\"");
+    expect_error("listen { address = \"127.0.0.1:7303\" protocol = echo }\n"
+                 "app b {\n  command = {\"x\", \"{fd:127.0.0.1:7303}\"}\n" APP_LISTEN "}\n", 3,
+                 "app.command: {fd:127.0.0.1:7303}: app b has no listen address "
+                 "\"127.0.0.1:7303\"");
+    /* a listen section after the command counts; the last command is checked */
+    load_ok("app web {\n  command = {\"x\", \"{fd:nowhere}\"}\n"
+            "  command = {\"y\", \"--a={fd:127.0.0.1:7304},{fd:udp:[::1]:7305}\", \"{fd}\"}\n"
+            "  listen { address = \"127.0.0.1:7304\" }\n"
+            "  listen { address = \"udp:[::1]:7305\" }\n}\n", &c);
+    cr_expect_str_eq(c.apps[0].command[0], "y");
+    cr_expect_eq(c.apps[0].ncommand, 3);
+    config_free(&c);
+}
+
+Test(config, app_environment_errors)
+{
+    static const char *const reserved[] = {
+        "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+        "WATCHDOG_PID", "PREFORKD_WORKER", "PREFORKD_",
+    };
+    char list[256], message[256];
+
+    expect_bad_app_list("environment", "{\"A=1\", \"B\"}",
+                        "app.environment: \"B\" is not KEY=VALUE");
+    expect_bad_app_list("environment", "\"=x\"", "app.environment: bad variable name \"\" in "
+                        "\"=x\" (letters, digits and _, not starting with a digit)");
+    expect_bad_app_list("environment", "\"1A=x\"", "app.environment: bad variable name \"1A\" "
+                        "in \"1A=x\" (letters, digits and _, not starting with a digit)");
+    expect_bad_app_list("environment", "\"A-B=x\"", "app.environment: bad variable name "
+                        "\"A-B\" in \"A-B=x\" (letters, digits and _, not starting with a "
+                        "digit)");
+    expect_bad_app_list("environment", "{\"A=1\", \"B=2\", \"A=3\"}",
+                        "app.environment: A is set twice");
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        print_to(list, sizeof list, "{\"OK=1\", \"%s=3\"}", reserved[i]);
+        print_to(message, sizeof message, "app.environment: %s is set by preforkd itself",
+                 reserved[i]);
+        expect_bad_app_list("environment", list, message);
+    }
+    expect_error("app web {\n" APP_CMD "  environment = {\"A=1\",\n\n    \"LISTEN_FDS=1\"}\n"
+                 APP_LISTEN "}\n", 5, "app.environment: LISTEN_FDS is set by preforkd itself");
+}
+
+Test(config, app_environment_reassigned)
+{
+    struct config c;
+    static const char *const env[] = { "A=2", "B=1" };
+
+    load_ok("app web {\n" APP_CMD "  environment = {\"A=1\"}\n  environment = {\"A=2\"}\n"
+            "  environment += {\"B=1\"}\n" APP_LISTEN "}\n", &c);
+    expect_str_list(c.apps[0].environment, c.apps[0].nenvironment, env, 2);
+    config_free(&c);
+    expect_error("app web {\n" APP_CMD "  environment = {\"A=1\"}\n"
+                 "  environment += {\"A=2\"}\n" APP_LISTEN "}\n", 4,
+                 "app.environment: A is set twice");
+}
+
+Test(config, comments_inside_app_sections_keep_line_numbers)
+{
+    const char *head = "# 1\n"
+                       "app web {   # 2\n"
+                       "  /* 3\n     4 */ command = {\"x\", // 4\n"
+                       "     # 5\n"
+                       "     \"{fd:127.0.0.1:7400}\" /* 6 */ }\n"
+                       "  // 7\n"
+                       "  listen { /* 8 */ address = \"127.0.0.1:7400\" } # 8\n"
+                       "  /* 9\n"
+                       "     10 */\n"
+                       "  listen {  # 11\n"
+                       "    # 12\n"
+                       "    address = \"127.0.0.1:7401\" // 13\n"
+                       "  }\n";
+    char text[2048];
+    struct config c;
+
+    print_to(text, sizeof text, "%s  /**/ watchdog = 3601 # 15\n}\n", head);
+    expect_error(text, 15, "app.watchdog: must be between 0 and 3600, got \"3601\"");
+    print_to(text, sizeof text, "%s}\n", head);
+    load_ok(text, &c);
+    cr_assert_eq(c.nlistens, 2);
+    cr_expect_eq(c.apps[0].line, 2);
+    cr_expect_eq(c.listens[0].line, 8);
+    cr_expect_eq(c.listens[1].line, 11);
+    config_free(&c);
+    expect_error("// 1\napp web { /* 2\n 3 */ command = {\"x\",\n # 4\n \"{fd:a}\"}\n"
+                 "/* 6 */ " APP_LISTEN "}\n", 3,
+                 "app.command: {fd:a}: app web has no listen address \"a\"");
+    expect_error("/* 1\n 2 */ app dup { command = \"x\" listen { address = \"*:0\" } }\n# 3\n"
+                 "/* 4 */ app /* 4 */ dup // 4\n{\n}\n", 4,
+                 "app dup: duplicate name (also at line 2)");
+    expect_error("app web {\n # 2\n listen { # 3\n  # 4\n  backlog = 1 /* 5\n 6 */ }\n}\n", 3,
+                 "app.listen: address is required");
+}
+
+Test(config, app_config_free_releases_everything)
+{
+    struct config c;
+
+    load_ok("app a {\n  command = {\"x\", \"y\", \"z\"}\n  environment = {\"A=1\", \"B=2\"}\n"
+            APP_LISTEN "}\n"
+            "app b {\n" APP_CMD APP_LISTEN "}\n" ECHO_LISTEN, &c);
+    cr_expect_eq(c.napps, 2);
+    config_free(&c);
+    cr_expect_null(c.apps);
+    cr_expect_eq(c.napps, 0);
+    cr_expect_null(c.listens);
+    config_free(&c);                        /* twice is fine */
+    /* a failure after complete apps leaves nothing allocated (valgrind) */
+    expect_error("app a {\n  command = {\"x\", \"y\"}\n  environment = {\"A=1\"}\n"
+                 APP_LISTEN "}\nbogus = 1\n", 6, "no such option 'bogus'");
 }
 
 /* ---- address_parse ---- */
