@@ -870,7 +870,7 @@ static const struct rule rules[] = {
     { SEC_LISTEN, "address", NULL, apply_address, 0, 0, IN_LISTEN(addr) },
     { SEC_LISTEN, "protocol", "http", apply_protocol, 0, 0, IN_LISTEN(protocol) },
     { SEC_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
-    { SEC_APP, "workers", "2", apply_workers, 1, 1024, IN_APP(workers) },
+    { SEC_APP, "workers", "auto", apply_workers, 1, 1024, IN_APP(workers) },
     { SEC_APP, "directory", ".", apply_app_dir, 0, 0, IN_APP(directory) },
     { SEC_APP, "user", "", apply_user, 0, 0, IN_APP(user) },
     { SEC_APP, "handoff", "systemd", apply_handoff, 0, 0, IN_APP(handoff) },

@@ -868,8 +868,8 @@ Test(config, app_defaults)
     cr_expect_eq(a->ncommand, 1);
     cr_expect_str_eq(a->command[0], "/bin/true");
     cr_expect_null(a->command[1]);
-    cr_expect_eq(a->workers, 2);
-    cr_expect_not(a->workers_auto);
+    cr_expect_eq(a->workers, (int)sysconf(_SC_NPROCESSORS_ONLN), "auto, as top-level workers");
+    cr_expect(a->workers_auto);
     cr_expect_str_eq(a->directory, tmp);
     cr_expect_null(a->environment);
     cr_expect_eq(a->nenvironment, 0);
