@@ -133,6 +133,13 @@ static bool json_has(const char *needle)
     return strstr(status_json(), needle) != NULL;
 }
 
+/* A number of the first pool's JSON object; -1 if none. */
+static double pool_number(const char *key)
+{
+    const char *pools = strstr(status_json(), "\"pools\":[");
+    return pools ? h_json_number(pools, key) : -1;
+}
+
 /* Pids of the pool's workers in the given state, from status JSON. */
 static size_t app_pids(const char *state, pid_t *pids, size_t cap)
 {
@@ -218,13 +225,13 @@ Test(app, crash_loop_backs_off_and_recovers)
     FILE *f = fopen(marker, "w");
     fclose(f);
     kill(pid, SIGKILL);
-    cr_assert(WAIT_UNTIL(json_has("\"crash_streak\":3,\"requests\""), 10000), "%s", out);
+    cr_assert(WAIT_UNTIL(pool_number("crash_streak") >= 3, 10000), "%s", out);
     cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0);
     cr_assert(strstr(out, "CRASH LOOP backing off"), "%s", out);
     cr_assert(h_file_count(srv.log, "crash loop: ") >= 2);
     unlink(marker);
     cr_assert(WAIT_UNTIL(app_pids("ready", NULL, 0) == 1, 15000), "did not recover: %s", out);
-    cr_assert(WAIT_UNTIL(json_has("\"crash_streak\":0,\"requests\""), 5000), "%s", out);
+    cr_assert(WAIT_UNTIL(pool_number("crash_streak") == 0, 5000), "%s", out);
 }
 
 Test(app, argv_placeholder_and_nginx_handoff)
@@ -404,8 +411,8 @@ Test(app, watchdog_replaces_a_hung_worker)
     cr_assert(WAIT_UNTIL(app_pids("ready", &next, 1) == 1 && next != first, 10000));
     cr_assert(WAIT_UNTIL(h_file_count(srv.log, "unresponsive: no WATCHDOG=1") >= 1, 5000));
     cr_assert(h_file_count(srv.log, "SIGABRT") >= 1);
-    cr_assert(WAIT_UNTIL(json_has("\"restarts\":1,\"crash_streak\":0,\"requests\""), 5000),
-              "the pool counts one restart: %s", out);
+    cr_assert(h_file_count(srv.log, "ms after SIGABRT; SIGKILL") >= 1, "capp ignores SIGABRT");
+    cr_assert_geq(pool_number("restarts"), 1, "the pool counts the restart: %s", out);
 }
 
 Test(app, output_goes_to_the_log_and_a_flood_is_bounded)
@@ -441,8 +448,7 @@ Test(app, max_rss_recycles_with_the_replacement_ready_first)
     /* Its replacement was ready before it was asked to stop. */
     cr_assert(strstr(above, " ready after"), "%s", above);
     free(log);
-    cr_assert(json_has("\"restarts\":0,\"crash_streak\":0,\"requests\""),
-              "a recycle is not a restart: %s", out);
+    cr_assert_eq(pool_number("restarts"), 0, "a recycle is not a restart: %s", out);
 }
 
 Test(app, garbage_on_notify_channels_is_ignored)

@@ -212,9 +212,11 @@ int main(int argc, char **argv)
     unsigned long served = 0;
     time_t ready_at = time(NULL), last_ping = 0;
     while (!stop) {
-        if (o.hang_after >= 0 && time(NULL) - ready_at >= o.hang_after)
+        if (o.hang_after >= 0 && time(NULL) - ready_at >= o.hang_after) {
+            signal(SIGABRT, SIG_IGN);   /* stuck so badly that only SIGKILL ends it */
             for (;;)
-                pause();            /* stuck: no more WATCHDOG=1 */
+                pause();            /* no more WATCHDOG=1 */
+        }
         if (time(NULL) != last_ping) {     /* once a second, not per request */
             char msg[96];
             snprintf(msg, sizeof msg, "WATCHDOG=1\nREQUESTS=%lu\nACTIVE=0", served);
