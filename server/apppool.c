@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1029,8 +1030,54 @@ static struct app_pool *add_pool(struct master *m, const char *name)
     return &a->pools[a->npools++];
 }
 
+/* The cgroup v2 directory of this process ("0::/path" in /proc/self/cgroup)
+ * under the first mount that has it, or "" when there is none. */
+static void own_cgroup_dir(char *dir, size_t cap)
+{
+    static const char *const roots[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
+    char line[512] = "";
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    dir[0] = '\0';
+    while (f && fgets(line, sizeof line, f) && strncmp(line, "0::", 3) != 0)
+        line[0] = '\0';
+    if (f)
+        fclose(f);
+    line[strcspn(line, "\n")] = '\0';
+    for (size_t i = 0; line[0] && i < sizeof roots / sizeof roots[0] && !dir[0]; i++) {
+        char probe[PATH_MAX];
+        snprintf(probe, sizeof probe, "%s%s/cgroup.controllers", roots[i], line + 3);
+        if (access(probe, R_OK) == 0)
+            cutf(dir, cap, "%s%s", roots[i], line + 3);
+    }
+}
+
+/* max_rss is enforced by sampling; say once whether the machine would
+ * also allow a kernel limit (a delegated cgroup v2 memory controller). */
+static void report_memory_limits(const struct config *cfg)
+{
+    bool wanted = false;
+    for (size_t i = 0; i < cfg->napps; i++)
+        wanted = wanted || cfg->apps[i].max_rss;
+    if (!wanted)
+        return;
+    char dir[PATH_MAX], path[PATH_MAX + 32], ctl[256] = "";
+    own_cgroup_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/cgroup.controllers", dir);
+    FILE *f = dir[0] ? fopen(path, "re") : NULL;
+    if (f && !fgets(ctl, sizeof ctl, f))
+        ctl[0] = '\0';
+    if (f)
+        fclose(f);
+    bool memory = strstr(ctl, "memory") != NULL;
+    log_info("max_rss: enforced by sampling each app worker's /proc/PID/stat once a second "
+             "and replacing it; cgroup v2 memory controller %s%s%s", memory ? "present at " :
+             "not delegated here", memory ? dir : "", memory ? " (not used yet)" :
+             " (no kernel limit; sampling only)");
+}
+
 int apppool_start(struct master *m)
 {
+    report_memory_limits(&m->cfg);
     for (size_t i = 0; i < m->cfg.napps; i++) {
         struct app_pool *pool = add_pool(m, m->cfg.apps[i].name);
         if (!pool || begin_rollout(m, pool, i) != 0)

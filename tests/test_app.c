@@ -440,6 +440,8 @@ Test(app, max_rss_recycles_with_the_replacement_ready_first)
     pid_t first;
     cr_assert(WAIT_UNTIL(app_pids("ready", &first, 1) >= 1, 5000));
     cr_assert(WAIT_UNTIL(h_file_count(srv.log, "is above max_rss") >= 1, 10000));
+    cr_assert_eq(h_file_count(srv.log, "max_rss: enforced by sampling"), 1,
+                 "the start says how max_rss is enforced here");
     cr_assert(WAIT_UNTIL(h_pid_gone(first), 15000), "over-grown worker not recycled");
     char *log = h_read_file(srv.log), want[96];
     snprintf(want, sizeof want, "pid %d: resident memory", (int)first);
