@@ -17,16 +17,12 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "server/log.h"
 #include "server/master.h"
 #include "workers/app.h"
 
-#define EARLY_DEATH_MS   2000       /* dying sooner without READY: crash loop */
-#define BACKOFF_BASE_MS  100
-#define BACKOFF_MAX_MS   30000
 #define ABORT_GRACE_MS   5000       /* after the watchdog's SIGABRT: SIGKILL */
 #define OUTPUT_BUDGET    (256 * 1024) /* log bytes per worker per second */
 #define READ_CHUNK       16384
@@ -96,12 +92,6 @@ static void cutf(char *buf, size_t cap, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, cap, fmt, ap);
     va_end(ap);
-}
-
-static bool same_addr(const struct address *a, const struct address *b)
-{
-    return a->socktype == b->socktype && a->salen == b->salen &&
-           memcmp(&a->sa, &b->sa, a->salen) == 0;
 }
 
 static const struct app_gen_conf *conf_of(const struct app_pool *pool,
@@ -243,7 +233,7 @@ static size_t find_listen_fds(const struct master *m, const struct app_gen_conf 
     size_t n = 0;
     for (size_t i = 0; i < g->naddrs; i++)
         for (size_t j = 0; j < m->nls; j++)
-            if (m->ls[j].fd >= 0 && same_addr(&m->ls[j].conf.addr, &g->addrs[i])) {
+            if (m->ls[j].fd >= 0 && address_equal(&m->ls[j].conf.addr, &g->addrs[i])) {
                 fds[n] = m->ls[j].fd;
                 addrs[n++] = g->addrs[i].text;
                 break;
@@ -458,15 +448,6 @@ static void rollback(struct master *m, struct app_pool *pool, const char *why)
     maybe_conclude_reload(m);
 }
 
-static void describe_exit(int status, char *buf, size_t cap)
-{
-    if (WIFSIGNALED(status))
-        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
-    else
-        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
-}
-
 /* "worker 1 exited with status 3 before READY=1 (last line: ...)". */
 static void failure_reason(const struct app_proc *p, const char *what, char *buf, size_t cap)
 {
@@ -482,19 +463,16 @@ static void schedule_respawn(struct master *m, struct app_pool *pool,
                              const struct app_proc *p)
 {
     int64_t lived = m->now_ms - p->started_ms;
-    if (p->ready_ms || lived >= EARLY_DEATH_MS) {
+    if (p->ready_ms || lived >= MASTER_EARLY_DEATH_MS) {
         pool->crash_streak = 0;
         pool->respawn_at_ms = m->now_ms;
         return;
     }
     pool->crash_streak++;
-    int64_t delay = BACKOFF_BASE_MS;
-    for (unsigned i = 1; i < pool->crash_streak && delay < BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    pool->respawn_at_ms = m->now_ms + (delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS);
+    pool->respawn_at_ms = m->now_ms + master_backoff_ms(pool->crash_streak);
     log_warn("app %s: crash loop: %u workers in a row died within %d ms of start, never "
              "ready; respawning in %lld ms", pool_name(pool), pool->crash_streak,
-             EARLY_DEATH_MS, (long long)(pool->respawn_at_ms - m->now_ms));
+             MASTER_EARLY_DEATH_MS, (long long)(pool->respawn_at_ms - m->now_ms));
 }
 
 /* --- output and notify channels --------------------------------------------- */
@@ -738,7 +716,7 @@ static void proc_exited(struct master *m, struct app_pool *pool, struct app_proc
 {
     char how[96];
     drain_output(m, pool, p);
-    describe_exit(status, how, sizeof how);
+    master_describe_exit(status, how, sizeof how);
     bool expected = stopping_state(p) || m->stopping;
     log_msg(expected ? LOG_LVL_INFO : LOG_LVL_WARN,
             "app %s/%d gen %u pid %d %s after %.3fs", pool_name(pool), p->slot,
@@ -1116,38 +1094,49 @@ void apppool_reload(struct master *m)
     maybe_conclude_reload(m);
 }
 
-void apppool_stop(struct master *m, bool now)
+typedef void (*proc_fn)(struct master *m, struct app_pool *pool, struct app_proc *p,
+                        void *arg);
+
+/* fn for every live (not yet reaped) worker of every pool. */
+static void each_live_proc(struct master *m, proc_fn fn, void *arg)
 {
     for (size_t k = 0; k < m->apps.npools; k++) {
         struct app_pool *pool = &m->apps.pools[k];
-        for (size_t i = 0; i < pool->nprocs; i++) {
-            struct app_proc *p = &pool->procs[i];
-            if (!alive(p))
-                continue;
-            if (now) {
-                signal_proc(p, SIGINT);     /* most programs' "quit now" */
-                p->state = APP_STOPPING;
-            } else {
-                stop_proc(m, pool, p, APP_STOPPING);
-            }
-        }
+        for (size_t i = 0; i < pool->nprocs; i++)
+            if (alive(&pool->procs[i]) && pool->procs[i].pid > 0)
+                fn(m, pool, &pool->procs[i], arg);
     }
+}
+
+static void stop_for_master(struct master *m, struct app_pool *pool, struct app_proc *p,
+                            void *now)
+{
+    if (!*(bool *)now) {
+        stop_proc(m, pool, p, APP_STOPPING);
+        return;
+    }
+    signal_proc(p, SIGINT);         /* most programs' "quit now" */
+    p->state = APP_STOPPING;
+}
+
+void apppool_stop(struct master *m, bool now)
+{
+    each_live_proc(m, stop_for_master, &now);
+}
+
+static void kill_at_deadline(struct master *m, struct app_pool *pool, struct app_proc *p,
+                             void *arg)
+{
+    (void)m; (void)arg;
+    log_warn("app %s/%d pid %d still running at the stop deadline; SIGKILL",
+             pool_name(pool), p->slot, (int)p->pid);
+    signal_proc(p, SIGKILL);
+    p->killed = true;
 }
 
 void apppool_kill_all(struct master *m)
 {
-    for (size_t k = 0; k < m->apps.npools; k++) {
-        struct app_pool *pool = &m->apps.pools[k];
-        for (size_t i = 0; i < pool->nprocs; i++) {
-            struct app_proc *p = &pool->procs[i];
-            if (alive(p) && p->pid > 0) {
-                log_warn("app %s/%d pid %d still running at the stop deadline; SIGKILL",
-                         pool_name(pool), p->slot, (int)p->pid);
-                signal_proc(p, SIGKILL);
-                p->killed = true;
-            }
-        }
-    }
+    each_live_proc(m, kill_at_deadline, NULL);
 }
 
 size_t apppool_live(const struct master *m)
@@ -1166,20 +1155,19 @@ bool apppool_settled(const struct master *m)
     return true;
 }
 
+static void close_in_child(struct master *m, struct app_pool *pool, struct app_proc *p,
+                           void *arg)
+{
+    (void)m; (void)pool; (void)arg;
+    int fds[] = { p->notify_fd, p->sd_fd, p->out_fd, p->err_fd };
+    for (size_t j = 0; j < sizeof fds / sizeof fds[0]; j++)
+        if (fds[j] >= 0)
+            close(fds[j]);
+}
+
 void apppool_close_in_child(struct master *m)
 {
-    for (size_t k = 0; k < m->apps.npools; k++) {
-        struct app_pool *pool = &m->apps.pools[k];
-        for (size_t i = 0; i < pool->nprocs; i++) {
-            struct app_proc *p = &pool->procs[i];
-            if (!alive(p))
-                continue;
-            int fds[] = { p->notify_fd, p->sd_fd, p->out_fd, p->err_fd };
-            for (size_t j = 0; j < 4; j++)
-                if (fds[j] >= 0)
-                    close(fds[j]);
-        }
-    }
+    each_live_proc(m, close_in_child, NULL);
 }
 
 void apppool_scale(struct master *m, const char *name, long n, struct sbuf *out)

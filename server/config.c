@@ -477,6 +477,12 @@ static in_port_t address_port(const struct address *a)
     return 1;                        /* unix: never "kernel-chosen" */
 }
 
+bool address_equal(const struct address *a, const struct address *b)
+{
+    return a->socktype == b->socktype && a->salen == b->salen &&
+           memcmp(&a->sa, &b->sa, a->salen) == 0;
+}
+
 /* Same socket twice is an error; port 0 means a fresh kernel-chosen port
  * each time, so those never collide. */
 static const struct listen_conf *find_same_address(const struct config *c,
@@ -485,9 +491,7 @@ static const struct listen_conf *find_same_address(const struct config *c,
     if (address_port(a) == 0)
         return NULL;
     for (size_t i = 0; i < c->nlistens; i++) {
-        const struct address *b = &c->listens[i].addr;
-        if (b->socktype == a->socktype && b->salen == a->salen &&
-            memcmp(&b->sa, &a->sa, a->salen) == 0)
+        if (address_equal(&c->listens[i].addr, a))
             return &c->listens[i];
     }
     return NULL;

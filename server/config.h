@@ -113,6 +113,9 @@ void config_free(struct config *cfg);
 int address_parse(const char *text, const char *dir, struct address *out,
                   char *err, size_t errlen);
 
+/* The same socket address (type, family, address, port or path). */
+bool address_equal(const struct address *a, const struct address *b);
+
 /* Name of a protocol ("http", "echo", "chat", "app") and of a log level. */
 const char *proto_name(enum proto_kind p);
 const char *app_handoff_name(enum app_handoff h);

@@ -24,7 +24,6 @@
 #include "workers/loadboard.h"
 #include "workers/worker.h"
 
-#define EARLY_DEATH_MS   2000   /* a worker dying sooner is a crash loop */
 #define BACKOFF_BASE_MS  100
 #define BACKOFF_MAX_MS   30000
 #define CMD_QUEUE_LIMIT  (256 * 1024)
@@ -394,7 +393,7 @@ static void read_last_reports(struct master *m, size_t idx)
 
 /* --- reaping ------------------------------------------------------------ */
 
-static void describe_status(int status, char *buf, size_t cap)
+void master_describe_exit(int status, char *buf, size_t cap)
 {
     if (WIFSIGNALED(status))
         snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
@@ -410,26 +409,30 @@ static void record_exit(struct master *m, size_t idx, int status, int64_t lived)
         .status = status, .when = time(NULL), .lived_ms = lived };
 }
 
+int64_t master_backoff_ms(unsigned streak)
+{
+    int64_t delay = BACKOFF_BASE_MS;
+    for (unsigned i = 1; i < streak && delay < BACKOFF_MAX_MS; i++)
+        delay *= 2;
+    return delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS;
+}
+
 /* Back-off: a worker that dies young without having served anything is a
  * crash loop and lengthens the wait before the next. One killed after
  * serving (an operator's kill, the OOM killer under load) is replaced now. */
 static void schedule_respawn(struct master *m, size_t idx, int64_t lived)
 {
     struct slot *s = &m->slots[idx];
-    if (lived >= EARLY_DEATH_MS || s->report.requests > 0) {
+    if (lived >= MASTER_EARLY_DEATH_MS || s->report.requests > 0) {
         m->crash_streak = 0;
         s->respawn_at_ms = m->now_ms;
         return;
     }
     m->crash_streak++;
-    int64_t delay = BACKOFF_BASE_MS;
-    for (unsigned i = 1; i < m->crash_streak && delay < BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    if (delay > BACKOFF_MAX_MS)
-        delay = BACKOFF_MAX_MS;
+    int64_t delay = master_backoff_ms(m->crash_streak);
     s->respawn_at_ms = m->now_ms + delay;
     log_warn("crash loop: %u workers in a row died within %d ms of start, serving nothing; "
-             "respawning slot %zu in %lld ms", m->crash_streak, EARLY_DEATH_MS,
+             "respawning slot %zu in %lld ms", m->crash_streak, MASTER_EARLY_DEATH_MS,
              idx, (long long)delay);
 }
 
@@ -442,7 +445,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
     chat_worker_gone(m, s->pid);
     loadboard_clear(m->board, s->board_slot, s->pid);
     char how[96];
-    describe_status(status, how, sizeof how);
+    master_describe_exit(status, how, sizeof how);
     bool expected = s->draining || m->stopping;
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     log_msg(expected && clean ? LOG_LVL_INFO : LOG_LVL_WARN,
@@ -465,7 +468,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
         return;
     }
     if (idx < m->target && !m->stopping)
-        schedule_respawn(m, idx, expected ? EARLY_DEATH_MS : lived);
+        schedule_respawn(m, idx, expected ? MASTER_EARLY_DEATH_MS : lived);
 }
 
 static void reap_children(struct master *m)
@@ -606,12 +609,6 @@ static bool ls_is_shared(const struct master *m, int fd)
     return false;
 }
 
-static bool same_address(const struct address *a, const struct address *b)
-{
-    return a->socktype == b->socktype && a->salen == b->salen &&
-           memcmp(&a->sa, &b->sa, a->salen) == 0;
-}
-
 /* The new set of listeners: an unchanged address keeps its socket (no
  * connection refused during the swap), a new one is bound. On failure
  * nothing changes. */
@@ -626,7 +623,7 @@ static int build_listeners(struct master *m, const struct config *cfg,
     for (size_t i = 0; i < cfg->nlistens; i++) {
         ls[i].fd = -1;
         for (size_t j = 0; j < m->nls && ls[i].fd < 0; j++) {
-            if (m->ls[j].fd >= 0 && same_address(&m->ls[j].conf.addr, &cfg->listens[i].addr)) {
+            if (m->ls[j].fd >= 0 && address_equal(&m->ls[j].conf.addr, &cfg->listens[i].addr)) {
                 ls[i].conf = cfg->listens[i];
                 ls[i].fd = m->ls[j].fd;
             }

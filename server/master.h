@@ -94,6 +94,15 @@ const char *master_slot_state(const struct master *m, const struct slot *s);
 void master_send(struct master *m, size_t slot, uint16_t type,
                  const void *payload, size_t len);
 
+/* A worker dying sooner after its start, without having served (built-in)
+ * or been ready (app), is a crash loop: the next respawn waits
+ * master_backoff_ms(deaths in a row), 100 ms doubling up to 30 s. */
+#define MASTER_EARLY_DEATH_MS 2000
+int64_t master_backoff_ms(unsigned streak);
+
+/* "exited with status N" or "killed by signal N (name)", from waitpid. */
+void master_describe_exit(int status, char *buf, size_t cap);
+
 /* Start-up cannot complete: tell the waiting parent why, stop now. */
 void master_abort_start(struct master *m, const char *why);
 

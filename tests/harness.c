@@ -443,3 +443,88 @@ int h_unix_connect(const char *path)
     }
     return fd;
 }
+
+static pid_t parent_of(pid_t pid)
+{
+    pid_t ppid = 0;
+    char st;
+    return read_stat(pid, NULL, 0, &st, &ppid, NULL) == 0 ? ppid : 0;
+}
+
+static void remember_pid(struct h_pids *set, pid_t pid)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (set->pid[i] == pid)
+            return;
+    if (set->n < sizeof set->pid / sizeof set->pid[0])
+        set->pid[set->n++] = pid;
+}
+
+void h_remember_tree(struct h_pids *set, pid_t parent)
+{
+    DIR *d = opendir("/proc");
+    for (struct dirent *de; d && (de = readdir(d)); ) {
+        pid_t pid = (pid_t)atoi(de->d_name);
+        if (pid <= 0 || parent_of(pid) != parent)
+            continue;
+        remember_pid(set, pid);
+        h_remember_tree(set, pid);
+    }
+    if (d)
+        closedir(d);
+}
+
+void h_kill_remembered(struct h_pids *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (!h_pid_gone(set->pid[i]))
+            kill(set->pid[i], SIGKILL);
+    set->n = 0;
+}
+
+const char *h_http_body(int port, const char *request, char *buf, size_t cap, int ms)
+{
+    int fd = h_tcp_connect(port);
+    size_t len = 0;                 /* h_read_some adds to it */
+    if (fd >= 0 && h_write_full(fd, request, strlen(request)) == 0)
+        while (len + 1 < cap && h_read_some(fd, buf + len, cap - 1 - len, ms, &len) == 0)
+            ;
+    if (fd >= 0)
+        close(fd);
+    buf[len] = '\0';
+    const char *body = strstr(buf, "\r\n\r\n");
+    return body ? body + 4 : "";
+}
+
+static void *load_loop(void *arg)
+{
+    struct h_load *l = arg;
+    char buf[2048];
+    while (!l->stop) {
+        const char *body = h_http_body(l->port, l->request, buf, sizeof buf, 10000);
+        if (strncmp(body, l->good, strlen(l->good)) == 0 && body[0]) {
+            l->ok++;
+        } else {
+            snprintf(l->last_failure, sizeof l->last_failure, "%.150s", buf);
+            l->failed++;
+        }
+    }
+    return NULL;
+}
+
+void h_load_start(struct h_load *l, int port, const char *request, const char *good)
+{
+    memset(l, 0, sizeof *l);
+    l->port = port;
+    l->request = request;
+    l->good = good;
+    for (size_t i = 0; i < 2; i++)
+        pthread_create(&l->threads[i], NULL, load_loop, l);
+}
+
+void h_load_stop(struct h_load *l)
+{
+    l->stop = true;
+    for (size_t i = 0; i < 2; i++)
+        pthread_join(l->threads[i], NULL);
+}

@@ -5,6 +5,7 @@
 #define PREFORKD_HARNESS_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -78,7 +79,6 @@ int h_write_full(int fd, const void *buf, size_t len);
 int h_run(char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#endif
 
 /* Strict JSON syntax check of a whole document: true when valid. */
 bool h_json_valid(const char *text);
@@ -92,3 +92,32 @@ bool h_prometheus_valid(const char *text, const char **bad);
 double h_status_number(const struct server *s, const char *key);
 /* Connect to a Unix stream socket; -1 on failure. */
 int h_unix_connect(const char *path);
+
+/* Every descendant of parent (apps fork their own), added to a set that
+ * a test kills at teardown: processes it started, by pid. */
+struct h_pids {
+    pid_t pid[512];
+    size_t n;
+};
+void h_remember_tree(struct h_pids *set, pid_t parent);
+/* SIGKILL the members still alive (zombies count as gone). */
+void h_kill_remembered(struct h_pids *set);
+
+/* Send request on a new connection to 127.0.0.1:port, read to EOF within
+ * ms into buf; the body after the header, or "" on failure. */
+const char *h_http_body(int port, const char *request, char *buf, size_t cap, int ms);
+
+/* Clients asking port in a loop until stopped: a body starting with
+ * `good` counts as ok, anything else (an error, a reset) as failed. */
+struct h_load {
+    int port;
+    const char *request, *good;
+    _Atomic bool stop;
+    _Atomic long ok, failed;
+    char last_failure[200];
+    pthread_t threads[2];
+};
+void h_load_start(struct h_load *l, int port, const char *request, const char *good);
+void h_load_stop(struct h_load *l);
+
+#endif

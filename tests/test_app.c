@@ -6,9 +6,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,46 +26,14 @@ static const char *capp(void)
     return p ? p : "build/capp";
 }
 
-/* Every descendant of pid (apps fork too), remembered for teardown. */
-static pid_t seen[512];
-static size_t nseen;
-
-static void remember_tree(pid_t parent)
-{
-    DIR *d = opendir("/proc");
-    for (struct dirent *de; d && (de = readdir(d)); ) {
-        char path[64], buf[512];
-        pid_t pid = (pid_t)atoi(de->d_name);
-        if (pid <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        char *rp = strrchr(buf, ')');
-        int ppid = 0;
-        if (!rp || sscanf(rp + 2, "%*c %d", &ppid) != 1 || ppid != parent)
-            continue;
-        bool known = false;
-        for (size_t i = 0; i < nseen; i++)
-            known = known || seen[i] == pid;
-        if (!known && nseen < sizeof seen / sizeof seen[0])
-            seen[nseen++] = pid;
-        remember_tree(pid);
-    }
-    if (d)
-        closedir(d);
-}
+static struct h_pids tree;     /* the master and apps it started */
 
 static void setup(void)
 {
     server_init(&srv);
     port = h_free_port(SOCK_STREAM);
     port2 = h_free_port(SOCK_STREAM);
-    nseen = 0;
+    tree.n = 0;
 }
 
 /* Stop only what this test started: the master, then any app process of
@@ -75,11 +41,9 @@ static void setup(void)
 static void teardown(void)
 {
     if (srv.pid > 0)
-        remember_tree(srv.pid);
+        h_remember_tree(&tree, srv.pid);
     server_cleanup(&srv);
-    for (size_t i = 0; i < nseen; i++)
-        if (!h_pid_gone(seen[i]))
-            kill(seen[i], SIGKILL);
+    h_kill_remembered(&tree);
 }
 
 TestSuite(app, .init = setup, .fini = teardown, .timeout = 120);
@@ -98,22 +62,9 @@ static void write_app_conf(const char *command, const char *extra, bool two)
                       "}\n", command, port, second, extra);
 }
 
-/* GET / and the body (after the blank line), or "" on failure. */
 static const char *get_body(int p, char *buf, size_t cap)
 {
-    int fd = h_tcp_connect(p);
-    buf[0] = '\0';
-    if (fd < 0)
-        return buf;
-    static const char req[] = "GET / HTTP/1.0\r\n\r\n";
-    size_t len = 0;             /* h_read_some adds to it */
-    if (h_write_full(fd, req, sizeof req - 1) == 0)
-        while (len + 1 < cap && h_read_some(fd, buf + len, cap - 1 - len, 5000, &len) == 0)
-            ;
-    close(fd);
-    buf[len] = '\0';
-    const char *body = strstr(buf, "\r\n\r\n");
-    return body ? body + 4 : "";
+    return h_http_body(p, "GET / HTTP/1.0\r\n\r\n", buf, cap, 5000);
 }
 
 static int ctl(const char *args)
@@ -172,7 +123,7 @@ static void start_ok(void)
 {
     cr_assert_eq(server_start(&srv, NULL), 0, "preforkd did not start: %s",
                  h_read_file(srv.log) ?: "");
-    remember_tree(srv.pid);
+    h_remember_tree(&tree, srv.pid);
 }
 
 Test(app, fds_are_exactly_listeners_and_notify_pipe)
@@ -200,7 +151,7 @@ Test(app, environment_user_and_directory)
                    "directory = \"/tmp\"\nenvironment = {\"A=1\"}", false);
     char *env[] = { "PREFORKD_TEST_LEAK=yes", NULL };
     cr_assert_eq(server_start(&srv, env), 0, "%s", h_read_file(srv.log) ?: "");
-    remember_tree(srv.pid);
+    h_remember_tree(&tree, srv.pid);
     char buf[4096];
     const char *body = get_body(port, buf, sizeof buf);
     cr_assert(strstr(body, "uid=65534 leak=-"), "%s", body);
@@ -327,28 +278,6 @@ Test(app, deploy_that_never_says_ready_is_rolled_back)
 
 /* --- deploys under load ------------------------------------------------- */
 
-struct load {
-    atomic_bool stop;
-    atomic_long ok, failed;
-    char last_failure[256];
-};
-
-static void *load_loop(void *arg)
-{
-    struct load *l = arg;
-    char buf[1024];
-    while (!atomic_load(&l->stop)) {
-        const char *body = get_body(port, buf, sizeof buf);
-        if (strncmp(body, "v", 1) == 0) {
-            atomic_fetch_add(&l->ok, 1);
-        } else {
-            snprintf(l->last_failure, sizeof l->last_failure, "%.200s", buf);
-            atomic_fetch_add(&l->failed, 1);
-        }
-    }
-    return NULL;
-}
-
 static void deploy_answers_under_load(const char *mode)
 {
     char args[128], extra[128];
@@ -356,10 +285,8 @@ static void deploy_answers_under_load(const char *mode)
     snprintf(args, sizeof args, "\"--answer\", \"v0\"");
     write_app_conf(cmd(args), extra, false);
     start_ok();
-    struct load l = { 0 };
-    pthread_t t[2];
-    for (int i = 0; i < 2; i++)
-        pthread_create(&t[i], NULL, load_loop, &l);
+    struct h_load l;
+    h_load_start(&l, port, "GET / HTTP/1.0\r\n\r\n", "v");
     for (int d = 1; d <= 20; d++) {
         snprintf(args, sizeof args, "\"--answer\", \"v%d\"", d);
         write_app_conf(cmd(args), extra, false);
@@ -372,15 +299,11 @@ static void deploy_answers_under_load(const char *mode)
             cr_assert_str_eq(get_body(port, buf, sizeof buf), want,
                              "deploy %d: an old worker answered after the verdict", d);
     }
-    atomic_store(&l.stop, true);
-    for (int i = 0; i < 2; i++)
-        pthread_join(t[i], NULL);
-    cr_assert_eq(atomic_load(&l.failed), 0, "%ld of %ld requests failed, last: %s",
-                 atomic_load(&l.failed), atomic_load(&l.ok) + atomic_load(&l.failed),
-                 l.last_failure);
-    cr_assert_gt(atomic_load(&l.ok), 100);
-    fprintf(stderr, "app deploys (%s): 20 deploys, %ld requests, 0 failed\n", mode,
-            atomic_load(&l.ok));
+    h_load_stop(&l);
+    cr_assert_eq(l.failed, 0, "%ld of %ld requests failed, last: %s", (long)l.failed,
+                 (long)(l.ok + l.failed), l.last_failure);
+    cr_assert_gt(l.ok, 100);
+    fprintf(stderr, "app deploys (%s): 20 deploys, %ld requests, 0 failed\n", mode, (long)l.ok);
     cr_assert(json_has("\"generation\":21"), "%s", out);
 }
 
