@@ -369,7 +369,7 @@ Test(http, method_not_allowed_and_body_limit)
     struct resp r;
     cr_assert_eq(read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 405);
-    cr_assert_str_eq(hdr(&r, "Allow", v, sizeof v), "GET, HEAD");
+    cr_assert_str_eq(hdr(&r, "Allow", v, sizeof v), "GET, HEAD, OPTIONS");
     free(r.body);
     cr_assert_eq(read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 200);

@@ -360,6 +360,37 @@ Test(http_strict, http_versions)
     close(fd);
 }
 
+/* RFC 9110 9.3.7: OPTIONS * and OPTIONS /path: 200, Allow, no content. */
+Test(http_strict, options)
+{
+    start("");
+    const char *reqs[] = {
+        "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
+        "OPTIONS /f HTTP/1.1\r\nHost: t\r\n\r\n",
+        "OPTIONS /missing HTTP/1.1\r\nHost: t\r\n\r\n",
+        "OPTIONS http://t/f HTTP/1.1\r\nHost: t\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        struct answer a;
+        int fd = send_raw(reqs[i], strlen(reqs[i]), &a);
+        cr_expect_eq(a.status, 200, "%s: %d", reqs[i], a.status);
+        cr_expect(strstr(a.head, "\r\nAllow: GET, HEAD, OPTIONS\r\n"), "%s", a.head);
+        cr_expect(strstr(a.head, "\r\nContent-Length: 0\r\n"), "%s", a.head);
+        cr_expect(serves_next(fd), "%s: connection not kept", reqs[i]);
+        close(fd);
+    }
+    expect("OPTIONS /../x HTTP/1.1\r\nHost: t\r\n\r\n", 403, OPEN);
+    expect_400_closed("OPTIONS ** HTTP/1.1\r\nHost: t\r\n\r\n");
+    expect("GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400, CLOSED);   /* * is OPTIONS only */
+    struct answer a;
+    int fd;
+    const char del[] = "DELETE /f HTTP/1.1\r\nHost: t\r\n\r\n";
+    fd = send_raw(del, sizeof del - 1, &a);
+    cr_expect_eq(a.status, 405);
+    cr_expect(strstr(a.head, "\r\nAllow: GET, HEAD, OPTIONS\r\n"), "%s", a.head);
+    close(fd);
+}
+
 /* RFC 9112 3.2 / RFC 3986: the request target is visible ASCII; raw
  * UTF-8, overlong forms, control bytes, DEL are 400. Percent-encoded UTF-8
  * is served. */
@@ -408,6 +439,17 @@ Test(http_strict, trailers_are_dropped)
                       "0\r\nTransfer-Encoding: chunked\r\n\r\n");
 }
 
+/* RFC 9110 9.1: a method this server does not know is a 501 (not a
+ * 400: the request is well formed); garbage is a 400. */
+Test(http_strict, unknown_method_is_501)
+{
+    start("");
+    expect("FOO /f HTTP/1.1\r\nHost: t\r\n\r\n", 501, CLOSED);
+    expect("get /f HTTP/1.1\r\nHost: t\r\n\r\n", 501, CLOSED);   /* case-sensitive */
+    expect_400_closed("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+    expect_400_closed("G@T /f HTTP/1.1\r\nHost: t\r\n\r\n");
+}
+
 /* RFC 9110 7.8: Upgrade may be ignored; then the connection goes on in
  * HTTP/1.1 (llhttp would otherwise stop parsing it). */
 Test(http_strict, upgrade_is_ignored)
@@ -443,7 +485,7 @@ Test(http_strict, requests_split_into_single_bytes)
         "GET /f HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
         "GET /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
         "3\r\nabc\r\n0\r\nX-T: v\r\n\r\n",
-        "GET /f HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: [::1]\r\n\r\n",
     };
     int one = 1;
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {

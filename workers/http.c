@@ -44,6 +44,7 @@
 #define NO_BODY_AT       UINT32_MAX
 #define LINGER_MS        5000           /* lingering close, at most */
 #define LINGER_READS     16             /* per event, so others get a turn */
+#define ALLOW            "GET, HEAD, OPTIONS"
 
 enum { H_NONE, H_INM, H_IMS, H_IM, H_IUS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, H_HOST,
        H_TE, H_COUNT };
@@ -609,7 +610,7 @@ static void reply_error(struct conn *c, struct http_state *s, struct hbuf *b,
     char *p = put_status(b->out + b->out_len, status);
     p += sprintf(p, "Content-Type: text/plain\r\nContent-Length: %d\r\n", blen);
     if (status == 405)
-        p = PUTS(p, "Allow: GET, HEAD\r\n");
+        p = PUTS(p, "Allow: " ALLOW "\r\n");
     if (status == 301)
         p = put_location(p, b);
     if (status == 416 && f)
@@ -746,11 +747,37 @@ static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
     return true;
 }
 
+/* OPTIONS (RFC 9110 9.3.7): the methods, no content. The same for every
+ * resource, so "*" and a path get the same answer; a path that could not
+ * be served (malformed, refused) gets that error instead. */
+static void reply_options(struct conn *c, struct http_state *s, struct hbuf *b)
+{
+    if (b->url.len != 1 || *span_ptr(b, b->url) != '*') {
+        char path[URL_MAX + 1];
+        int n = http_path_normalize(span_ptr(b, b->url), b->url.len, path, sizeof path);
+        if (n < 0) {
+            reply_error(c, s, b, -n, NULL);
+            return;
+        }
+    }
+    bool keep = keep_alive(c, s, b);
+    char *p = put_status(b->out + b->out_len, 200);
+    p = PUTS(p, "Allow: " ALLOW "\r\nContent-Length: 0\r\n");
+    p = put_connection(p, &s->parser, keep);
+    p = PUTS(p, "\r\n");
+    b->out_len = (uint32_t)(p - b->out);
+    request_done(c, s, b, 200, 0, keep);
+}
+
 /* Answer the complete request in b; false when out has no room for it. */
 static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
 {
     if (b->out_len && b->out_len + HDR_RESERVE + b->url.len > OUT_CAP - ERR_RESERVE)
         return false;
+    if (s->parser.method == HTTP_OPTIONS) {
+        reply_options(c, s, b);
+        return true;
+    }
     if (s->parser.method != HTTP_GET && s->parser.method != HTTP_HEAD) {
         reply_error(c, s, b, 405, NULL);
         return true;
@@ -780,9 +807,26 @@ static void next_request(struct http_state *s, struct hbuf *b)
     llhttp_resume(&s->parser);
 }
 
-static int parse_error_status(const struct hbuf *b)
+/* A method llhttp does not know (it stops at its first unknown letter):
+ * 501 if the request starts with a token and SP (RFC 9110 9.1), else 400.
+ * The message starts at in[0] (next_request moves it there), after the
+ * empty lines RFC 9112 2.2 says to ignore. Only on this error path. */
+static int unknown_method_status(const struct hbuf *b)
 {
-    return b->err ? b->err : 400;
+    uint32_t i = 0;
+    while (i < b->len && (b->in[i] == '\r' || b->in[i] == '\n'))
+        i++;
+    size_t n = http_token_len(b->in + i, b->len - i);
+    return n && i + n < b->len && b->in[i + n] == ' ' ? 501 : 400;
+}
+
+static int parse_error_status(const struct http_state *s, const struct hbuf *b)
+{
+    if (b->err)
+        return b->err;
+    if (llhttp_get_errno(&s->parser) == HPE_INVALID_METHOD)
+        return unknown_method_status(b);
+    return 400;
 }
 
 static void parse_more(struct conn *c, struct http_state *s, struct hbuf *b)
@@ -821,7 +865,7 @@ static void parse_more(struct conn *c, struct http_state *s, struct hbuf *b)
     }
     if (!b->err)
         log_debug("http parse error: %s", llhttp_get_error_reason(&s->parser));
-    reply_error(c, s, b, parse_error_status(b), NULL);
+    reply_error(c, s, b, parse_error_status(s, b), NULL);
     s->flags |= F_CLOSE | F_CUT;
 }
 
