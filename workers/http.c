@@ -26,7 +26,8 @@
 #include "workers/http_path.h"
 #include "workers/mime.h"
 
-#define URL_MAX          4096           /* longer request targets: 414 */
+#define URL_MAX          8192           /* longer request targets: 414 (RFC 9112 3
+                                           recommends at least 8000) */
 #define BODY_MAX         (64 * 1024)    /* bodies read and dropped up to this */
 #define OUT_CAP          (HTTP_FILE_SMALL + 16384)
 #define ERR_RESERVE      2048           /* out room always kept for an error */
