@@ -1,6 +1,7 @@
 /* Unit tests of the HTTP handler's pure parts: path normalisation and
  * percent-decoding, Range parsing, HTTP dates, media types. */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,6 +57,76 @@ Test(http_unit, normalise_refuses)
     longp[0] = '/';
     longp[sizeof longp - 1] = '\0';
     cr_assert_eq(norm(longp, out), -414);
+    /* Absolute form: the authority follows Host's rules. */
+    cr_assert_eq(norm("http://u@h/x", out), -400);
+    cr_assert_eq(norm("http:///x", out), -400);
+    cr_assert_eq(norm("http://h:x/x", out), -400);
+    cr_assert_gt(norm("http://h?q=1", out), 0);
+    cr_assert_str_eq(out, "/");
+}
+
+static bool host(const char *v)
+{
+    return http_host_valid(v, strlen(v));
+}
+
+Test(http_unit, host_values)
+{
+    const char *good[] = {
+        "h", "h:80", "h:", "h:0", "h:65535", "H.EXAMPLE.org", "127.0.0.1", "[::1]", "[::1]:8080",
+        "[2001:db8::1]", "[::ffff:1.2.3.4]", "[v1.x:y]", "[V7f.a]", "%41b", "a-b_c~d!$&'()*+;=",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        cr_expect(host(good[i]), "%s", good[i]);
+    const char *bad[] = {
+        "", ":80", "u@h", "u:p@h", "h/p", "h,i", "h, i", "h i", "h:x", "h:-1", "h:65536",
+        "h:80:80", "h:99999999999", "[::1", "[]", "[zz]", "[::1]x", "[::1]:x", "[v.x]", "[v1.]",
+        "[vg.x]", "h%4", "h%zz", "h\"", "h?", "h#", "h\\", "h\t", "[fe80::1%25eth0]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect(!host(bad[i]), "%s", bad[i]);
+}
+
+static int te(const char *const *lines)
+{
+    struct http_te t = { 0 };
+    for (; *lines; lines++)
+        http_te_add(&t, *lines, strlen(*lines));
+    return http_te_status(&t);
+}
+
+#define TE(...) te((const char *const[]){ __VA_ARGS__, NULL })
+
+Test(http_unit, transfer_encoding_lists)
+{
+    cr_assert_eq(TE("chunked"), 0);
+    cr_assert_eq(TE("Chunked"), 0);
+    cr_assert_eq(TE(" chunked "), 0);
+    cr_assert_eq(TE(",chunked,"), 0);
+    cr_assert_eq(TE(""), 400);
+    cr_assert_eq(TE("identity"), 400);
+    cr_assert_eq(TE("gzip"), 400);
+    cr_assert_eq(TE("chunked, gzip"), 400);
+    cr_assert_eq(TE("chunked", "gzip"), 400);
+    cr_assert_eq(TE("chunked, chunked"), 400);
+    cr_assert_eq(TE("chunked", "chunked"), 400);
+    cr_assert_eq(TE("chunked;x=1"), 400);
+    cr_assert_eq(TE("\"chunked\""), 400);
+    cr_assert_eq(TE("chunked x"), 400);
+    cr_assert_eq(TE("chunked/1"), 400);
+    cr_assert_eq(TE("gzip, chunked"), 501);
+    cr_assert_eq(TE("gzip;level=1, chunked"), 501);
+    cr_assert_eq(TE("gzip", "chunked"), 501);
+    cr_assert_eq(TE("x-custom", "", "chunked"), 501);
+}
+
+Test(http_unit, tokens)
+{
+    cr_assert_eq(http_token_len("GET / HTTP/1.1", 14), 3);
+    cr_assert_eq(http_token_len("x-y.z~!#$%&'*+^_`|", 18), 18);
+    cr_assert_eq(http_token_len("a:b", 3), 1);
+    cr_assert_eq(http_token_len("\x80", 1), 0);
+    cr_assert_eq(http_token_len("", 0), 0);
 }
 
 static enum http_range rng(const char *v, uint64_t size, uint64_t *a, uint64_t *b)

@@ -26,7 +26,8 @@
 #include "workers/http_path.h"
 #include "workers/mime.h"
 
-#define URL_MAX          4096           /* longer request targets: 414 */
+#define URL_MAX          8192           /* longer request targets: 414 (RFC 9112 3
+                                           recommends at least 8000) */
 #define BODY_MAX         (64 * 1024)    /* bodies read and dropped up to this */
 #define OUT_CAP          (HTTP_FILE_SMALL + 16384)
 #define ERR_RESERVE      2048           /* out room always kept for an error */
@@ -44,9 +45,10 @@
 #define NO_BODY_AT       UINT32_MAX
 #define LINGER_MS        5000           /* lingering close, at most */
 #define LINGER_READS     16             /* per event, so others get a turn */
+#define ALLOW            "GET, HEAD, OPTIONS"
 
 enum { H_NONE, H_INM, H_IMS, H_IM, H_IUS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, H_HOST,
-       H_COUNT };
+       H_TE, H_COUNT };
 
 /* F_SERVED: answered one. F_CUT: closing on a request cut short (refused
  * head or body), so the client may still be sending. F_LINGER: closing,
@@ -61,10 +63,17 @@ struct hbuf {
     struct conn *c;
     uint32_t len, parsed;       /* bytes in in[], bytes given to llhttp */
     uint32_t body_at;           /* first body byte of this read: dropped */
-    struct span url, field, hdr[H_COUNT];
+    struct span url, field, val, hdr[H_COUNT];
     uint8_t cur;                /* H_* of the header value being read */
     bool url_done, in_body, complete;
+    bool head_checked;          /* the head's last line end was checked */
     uint8_t hosts;              /* Host headers seen (1.1 needs exactly one) */
+    uint8_t te_lines;           /* Transfer-Encoding field lines seen */
+    struct http_te te;          /* their codings */
+    uint16_t head_flags;        /* llhttp's flags when the head ended */
+    uint32_t method_end, version_end;   /* offsets in in[] where they end */
+    uint32_t colon;             /* offset of the current field line's ':' */
+    uint32_t val_end;           /* end of its value so far; 0: none yet */
     int err;                    /* status a callback refused with */
     uint64_t body_seen;
     uint32_t out_head, out_len; /* pending response bytes out[head..len) */
@@ -135,7 +144,9 @@ static const char *reason(int status)
     case 412: return "Precondition Failed";
     case 416: return "Range Not Satisfiable";
     case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default:  return "Internal Server Error";
     }
 }
@@ -154,10 +165,13 @@ static const char *span_ptr(const struct hbuf *b, struct span sp)
 
 static void buf_reset_request(struct hbuf *b)
 {
-    memset(&b->url, 0, sizeof b->url + sizeof b->field + sizeof b->hdr);
+    memset(&b->url, 0, sizeof b->url + sizeof b->field + sizeof b->val + sizeof b->hdr);
     b->cur = H_NONE;
-    b->url_done = b->in_body = b->complete = false;
-    b->hosts = 0;
+    b->url_done = b->in_body = b->complete = b->head_checked = false;
+    b->hosts = b->te_lines = 0;
+    memset(&b->te, 0, sizeof b->te);
+    b->method_end = b->version_end = b->colon = b->val_end = 0;
+    b->head_flags = 0;
     b->err = 0;
     b->body_seen = 0;
     b->body_at = NO_BODY_AT;
@@ -201,13 +215,33 @@ static void buf_put(struct http_state *s)
 
 /* --- llhttp callbacks --------------------------------------------------- */
 
-static void span_add(struct hbuf *b, struct span *sp, const char *at, size_t len)
+/* llhttp (strict mode, GNUmakefile) checks the grammar it knows; these
+ * callbacks add what RFC 9110/9112 ask of a server and llhttp 8 leaves to
+ * its user, from the positions of the spans it reports, never by scanning
+ * the request again: one SP between the request-line parts, CRLF line ends
+ * (llhttp takes a bare LF after the request line and the last header),
+ * no empty field name, no obs-fold, a valid Host, a Transfer-Encoding that
+ * is exactly "chunked" (and not next to Content-Length, nor in HTTP/1.0),
+ * HTTP/1.x only, trailers dropped. Each refusal closes the connection. */
+
+static int refuse(struct hbuf *b, int status)
+{
+    b->err = status;
+    return -1;
+}
+
+/* A span can arrive in pieces (one per llhttp_execute()); they are
+ * contiguous in in[], which holds the whole head. */
+static void span_add(struct span *sp, struct hbuf *b, const char *at, size_t len)
 {
     if (sp->len == 0)
         sp->off = (uint32_t)(at - b->in);
-    else if (b->in + sp->off + sp->len != at)
-        return;         /* a repeated header: the first one counts */
     sp->len += (uint32_t)len;
+}
+
+static uint32_t span_end(struct span sp)
+{
+    return sp.off + sp.len;
 }
 
 static int on_message_begin(llhttp_t *p)
@@ -217,14 +251,22 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+    struct hbuf *b = p->data;
+    b->method_end = (uint32_t)(at + len - b->in);
+    return 0;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     struct hbuf *b = p->data;
-    if (b->url.len + len > URL_MAX) {
-        b->err = 414;
-        return -1;
-    }
-    span_add(b, &b->url, at, len);
+    /* RFC 9112 3: method SP request-target; llhttp skips any number of SP */
+    if (!b->url.len && (uint32_t)(at - b->in) != b->method_end + 1)
+        return refuse(b, 400);
+    if (b->url.len + len > URL_MAX)
+        return refuse(b, 414);
+    span_add(&b->url, b, at, len);
     return 0;
 }
 
@@ -234,10 +276,28 @@ static int on_url_complete(llhttp_t *p)
     return 0;
 }
 
+/* The digits of HTTP-version ("1.1"), after "HTTP/". */
+static int on_version(llhttp_t *p, const char *at, size_t len)
+{
+    struct hbuf *b = p->data;
+    uint32_t off = (uint32_t)(at - b->in);
+    if (!b->version_end && off != span_end(b->url) + sizeof " HTTP/" - 1)
+        return refuse(b, 400);          /* more than one SP before it */
+    b->version_end = off + (uint32_t)len;
+    return 0;
+}
+
+/* llhttp takes any digit.digit here (LENIENT_VERSION, set in http_open):
+ * 1.2 and up are served as 1.1 (RFC 9110 2.5), other majors get 505. */
+static int on_version_complete(llhttp_t *p)
+{
+    return p->http_major == 1 ? 0 : refuse(p->data, 505);
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct hbuf *b = p->data;
-    span_add(b, &b->field, at, len);
+    span_add(&b->field, b, at, len);
     return 0;
 }
 
@@ -249,31 +309,92 @@ static int on_header_field_complete(llhttp_t *p)
         [H_RANGE] = { "range", 5 }, [H_IF_RANGE] = { "if-range", 8 },
         [H_REFERER] = { "referer", 7 },
         [H_UA] = { "user-agent", 10 }, [H_HOST] = { "host", 4 },
+        [H_TE] = { "transfer-encoding", 17 },
     };
     struct hbuf *b = p->data;
+    if (!b->field.len)
+        return refuse(b, 400);          /* ": value" (RFC 9110 5.1: 1*tchar) */
+    b->colon = span_end(b->field);      /* strict llhttp: no space before ':' */
+    b->val_end = 0;
     b->cur = H_NONE;
-    for (int i = H_INM; i < H_COUNT; i++)
-        if (b->field.len == known[i].len &&
-            strncasecmp(span_ptr(b, b->field), known[i].name, known[i].len) == 0)
-            b->cur = (uint8_t)i;
+    /* A trailer field is dropped (RFC 9110 6.5.1): none is applied, framing,
+     * routing and request modifiers (Range, Host, ...) least of all. */
+    if (!b->in_body)
+        for (int i = H_INM; i < H_COUNT; i++)
+            if (b->field.len == known[i].len &&
+                strncasecmp(span_ptr(b, b->field), known[i].name, known[i].len) == 0)
+                b->cur = (uint8_t)i;
     if (b->cur == H_HOST && b->hosts < UINT8_MAX)
         b->hosts++;             /* counted, not just kept: two are a 400 */
     b->field.len = 0;
     return 0;
 }
 
+/* obs-fold (RFC 9112 5.2): llhttp joins a line that starts with SP or HTAB
+ * to the value before it. Refused: a value piece that does not continue
+ * the previous one, or a first piece with a line break between it and the
+ * colon (an empty value is reported at the next line's start, after its
+ * own CRLF). The bytes looked at are the few of the OWS llhttp skipped. */
+static bool folded(const struct hbuf *b, uint32_t off, size_t len)
+{
+    if (b->val_end)
+        return off != b->val_end;
+    size_t gap = off - b->colon - (len == 0);
+    return memchr(b->in + b->colon, '\n', gap) != NULL;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct hbuf *b = p->data;
+    uint32_t off = (uint32_t)(at - b->in);
+    /* Trailers are dropped, and their bytes may be gone already (body bytes
+     * are dropped from in[] after each read): no positions to check. */
+    if (!b->in_body && folded(b, off, len))
+        return refuse(b, 400);
+    b->val_end = off + (uint32_t)len;
     if (b->cur != H_NONE)
-        span_add(b, &b->hdr[b->cur], at, len);
+        span_add(&b->val, b, at, len);
     return 0;
+}
+
+/* The value without the trailing whitespace llhttp leaves in it. */
+static struct span trimmed(const struct hbuf *b, struct span sp)
+{
+    while (sp.len && (b->in[sp.off + sp.len - 1] == ' ' || b->in[sp.off + sp.len - 1] == '\t'))
+        sp.len--;
+    return sp;
 }
 
 static int on_header_value_complete(llhttp_t *p)
 {
-    ((struct hbuf *)p->data)->cur = H_NONE;
+    struct hbuf *b = p->data;
+    struct span v = trimmed(b, b->val);
+    if (b->cur == H_HOST && b->hosts == 1 && !http_host_valid(span_ptr(b, v), v.len))
+        return refuse(b, 400);          /* RFC 9112 3.2 */
+    if (b->cur == H_TE) {
+        http_te_add(&b->te, span_ptr(b, v), v.len);
+        b->te_lines = 1;
+    }
+    if (b->cur != H_NONE && !b->hdr[b->cur].len)
+        b->hdr[b->cur] = b->val;        /* a repeated header: the first one counts */
+    b->val.len = 0;
+    b->cur = H_NONE;
     return 0;
+}
+
+/* RFC 9112 6.1 and 6.3: a request's framing must be certain. Transfer-
+ * Encoding must be exactly "chunked" (llhttp refuses chunked not last, but
+ * takes an empty value, unknown codings before chunked, and HTTP/1.0),
+ * never next to Content-Length (llhttp misses it when the TE value is
+ * empty). Content-Length itself is llhttp's: 1*DIGIT, one field line. */
+static int framing_status(const llhttp_t *p, const struct hbuf *b)
+{
+    if (!b->te_lines)
+        return 0;
+    if (p->http_minor == 0 || (p->flags & F_CONTENT_LENGTH))
+        return 400;
+    int st = http_te_status(&b->te);
+    return st || (p->flags & F_CHUNKED) ? st : 400;
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -281,15 +402,24 @@ static int on_headers_complete(llhttp_t *p)
     struct hbuf *b = p->data;
     b->in_body = true;
     /* RFC 9112 3.2: a 1.1 request without Host, or with several, is a 400. */
-    if (b->hosts > 1 || (b->hosts == 0 && p->http_major == 1 && p->http_minor >= 1)) {
-        b->err = 400;
-        return -1;
-    }
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > BODY_MAX) {
-        b->err = 413;
-        return -1;
-    }
-    return 0;
+    if (b->hosts > 1 || (b->hosts == 0 && p->http_minor >= 1))
+        return refuse(b, 400);
+    /* RFC 9112 2.2: CRLF ends the request line (strict llhttp: a CR is
+     * followed by LF; a bare LF it takes). */
+    if (b->in[b->version_end] != '\r')
+        return refuse(b, 400);
+    int st = framing_status(p, b);
+    if (st)
+        return refuse(b, st);
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > BODY_MAX)
+        return refuse(b, 413);
+    /* Upgrade (h2c, websocket) is ignored, as RFC 9110 7.8 allows: without
+     * this llhttp would stop parsing the connection after this request. */
+    p->upgrade = 0;
+    b->head_flags = p->flags;
+    /* Where the head ends is known at the pause: at on_message_complete
+     * for a request without a body, here for one with a body. */
+    return (p->flags & F_CHUNKED) || p->content_length > 0 ? HPE_PAUSED : 0;
 }
 
 /* Bodies are not used: they are counted and dropped from the buffer. */
@@ -309,7 +439,12 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 /* Pause after each request so it is answered before the next is parsed. */
 static int on_message_complete(llhttp_t *p)
 {
-    ((struct hbuf *)p->data)->complete = true;
+    struct hbuf *b = p->data;
+    b->complete = true;
+    /* llhttp applies Connection (and Content-Length, Upgrade) found in
+     * trailers to its flags: undo that, trailers are dropped. */
+    if (p->flags & F_CHUNKED)
+        p->flags = b->head_flags;
     return HPE_PAUSED;
 }
 
@@ -318,8 +453,11 @@ static void settings_init(void)
     llhttp_settings_t *s = &H.settings;
     llhttp_settings_init(s);
     s->on_message_begin = on_message_begin;
+    s->on_method = on_method;
     s->on_url = on_url;
     s->on_url_complete = on_url_complete;
+    s->on_version = on_version;
+    s->on_version_complete = on_version_complete;
     s->on_header_field = on_header_field;
     s->on_header_field_complete = on_header_field_complete;
     s->on_header_value = on_header_value;
@@ -407,7 +545,7 @@ static void request_done(struct conn *c, struct http_state *s, struct hbuf *b,
     s->flags |= F_SERVED;
     if (!keep)
         s->flags |= F_CLOSE;
-    if (status >= 500)
+    if (status >= 500 && status != 501 && status != 505)     /* not the client's */
         log_error("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
     else if (status >= 400)
         log_debug("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
@@ -473,7 +611,7 @@ static void reply_error(struct conn *c, struct http_state *s, struct hbuf *b,
     char *p = put_status(b->out + b->out_len, status);
     p += sprintf(p, "Content-Type: text/plain\r\nContent-Length: %d\r\n", blen);
     if (status == 405)
-        p = PUTS(p, "Allow: GET, HEAD\r\n");
+        p = PUTS(p, "Allow: " ALLOW "\r\n");
     if (status == 301)
         p = put_location(p, b);
     if (status == 416 && f)
@@ -610,11 +748,37 @@ static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
     return true;
 }
 
+/* OPTIONS (RFC 9110 9.3.7): the methods, no content. The same for every
+ * resource, so "*" and a path get the same answer; a path that could not
+ * be served (malformed, refused) gets that error instead. */
+static void reply_options(struct conn *c, struct http_state *s, struct hbuf *b)
+{
+    if (b->url.len != 1 || *span_ptr(b, b->url) != '*') {
+        char path[URL_MAX + 1];
+        int n = http_path_normalize(span_ptr(b, b->url), b->url.len, path, sizeof path);
+        if (n < 0) {
+            reply_error(c, s, b, -n, NULL);
+            return;
+        }
+    }
+    bool keep = keep_alive(c, s, b);
+    char *p = put_status(b->out + b->out_len, 200);
+    p = PUTS(p, "Allow: " ALLOW "\r\nContent-Length: 0\r\n");
+    p = put_connection(p, &s->parser, keep);
+    p = PUTS(p, "\r\n");
+    b->out_len = (uint32_t)(p - b->out);
+    request_done(c, s, b, 200, 0, keep);
+}
+
 /* Answer the complete request in b; false when out has no room for it. */
 static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
 {
     if (b->out_len && b->out_len + HDR_RESERVE + b->url.len > OUT_CAP - ERR_RESERVE)
         return false;
+    if (s->parser.method == HTTP_OPTIONS) {
+        reply_options(c, s, b);
+        return true;
+    }
     if (s->parser.method != HTTP_GET && s->parser.method != HTTP_HEAD) {
         reply_error(c, s, b, 405, NULL);
         return true;
@@ -644,9 +808,26 @@ static void next_request(struct http_state *s, struct hbuf *b)
     llhttp_resume(&s->parser);
 }
 
-static int parse_error_status(const struct hbuf *b)
+/* A method llhttp does not know (it stops at its first unknown letter):
+ * 501 if the request starts with a token and SP (RFC 9110 9.1), else 400.
+ * The message starts at in[0] (next_request moves it there), after the
+ * empty lines RFC 9112 2.2 says to ignore. Only on this error path. */
+static int unknown_method_status(const struct hbuf *b)
 {
-    return b->err ? b->err : 400;
+    uint32_t i = 0;
+    while (i < b->len && (b->in[i] == '\r' || b->in[i] == '\n'))
+        i++;
+    size_t n = http_token_len(b->in + i, b->len - i);
+    return n && i + n < b->len && b->in[i + n] == ' ' ? 501 : 400;
+}
+
+static int parse_error_status(const struct http_state *s, const struct hbuf *b)
+{
+    if (b->err)
+        return b->err;
+    if (llhttp_get_errno(&s->parser) == HPE_INVALID_METHOD)
+        return unknown_method_status(b);
+    return 400;
 }
 
 static void parse_more(struct conn *c, struct http_state *s, struct hbuf *b)
@@ -656,18 +837,36 @@ static void parse_more(struct conn *c, struct http_state *s, struct hbuf *b)
     if (e == HPE_OK) {
         b->parsed = b->len;
         if (b->in_body && b->body_at != NO_BODY_AT) {
-            b->len = b->parsed = b->body_at;    /* drop the body bytes */
+            /* Drop the body bytes, but keep the last byte read, so that the
+             * byte before the next read's first is still what came before
+             * it (the line-end check of the trailer section uses it). */
+            b->in[b->body_at] = b->in[b->len - 1];
+            b->len = b->parsed = b->body_at + (b->body_at + 1 < H.in_cap);
             b->body_at = NO_BODY_AT;
         }
         return;
     }
-    if (e == HPE_PAUSED && b->complete) {
-        b->parsed = (uint32_t)(llhttp_get_error_pos(&s->parser) - b->in);
-        return;
+    if (e == HPE_PAUSED) {
+        uint32_t end = (uint32_t)(llhttp_get_error_pos(&s->parser) - b->in);
+        /* The first pause is at the end of the head (on_headers_complete
+         * or on_message_complete): its empty line must be CRLF too
+         * (RFC 9112 2.2; llhttp takes a bare LF there). So must the one
+         * that ends the trailer section of a chunked body. */
+        if (!b->head_checked || (b->complete && (b->head_flags & F_CHUNKED))) {
+            b->head_checked = true;
+            if (b->in[end - 2] != '\r')
+                b->err = 400;
+        }
+        if (!b->err) {
+            b->parsed = end;
+            if (!b->complete)
+                llhttp_resume(&s->parser);      /* a body follows */
+            return;
+        }
     }
     if (!b->err)
         log_debug("http parse error: %s", llhttp_get_error_reason(&s->parser));
-    reply_error(c, s, b, parse_error_status(b), NULL);
+    reply_error(c, s, b, parse_error_status(s, b), NULL);
     s->flags |= F_CLOSE | F_CUT;
 }
 
@@ -875,6 +1074,10 @@ static void http_open(struct conn *c)
 {
     struct http_state *s = state_of(c);
     llhttp_init(&s->parser, HTTP_REQUEST, &H.settings);
+    /* Any digit.digit version reaches on_version_complete (1.2 is served as
+     * 1.1, 2.0 gets 505); llhttp's other lenient flags (headers, chunked
+     * length, keep-alive, transfer-encoding) stay off. */
+    s->parser.lenient_flags = LENIENT_VERSION;
     /* TCP_NODELAY comes from the listening socket (the master sets it;
      * accepted sockets inherit it): no setsockopt per connection. */
     conn_timer_set(c, H.header_tl);     /* a silent client is closed */

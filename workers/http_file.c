@@ -95,9 +95,10 @@ static uint32_t path_hash(const char *p, size_t len)
 static int errno_status(int err)
 {
     switch (err) {
-    case ENOENT: case ENOTDIR: return 404;
+    /* A name longer than the file system allows names no file: 404, not
+     * 414 (the request target itself was short enough to be read). */
+    case ENOENT: case ENOTDIR: case ENAMETOOLONG: return 404;
     case EACCES: case EPERM: case ELOOP: return 403;
-    case ENAMETOOLONG: return 414;
     default: return 500;
     }
 }
@@ -110,7 +111,7 @@ static int resolve(const struct http_cache *hc, const char *path, const char *su
     int n = snprintf(full, sizeof full, "%.*s%s%s", (int)hc->rootlen, hc->root,
                      path, suffix);
     if (n < 0 || (size_t)n >= sizeof full)
-        return -414;
+        return -404;                    /* longer than PATH_MAX: no such file */
     if (!realpath(full, real))
         return -errno_status(errno);
     if (strncmp(real, hc->root, hc->rootlen) != 0 ||

@@ -38,7 +38,7 @@ void http_cache_free(struct http_cache *hc);
 
 /* The regular file for a normalised path (directory paths ending in '/'
  * give their index file). NULL with *status: 301 (a directory named
- * without its trailing slash), 403, 404, 414 or 500. The entry stays
+ * without its trailing slash), 403, 404 or 500. The entry stays
  * valid until the next call unless held. */
 struct http_file *http_cache_get(struct http_cache *hc, const char *path,
                                  size_t len, int64_t now_ms, int *status);

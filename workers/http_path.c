@@ -3,6 +3,7 @@
  * refuses anything ambiguous instead of guessing. */
 #include "workers/http_path.h"
 
+#include <arpa/inet.h>
 #include <stdbool.h>
 #include <string.h>
 #include <strings.h>
@@ -15,9 +16,145 @@ static int hexval(int ch)
     return -1;
 }
 
+/* tchar (RFC 9110 5.6.2): visible ASCII except delimiters. */
+static bool is_tchar(unsigned char c)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && memchr(extra, c, sizeof extra - 1));
+}
+
+size_t http_token_len(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len && is_tchar((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+/* unreserved / sub-delims (RFC 3986 2.2, 2.3), without ','. */
+static bool is_reg_name_char(unsigned char c)
+{
+    static const char extra[] = "-._~!$&'()*+;=";
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && memchr(extra, c, sizeof extra - 1));
+}
+
+/* Inside the brackets of an IP-literal: IPv6address or IPvFuture
+ * ("v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )). */
+static bool ip_literal_valid(const char *v, size_t len)
+{
+    if (len > 1 && (v[0] == 'v' || v[0] == 'V')) {
+        size_t i = 1;
+        while (i < len && hexval(v[i]) >= 0)
+            i++;
+        if (i == 1 || i + 1 >= len || v[i] != '.')
+            return false;
+        for (i++; i < len; i++)
+            if (!is_reg_name_char((unsigned char)v[i]) && v[i] != ',' && v[i] != ':')
+                return false;
+        return true;
+    }
+    char buf[INET6_ADDRSTRLEN];
+    unsigned char addr[16];
+    if (len == 0 || len >= sizeof buf)
+        return false;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+bool http_host_valid(const char *v, size_t len)
+{
+    size_t i = 0;
+    if (len && v[0] == '[') {
+        const char *end = memchr(v, ']', len);
+        if (!end || !ip_literal_valid(v + 1, (size_t)(end - v) - 1))
+            return false;
+        i = (size_t)(end - v) + 1;
+    } else {
+        while (i < len && v[i] != ':') {
+            if (v[i] == '%') {
+                if (i + 2 >= len || hexval(v[i + 1]) < 0 || hexval(v[i + 2]) < 0)
+                    return false;
+                i += 3;
+            } else if (is_reg_name_char((unsigned char)v[i])) {
+                i++;
+            } else {
+                return false;
+            }
+        }
+        if (i == 0)
+            return false;               /* no host */
+    }
+    if (i == len)
+        return true;
+    if (v[i] != ':')
+        return false;
+    unsigned port = 0;                  /* port = *DIGIT: may be empty */
+    for (i++; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        port = port * 10 + (unsigned)(v[i] - '0');
+        if (port > 65535)
+            return false;
+    }
+    return true;
+}
+
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+void http_te_add(struct http_te *te, const char *v, size_t len)
+{
+    size_t i = 0;
+    for (;;) {
+        while (i < len && (is_ows(v[i]) || v[i] == ','))
+            i++;                        /* empty list elements are allowed */
+        if (i == len)
+            return;
+        size_t n = http_token_len(v + i, len - i);
+        if (n == 0) {
+            te->bad = true;
+            return;
+        }
+        bool chunked = n == 7 && strncasecmp(v + i, "chunked", 7) == 0;
+        for (i += n; i < len && is_ows(v[i]); i++)
+            ;
+        if (i < len && v[i] == ';') {   /* parameters; chunked takes none */
+            if (chunked) {
+                te->bad = true;
+                return;
+            }
+            while (i < len && v[i] != ',')
+                i++;
+        }
+        if (i < len && v[i] != ',') {
+            te->bad = true;
+            return;
+        }
+        if (chunked && te->chunked < UINT8_MAX)
+            te->chunked++;
+        else if (!chunked && te->other < UINT8_MAX)
+            te->other++;
+        te->last_chunked = chunked;
+    }
+}
+
+int http_te_status(const struct http_te *te)
+{
+    if (te->bad || !te->last_chunked || te->chunked != 1)
+        return 400;
+    return te->other ? 501 : 0;
+}
+
 /* Offset of the path in an absolute-form target ("http://host/p"), 0 for
- * origin form, or len when the target has no path at all. */
-static size_t skip_scheme_host(const char *t, size_t len)
+ * origin form, len when the target has no path at all; -400 when its
+ * authority is not a valid host[:port] (userinfo included: RFC 9110 4.2.4
+ * says to treat it as an error). */
+static long skip_scheme_host(const char *t, size_t len)
 {
     size_t i;
     if (len >= 7 && strncasecmp(t, "http://", 7) == 0)
@@ -26,9 +163,12 @@ static size_t skip_scheme_host(const char *t, size_t len)
         i = 8;
     else
         return 0;
-    while (i < len && t[i] != '/')
+    size_t host = i;
+    while (i < len && t[i] != '/' && t[i] != '?' && t[i] != '#')
         i++;
-    return i;
+    if (!http_host_valid(t + host, i - host))
+        return -400;
+    return (long)i;
 }
 
 /* The segment out[seg..*o) just ended: drop ".", refuse "..". */
@@ -64,8 +204,11 @@ static int next_byte(const char *t, size_t len, size_t *i)
 
 int http_path_normalize(const char *t, size_t len, char *out, size_t cap)
 {
-    size_t i = skip_scheme_host(t, len);
-    if (i == len && i > 0) {            /* "http://host" alone */
+    long skip = skip_scheme_host(t, len);
+    if (skip < 0)
+        return (int)skip;
+    size_t i = (size_t)skip;
+    if (i > 0 && (i == len || t[i] != '/')) {   /* "http://host" or "http://host?q" */
         t = "/";
         len = 1;
         i = 0;

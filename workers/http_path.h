@@ -4,6 +4,7 @@
 #ifndef PREFORKD_HTTP_PATH_H
 #define PREFORKD_HTTP_PATH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -12,11 +13,36 @@
  * or absolute form "http://host/a/b") into out as a NUL-ended path that
  * starts with '/'. "." segments and repeated slashes go away; "..", an
  * encoded '/', NUL or a backslash is refused. Returns the length, or
- * -400 (malformed), -403 (refused) or -414 (longer than cap - 1). */
+ * -400 (malformed, or an absolute form whose authority is not a valid
+ * host[:port]), -403 (refused) or -414 (longer than cap - 1). */
 int http_path_normalize(const char *target, size_t len, char *out, size_t cap);
 
 /* Length of the path part of an origin-form target (up to '?' or '#'). */
 size_t http_target_path_len(const char *target, size_t len);
+
+/* Length of the token (RFC 9110 5.6.2: 1*tchar) at the start of s. */
+size_t http_token_len(const char *s, size_t len);
+
+/* A Host field value or the authority of an absolute-form target, without
+ * surrounding whitespace: uri-host [":" port] (RFC 9110 7.2, RFC 3986
+ * 3.2.2). uri-host is an IP-literal in brackets (IPv6 or IPvFuture), or a
+ * reg-name (IPv4 included) of unreserved, pct-encoded and sub-delims
+ * characters except ',' (a list: two Host values merged). Invalid: empty,
+ * userinfo ('@'), a path, a port that is not *DIGIT or is above 65535. */
+bool http_host_valid(const char *v, size_t len);
+
+/* Transfer-Encoding of a request, one field line after another (several
+ * lines form one list, RFC 9110 5.3). http_te_status: 0 when the list is
+ * exactly "chunked"; 400 when chunked is missing, not last, repeated or
+ * has parameters, or an element is not a token (RFC 9112 6.1: the framing
+ * is in doubt); 501 when codings this server does not know come before
+ * a final chunked (RFC 9112 6.1: "SHOULD respond with 501"). */
+struct http_te {
+    uint8_t chunked, other;     /* codings seen (saturating) */
+    bool bad, last_chunked;
+};
+void http_te_add(struct http_te *te, const char *v, size_t len);
+int http_te_status(const struct http_te *te);
 
 enum http_range { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
 
