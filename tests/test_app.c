@@ -340,7 +340,7 @@ Test(app, watchdog_replaces_a_hung_worker)
 
 Test(app, output_goes_to_the_log_and_a_flood_is_bounded)
 {
-    write_app_conf(cmd("\"--flood\""), "workers = 1", false);
+    write_app_conf(cmd("\"--flood\", \"--long-line\""), "workers = 1", false);
     start_ok();
     pid_t pid;
     cr_assert(WAIT_UNTIL(app_pids("ready", &pid, 1) == 1, 5000));
@@ -348,6 +348,7 @@ Test(app, output_goes_to_the_log_and_a_flood_is_bounded)
     snprintf(want, sizeof want, "[info] master %d: app web/0 gen 1 pid %d: capp %d starting",
              (int)srv.pid, (int)pid, (int)pid);
     cr_assert(WAIT_UNTIL(h_file_count(srv.log, want) == 1, 5000), "no %s", want);
+    cr_assert_eq(h_file_count(srv.log, " [line cut]"), 2, "3000 bytes: 1024 + 1024 cut, 952 whole");
     /* The master answers while the app writes 20 MB as fast as it can. */
     for (int i = 0; i < 5; i++)
         cr_assert(h_status_number(&srv, "master_pid") == srv.pid);

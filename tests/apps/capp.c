@@ -26,7 +26,7 @@ struct opts {
     const char *answer;
     const char *exit_if_exists;     /* exit 4 at start while this file exists */
     int exit_at_start;              /* -1: no */
-    int no_ready, report_fds, garbage, sd_notify, flood, hang_after;
+    int no_ready, report_fds, garbage, sd_notify, flood, hang_after, long_line;
     long grow_mb;
     int listen_port, procs;         /* on its own: bind, fork procs - 1 */
     int fds[MAX_FDS];
@@ -54,6 +54,7 @@ static void parse(int argc, char **argv, struct opts *o)
         else if (!strcmp(a, "--garbage")) o->garbage = 1;
         else if (!strcmp(a, "--sd-notify")) o->sd_notify = 1;
         else if (!strcmp(a, "--flood")) o->flood = 1;
+        else if (!strcmp(a, "--long-line")) o->long_line = 1;
         else { fprintf(stderr, "capp: unknown argument %s\n", a); exit(2); }
     }
     const char *n = o->nfds ? NULL : getenv("LISTEN_FDS");
@@ -191,6 +192,12 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGTERM, on_term);
     printf("capp %d starting with %u listeners\n", (int)getpid(), o.nfds);
+    if (o.long_line) {              /* 3000 bytes: logged in marked pieces */
+        char line[3001];
+        memset(line, 'L', sizeof line - 1);
+        line[sizeof line - 1] = '\0';
+        fprintf(stderr, "%s\n", line);
+    }
     if (o.exit_at_start >= 0) {
         fprintf(stderr, "capp: failing at start on purpose (status %d)\n", o.exit_at_start);
         return o.exit_at_start;
