@@ -137,6 +137,20 @@ static void close_channels(struct master *m, struct app_proc *p)
     close_channel(m, &p->err_fd);
 }
 
+typedef void (*proc_fn)(struct master *m, struct app_pool *pool, struct app_proc *p,
+                        void *arg);
+
+/* fn for every live (not yet reaped) worker of every pool. */
+static void each_live_proc(struct master *m, proc_fn fn, void *arg)
+{
+    for (size_t k = 0; k < m->apps.npools; k++) {
+        struct app_pool *pool = &m->apps.pools[k];
+        for (size_t i = 0; i < pool->nprocs; i++)
+            if (alive(&pool->procs[i]) && pool->procs[i].pid > 0)
+                fn(m, pool, &pool->procs[i], arg);
+    }
+}
+
 /* Send sig to a worker not yet reaped. */
 static void signal_proc(struct app_proc *p, int sig)
 {
@@ -945,6 +959,28 @@ void apppool_tick(struct master *m)
     maybe_conclude_reload(m);
 }
 
+static void shift(int64_t *t, int64_t by, int64_t now)
+{
+    *t = *t + by < now ? *t + by : now;
+}
+
+static void forgive_proc(struct master *m, struct app_pool *pool, struct app_proc *p,
+                         void *late)
+{
+    int64_t by = *(int64_t *)late;
+    (void)pool;
+    shift(&p->watchdog_ms, by, m->now_ms);
+    shift(&p->stop_ms, by, m->now_ms);
+    shift(&p->abort_ms, by, m->now_ms);
+    if (p->state == APP_STARTING)
+        shift(&p->started_ms, by, m->now_ms);   /* its ready_timeout */
+}
+
+void apppool_forgive(struct master *m, int64_t late_ms)
+{
+    each_live_proc(m, forgive_proc, &late_ms);
+}
+
 int64_t apppool_next_wakeup(const struct master *m, int64_t next)
 {
     for (size_t k = 0; k < m->apps.npools; k++) {
@@ -1092,20 +1128,6 @@ void apppool_reload(struct master *m)
     }
     m->apps.verdict_pending = true;
     maybe_conclude_reload(m);
-}
-
-typedef void (*proc_fn)(struct master *m, struct app_pool *pool, struct app_proc *p,
-                        void *arg);
-
-/* fn for every live (not yet reaped) worker of every pool. */
-static void each_live_proc(struct master *m, proc_fn fn, void *arg)
-{
-    for (size_t k = 0; k < m->apps.npools; k++) {
-        struct app_pool *pool = &m->apps.pools[k];
-        for (size_t i = 0; i < pool->nprocs; i++)
-            if (alive(&pool->procs[i]) && pool->procs[i].pid > 0)
-                fn(m, pool, &pool->procs[i], arg);
-    }
 }
 
 static void stop_for_master(struct master *m, struct app_pool *pool, struct app_proc *p,

@@ -99,6 +99,9 @@ bool apppool_reaped(struct master *m, pid_t pid, int status);
 /* Every loop turn: readiness and watchdog deadlines, escalation, spawning. */
 void apppool_tick(struct master *m);
 int64_t apppool_next_wakeup(const struct master *m, int64_t next);
+/* The master was held up late_ms (machine stall): app workers' watchdog,
+ * readiness and stop deadlines move by as much, as heartbeats' do. */
+void apppool_forgive(struct master *m, int64_t late_ms);
 /* Master stopping: graceful (stop_signal) or immediate (SIGINT). */
 void apppool_stop(struct master *m, bool now);
 /* The stop deadline passed: SIGKILL every app worker left. */

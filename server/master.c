@@ -832,6 +832,7 @@ static void forgive_own_stall(struct master *m, int64_t now_ms, int64_t due_ms)
             s->last_seen_ms = s->last_seen_ms + late_ms < now_ms ?
                               s->last_seen_ms + late_ms : now_ms;
     }
+    apppool_forgive(m, late_ms);
 }
 
 /* A worker whose heartbeat is overdue (an endless loop, SIGSTOP) is killed

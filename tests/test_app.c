@@ -338,6 +338,32 @@ Test(app, watchdog_replaces_a_hung_worker)
     cr_assert_geq(pool_number("restarts"), 1, "the pool counts the restart: %s", out);
 }
 
+/* A machine stall stops master and app alike: when the master runs again
+ * before the app, the app's silence during the stall is not a watchdog
+ * miss (as for built-in heartbeats; status::machine_stall_kills_no_worker). */
+Test(app, machine_stall_is_no_watchdog_miss)
+{
+    write_app_conf(cmd(""), "workers = 1\nwatchdog = 2", false);
+    start_ok();
+    pid_t pid;
+    cr_assert(WAIT_UNTIL(app_pids("ready", &pid, 1) == 1, 5000));
+    int ctl = h_unix_connect(srv.sock);     /* connected now: no wait later */
+    cr_assert_geq(ctl, 0);
+    cr_assert_eq(kill(pid, SIGSTOP), 0);
+    cr_assert_eq(kill(srv.pid, SIGSTOP), 0);
+    h_sleep_ms(4500);               /* the stall itself: longer than the watchdog */
+    cr_assert_eq(kill(srv.pid, SIGCONT), 0);
+    char answer[256];               /* the master has run its loop since */
+    cr_assert_eq(h_write_full(ctl, "status\n", 7), 0);
+    cr_assert_eq(h_read_full(ctl, answer, 4, 5000), 0);
+    close(ctl);
+    cr_assert_eq(kill(pid, SIGCONT), 0);
+    cr_assert(WAIT_UNTIL(pool_number("requests") >= 0 && app_pids("ready", NULL, 0) == 1, 3000));
+    cr_assert(!h_pid_gone(pid), "the app was killed after the stall");
+    cr_assert_eq(h_file_count(srv.log, "unresponsive"), 0);
+    cr_assert_geq(h_file_count(srv.log, "master held up for"), 1);
+}
+
 Test(app, output_goes_to_the_log_and_a_flood_is_bounded)
 {
     write_app_conf(cmd("\"--flood\", \"--long-line\""), "workers = 1", false);
