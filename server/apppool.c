@@ -848,6 +848,7 @@ static void check_rss(struct app_pool *pool, struct app_proc *p)
     if (!limit || p->recycling || p->rollout || p->state != APP_READY || p->rss <= limit)
         return;
     p->recycling = true;
+    pool->recycles++;
     log_warn("app %s/%d pid %d: resident memory %llu bytes is above max_rss %llu; "
              "recycling it once a replacement is ready", pool_name(pool), p->slot,
              (int)p->pid, (unsigned long long)p->rss, limit);

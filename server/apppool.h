@@ -70,7 +70,8 @@ struct app_pool {
     size_t nprocs;                  /* capacity */
     int64_t respawn_at_ms;          /* crash-loop back-off, pool-wide */
     unsigned crash_streak;
-    unsigned long restarts;
+    unsigned long restarts;         /* unexpected exits */
+    unsigned long recycles;         /* replaced above max_rss */
     pid_t last_exit_pid;
     int last_exit_status;           /* as from waitpid */
     time_t last_exit_wall;

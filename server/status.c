@@ -343,10 +343,20 @@ static void text_pools(const struct master *m, struct sbuf *o)
         const struct app_pool *pool = &m->apps.pools[k];
         struct app_counts c = count_app(pool);
         sbuf_printf(o, " %s %d workers gen %u%s%s: ready %zu, starting %zu, draining %zu, "
-                    "restarts %lu%s ", pool->name, pool->cur.app.workers, pool->gen,
+                    "restarts %lu", pool->name, pool->cur.app.workers, pool->gen,
                     pool->rolling ? ", deploying" : "", pool->removed ? ", removed" : "",
-                    c.ready, c.starting, c.draining, pool->restarts,
-                    pool->crash_streak ? ", CRASH LOOP backing off" : "");
+                    c.ready, c.starting, c.draining, pool->restarts);
+        if (pool->restarts && pool->last_exit_pid) {
+            char how[32], ago[32];
+            struct exit_record e = { .status = pool->last_exit_status };
+            describe_exit(&e, how, sizeof how);
+            sbuf_printf(o, " (last exit: pid %d %s, %s ago)", (int)pool->last_exit_pid, how,
+                        fmt_duration((double)(time(NULL) - pool->last_exit_wall), ago,
+                                     sizeof ago));
+        }
+        if (pool->recycles)
+            sbuf_printf(o, ", recycled above max_rss %lu", pool->recycles);
+        sbuf_printf(o, "%s ", pool->crash_streak ? ", CRASH LOOP backing off" : "");
     }
     sbuf_printf(o, "\n");
 }
@@ -418,10 +428,11 @@ static void json_pools(const struct master *m, struct sbuf *o)
         sbuf_printf(o, ",\"workers\":%d,\"generation\":%u,\"deploying\":%s,"
                     "\"removed\":%s,\"live\":%zu,\"ready\":%zu,\"starting\":%zu,"
                     "\"draining\":%zu,\"restarts\":%lu,\"crash_streak\":%u,"
-                    "\"requests\":%llu,\"last_exit\":", pool->cur.app.workers, pool->gen,
-                    pool->rolling ? "true" : "false", pool->removed ? "true" : "false",
+                    "\"requests\":%llu,\"recycles\":%lu,\"last_exit\":", pool->cur.app.workers,
+                    pool->gen, pool->rolling ? "true" : "false", pool->removed ? "true" : "false",
                     c.live, c.ready, c.starting, c.draining, pool->restarts,
-                    pool->crash_streak, (unsigned long long)pool->retired_requests);
+                    pool->crash_streak, (unsigned long long)pool->retired_requests,
+                    pool->recycles);
         if (!pool->last_exit_pid)
             sbuf_printf(o, "null}");
         else

@@ -179,6 +179,7 @@ Test(app, crash_loop_backs_off_and_recovers)
     cr_assert(WAIT_UNTIL(pool_number("crash_streak") >= 3, 10000), "%s", out);
     cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0);
     cr_assert(strstr(out, "CRASH LOOP backing off"), "%s", out);
+    cr_assert(strstr(out, "exit 4, "), "the last exit in the pools line: %s", out);
     cr_assert(h_file_count(srv.log, "crash loop: ") >= 2);
     unlink(marker);
     cr_assert(WAIT_UNTIL(app_pids("ready", NULL, 0) == 1, 15000), "did not recover: %s", out);
@@ -401,6 +402,7 @@ Test(app, max_rss_recycles_with_the_replacement_ready_first)
     cr_assert(strstr(above, " ready after"), "%s", above);
     free(log);
     cr_assert_eq(pool_number("restarts"), 0, "a recycle is not a restart: %s", out);
+    cr_assert_geq(pool_number("recycles"), 1, "%s", out);
 }
 
 Test(app, garbage_on_notify_channels_is_ignored)
