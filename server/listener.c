@@ -4,6 +4,7 @@
 #include "server/listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -12,6 +13,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "server/log.h"
+#include "server/sdnotify.h"
 
 static int unix_socket_is_live(const struct sockaddr_un *sun, socklen_t len)
 {
@@ -67,12 +71,37 @@ static int set_socket_options(int fd, const struct listen_conf *conf)
     return 0;
 }
 
+/* A socket passed by socket activation (systemd, systemd-socket-activate)
+ * for this address: used as if bound here, with our options and backlog. */
+static int adopt_passed(struct listener *l, int fd, char *err, size_t errlen)
+{
+    const struct listen_conf *conf = &l->conf;
+    int flags = fcntl(fd, F_GETFL);
+    bool nonblock = conf->protocol != PROTO_APP;
+    if (flags < 0 || fcntl(fd, F_SETFL, nonblock ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) != 0 ||
+        set_socket_options(fd, conf) != 0 ||
+        (conf->addr.socktype == SOCK_STREAM && listen(fd, conf->backlog) != 0)) {
+        snprintf(err, errlen, "passed socket %s: %s", conf->addr.text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    l->fd = fd;
+    l->adopted = true;
+    log_info("listener %s: adopted the socket passed by socket activation (fd %d)",
+             conf->addr.text, fd);
+    return 0;
+}
+
 int listener_open(struct listener *l, const struct listen_conf *conf,
                   char *err, size_t errlen)
 {
     const struct address *a = &conf->addr;
     l->conf = *conf;
     l->fd = -1;
+    l->adopted = false;
+    int passed = sdnotify_adopt(a);
+    if (passed >= 0)
+        return adopt_passed(l, passed, err, errlen);
     if (a->sa.ss_family == AF_UNIX && prepare_unix_path(a, err, errlen) != 0)
         return -1;
     /* An app's listener stays blocking, as systemd passes sockets: a
@@ -106,7 +135,7 @@ void listener_close(struct listener *l)
         return;
     close(l->fd);
     l->fd = -1;
-    if (l->conf.addr.sa.ss_family == AF_UNIX) {
+    if (l->conf.addr.sa.ss_family == AF_UNIX && !l->adopted) {   /* systemd's path */
         const struct sockaddr_un *sun = (const struct sockaddr_un *)&l->conf.addr.sa;
         unlink(sun->sun_path);
     }

@@ -3,15 +3,18 @@
 #ifndef PREFORKD_LISTENER_H
 #define PREFORKD_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "server/config.h"
 
 struct listener {
     struct listen_conf conf;
     int fd;
+    bool adopted;                   /* passed by socket activation */
 };
 
-/* Create, bind and (for streams) listen. 0, or -1 with "bind ADDR: why". */
+/* Create, bind and (for streams) listen, or adopt the socket passed by
+ * socket activation for this address. 0, or -1 with "bind ADDR: why". */
 int listener_open(struct listener *l, const struct listen_conf *conf,
                   char *err, size_t errlen);
 /* Close; a unix socket's path is removed. */

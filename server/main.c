@@ -15,6 +15,7 @@
 #include "server/listener.h"
 #include "server/log.h"
 #include "server/master.h"
+#include "server/sdnotify.h"
 #include "server/status.h"
 
 #define PREFORKD_VERSION "0.1.0"
@@ -101,12 +102,22 @@ static int control_dir_ready(const char *sock, char *err, size_t errlen)
     return -1;
 }
 
+static int open_listeners(struct master *m, char *err, size_t errlen)
+{
+    sdnotify_take_listen_fds();     /* socket activation: adopted, not bound */
+    if (listeners_open_all(&m->cfg, &m->ls, err, errlen) != 0)
+        return -1;
+    sdnotify_close_unadopted();
+    m->nls = m->cfg.nlistens;
+    return 0;
+}
+
 /* Everything that can fail before detaching: config, log, pidfile, bind. */
 static int prepare_master(const struct options *o, struct master *m)
 {
     char err[1024], abs[PATH_MAX];
     memset(m, 0, sizeof *m);
-    m->pidfile_fd = m->ready_fd = -1;
+    m->pidfile_fd = m->ready_fd = m->sd_fd = -1;
     m->foreground = o->foreground;
     /* Reloads re-read the file after the daemon's chdir("/"). */
     const char *conf = realpath(o->conf, abs) ? abs : o->conf;
@@ -114,14 +125,13 @@ static int prepare_master(const struct options *o, struct master *m)
         log_open(m->cfg.error_log, m->cfg.log_level, err, sizeof err) != 0 ||
         control_dir_ready(m->cfg.control_socket, err, sizeof err) != 0 ||
         (m->pidfile_fd = pidfile_lock(m->cfg.pidfile, err, sizeof err)) < 0 ||
-        listeners_open_all(&m->cfg, &m->ls, err, sizeof err) != 0) {
+        open_listeners(m, err, sizeof err) != 0) {
         fprintf(stderr, "preforkd: %s\n", err);
         /* Our own lock, our own empty file: leave nothing behind. */
         pidfile_remove(m->cfg.pidfile, m->pidfile_fd);
         config_free(&m->cfg);
         return -1;
     }
-    m->nls = m->cfg.nlistens;
     return 0;
 }
 

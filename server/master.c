@@ -20,6 +20,7 @@
 #include "server/chat.h"
 #include "server/daemon.h"
 #include "server/log.h"
+#include "server/sdnotify.h"
 #include "server/status.h"
 #include "workers/loadboard.h"
 #include "workers/worker.h"
@@ -113,6 +114,8 @@ static void close_master_fds(struct master *m, size_t keep)
         close(m->pidfile_fd);
     if (m->ready_fd >= 0)
         close(m->ready_fd);
+    if (m->sd_fd >= 0)
+        close(m->sd_fd);
     control_close_in_child(&m->ctl);
     apppool_close_in_child(m);
     for (size_t i = 0; i < m->nslots; i++) {
@@ -510,6 +513,7 @@ static void begin_stop(struct master *m, bool now)
         return;
     m->stopping = true;
     m->stop_now = now;
+    sdnotify_send(m->sd_fd, "STOPPING=1");
     log_info("%s stop: %zu workers", now ? "immediate" : "graceful", live_workers(m));
     /* Stop accepting: our copies of the listeners go first. */
     listeners_close_all(m->ls, m->nls);
@@ -626,6 +630,7 @@ static int build_listeners(struct master *m, const struct config *cfg,
             if (m->ls[j].fd >= 0 && address_equal(&m->ls[j].conf.addr, &cfg->listens[i].addr)) {
                 ls[i].conf = cfg->listens[i];
                 ls[i].fd = m->ls[j].fd;
+                ls[i].adopted = m->ls[j].adopted;
             }
         }
         if (ls[i].fd >= 0) {
@@ -749,6 +754,12 @@ static void reload(struct master *m)
     char err[512], note[256];
     m->reloads++;
     m->last_reload_wall = time(NULL);
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    sdnotify_send(m->sd_fd, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                  (unsigned long long)mono.tv_sec * 1000000ull +
+                  (unsigned long long)mono.tv_nsec / 1000);
+    m->sd_reloading = m->sd_fd >= 0;
     if (m->stopping)
         return reject_reload(m, "stopping");
     if (config_load(m->cfg.path, &cfg, err, sizeof err) != 0)
@@ -872,11 +883,62 @@ static void check_ready(struct master *m)
              m->nls, m->gen);
     daemon_ready(m->ready_fd, NULL);
     m->ready_fd = -1;
+    sdnotify_send(m->sd_fd, "READY=1\nMAINPID=%d", (int)getpid());
+}
+
+/* --- systemd: reload verdicts, STATUS=, the watchdog -------------------- */
+
+static void systemd_status(struct master *m)
+{
+    char status[sizeof m->sd_status];
+    double rate = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < m->nslots; i++) {
+        if (m->slots[i].pid) {
+            rate += m->slots[i].req_rate;
+            n++;
+        }
+    }
+    snprintf(status, sizeof status, "generation %u: %zu workers, %zu app workers, %.0f req/s%s",
+             m->gen, n, apppool_live(m), rate, m->crash_streak ? ", CRASH LOOP" : "");
+    if (strcmp(status, m->sd_status) != 0) {
+        snprintf(m->sd_status, sizeof m->sd_status, "%s", status);
+        sdnotify_send(m->sd_fd, "STATUS=%s", status);
+    }
+}
+
+/* Each loop turn: READY=1 once a reload has its verdict (app deploys can
+ * take a while), STATUS= once a second when it changed, WATCHDOG=1 at half
+ * the period systemd asked for. */
+static void notify_systemd(struct master *m)
+{
+    if (m->sd_fd < 0 || !m->ready)
+        return;
+    if (m->sd_reloading && m->last_reload != RELOAD_PENDING) {
+        m->sd_reloading = false;
+        sdnotify_send(m->sd_fd, "READY=1\nSTATUS=reload %s%s%s",
+                      m->last_reload == RELOAD_OK ? "applied" :
+                      m->last_reload == RELOAD_REJECTED ? "rejected" : "rolled back",
+                      m->last_reload == RELOAD_OK ? "" : ": ",
+                      m->last_reload == RELOAD_OK ? "" : m->last_reload_msg);
+        m->sd_status[0] = '\0';
+        m->sd_next_status_ms = m->now_ms + TICK_MS;
+    }
+    if (m->now_ms >= m->sd_next_status_ms && !m->stopping) {
+        systemd_status(m);
+        m->sd_next_status_ms = m->now_ms + TICK_MS;
+    }
+    if (m->sd_watchdog_ms && m->now_ms >= m->sd_next_ping_ms) {
+        sdnotify_send(m->sd_fd, "WATCHDOG=1");
+        m->sd_next_ping_ms = m->now_ms + m->sd_watchdog_ms / 2;
+    }
 }
 
 static int64_t next_wakeup(const struct master *m)
 {
     int64_t next = m->now_ms + TICK_MS;
+    if (m->sd_watchdog_ms && m->sd_next_ping_ms < next)
+        next = m->sd_next_ping_ms;
     if (m->stopping && m->stop_deadline_ms < next)
         next = m->stop_deadline_ms;
     for (size_t i = 0; i < m->target && i < m->nslots; i++)
@@ -995,6 +1057,7 @@ static void run_loop(struct master *m)
         cap_draining(m);
         check_heartbeats(m);
         check_ready(m);
+        notify_systemd(m);
         enforce_stop_deadline(m);
         control_expire(&m->ctl, m->now_ms);
     }
@@ -1014,6 +1077,8 @@ static void cleanup(struct master *m)
         pidfile_remove(m->cfg.pidfile, m->pidfile_fd);
     close(m->sigfd);
     close(m->epfd);
+    if (m->sd_fd >= 0)
+        close(m->sd_fd);
 }
 
 int master_run(struct master *m)
@@ -1042,6 +1107,8 @@ int master_run(struct master *m)
                  "set user = \"www-data\" (or another unprivileged user) in %s",
                  m->cfg.path);
     prepare_log_files(m);
+    m->sd_fd = sdnotify_open();
+    m->sd_watchdog_ms = sdnotify_watchdog_ms();
     m->board = loadboard_create();
     spawn_missing(m);
     if (apppool_start(m) != 0)

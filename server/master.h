@@ -82,6 +82,11 @@ struct master {
     struct chat *chat;              /* chat registry (server/chat.c), lazily */
     struct loadboard *board;        /* workers' connection counts, shared */
     struct apppools apps;           /* app pools (server/apppool.c) */
+    /* systemd (server/sdnotify.c): NOTIFY_SOCKET, -1 when not under it */
+    int sd_fd;
+    bool sd_reloading;              /* RELOADING=1 sent, READY=1 owed */
+    int64_t sd_watchdog_ms, sd_next_ping_ms, sd_next_status_ms;
+    char sd_status[160];            /* last STATUS= sent */
 };
 
 /* Worker state as status shows it: a heartbeat overdue by this much is

@@ -1,0 +1,30 @@
+/* sdnotify: the master's side of systemd's protocols, spoken directly (a
+ * datagram and a few environment variables; not worth libsystemd as a
+ * dependency): sd_notify messages to $NOTIFY_SOCKET, the watchdog period
+ * from $WATCHDOG_USEC, and listening sockets passed in $LISTEN_FDS. */
+#ifndef PREFORKD_SDNOTIFY_H
+#define PREFORKD_SDNOTIFY_H
+
+#include <stdint.h>
+
+#include "server/config.h"
+
+/* Connect to $NOTIFY_SOCKET ("/path" or "@abstract") and unset it, so no
+ * child inherits it. The socket, or -1 when there is none. */
+int sdnotify_open(void);
+/* One message (newline-separated KEY=VALUE lines); never blocks, and a
+ * failure costs only this message. No-op when fd < 0. */
+void sdnotify_send(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* $WATCHDOG_USEC for this process (WATCHDOG_PID unset or ours) in ms, else 0. */
+int64_t sdnotify_watchdog_ms(void);
+
+/* Socket activation: take the sockets of $LISTEN_FDS when $LISTEN_PID is
+ * this process (fd 3 on), close-on-exec, and unset the variables. */
+void sdnotify_take_listen_fds(void);
+/* A passed socket bound to a's address and type, taken out of the set,
+ * or -1. */
+int sdnotify_adopt(const struct address *a);
+/* Passed sockets that no listen entry matched: logged and closed. */
+void sdnotify_close_unadopted(void);
+
+#endif
