@@ -14,7 +14,7 @@
 
 #include "server/log.h"
 
-int control_open(struct control *c, const char *path, int epfd,
+int control_open(struct control *c, const char *path, bool defer, int epfd,
                  uint64_t listen_tag, uint64_t client_tag, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
@@ -24,8 +24,14 @@ int control_open(struct control *c, const char *path, int epfd,
     c->tag = client_tag;
     c->listen_tag = listen_tag;
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
     snprintf(c->path, sizeof c->path, "%s", path);
+    snprintf(c->bound, sizeof c->bound, "%s%s", path, defer ? ".new" : "");
+    if (strlen(c->bound) >= sizeof sun.sun_path) {
+        errno = ENAMETOOLONG;
+        goto fail;
+    }
+    memcpy(sun.sun_path, c->bound, strlen(c->bound) + 1);
+    path = c->bound;
     /* The pidfile lock proves no other master runs: a leftover is stale. */
     if (unlink(path) != 0 && errno != ENOENT)
         goto fail;
@@ -63,7 +69,23 @@ void control_close(struct control *c)
             client_close(&c->clients[i]);
     close(c->lfd);
     c->lfd = -1;
-    unlink(c->path);
+    if (!c->keep_path)
+        unlink(c->bound);
+}
+
+int control_publish(struct control *c)
+{
+    if (c->lfd < 0 || strcmp(c->bound, c->path) == 0)
+        return 0;
+    if (rename(c->bound, c->path) != 0)
+        return -1;
+    snprintf(c->bound, sizeof c->bound, "%s", c->path);
+    return 0;
+}
+
+void control_keep_path(struct control *c)
+{
+    c->keep_path = true;
 }
 
 void control_close_in_child(struct control *c)

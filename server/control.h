@@ -29,16 +29,25 @@ struct control_client {
 struct control {
     int lfd;
     char path[108];
+    char bound[112];                /* where lfd is bound: path, or path.new
+                                       until control_publish */
+    bool keep_path;                 /* control_close leaves the path */
     int epfd;
     uint64_t tag;                   /* epoll data = tag | client index */
     uint64_t listen_tag;
     struct control_client clients[CONTROL_MAX_CLIENTS];
 };
 
-/* Bind and listen at path; register with epfd. 0 or -1 with err. */
-int control_open(struct control *c, const char *path, int epfd,
+/* Bind and listen at path (with defer: at path.new, for a new master of a
+ * hot upgrade while the old one still answers at path); register with
+ * epfd. 0 or -1 with err. */
+int control_open(struct control *c, const char *path, bool defer, int epfd,
                  uint64_t listen_tag, uint64_t client_tag,
                  char *err, size_t errlen);
+/* Move a deferred socket onto its path (rename: no moment without one). */
+int control_publish(struct control *c);
+/* After a hot upgrade handed over: the path is the new master's. */
+void control_keep_path(struct control *c);
 void control_close(struct control *c);
 void control_on_listen(struct control *c, int64_t now_ms);
 void control_on_client(struct control *c, size_t idx, uint32_t events,

@@ -17,6 +17,7 @@
 #include "server/master.h"
 #include "server/sdnotify.h"
 #include "server/status.h"
+#include "server/upgrade.h"
 
 #define PREFORKD_VERSION "0.1.0"
 #define DEFAULT_CONF "etc/preforkd.conf"
@@ -113,22 +114,40 @@ static int open_listeners(struct master *m, char *err, size_t errlen)
 }
 
 /* Everything that can fail before detaching: config, log, pidfile, bind. */
+/* The pidfile: locked here, or inherited already locked from the old
+ * master of a hot upgrade. */
+static int take_pidfile(struct master *m, bool upgrading, char *err, size_t errlen)
+{
+    if (upgrading)
+        return 0;
+    m->pidfile_fd = pidfile_lock(m->cfg.pidfile, err, errlen);
+    return m->pidfile_fd < 0 ? -1 : 0;
+}
+
+/* Everything that can fail before detaching: config, log, pidfile, bind. */
 static int prepare_master(const struct options *o, struct master *m)
 {
     char err[1024], abs[PATH_MAX];
     memset(m, 0, sizeof *m);
-    m->pidfile_fd = m->ready_fd = m->sd_fd = -1;
+    m->pidfile_fd = m->ready_fd = m->sd_fd = m->upgrade.pipe_fd = -1;
     m->foreground = o->foreground;
+    ssize_t n = readlink("/proc/self/exe", m->self_path, sizeof m->self_path - 1);
+    m->self_path[n > 0 ? n : 0] = '\0';
+    bool upgrading = upgrade_inherit(m) == 1;
     /* Reloads re-read the file after the daemon's chdir("/"). */
     const char *conf = realpath(o->conf, abs) ? abs : o->conf;
     if (config_load(conf, &m->cfg, err, sizeof err) != 0 ||
         log_open(m->cfg.error_log, m->cfg.log_level, err, sizeof err) != 0 ||
         control_dir_ready(m->cfg.control_socket, err, sizeof err) != 0 ||
-        (m->pidfile_fd = pidfile_lock(m->cfg.pidfile, err, sizeof err)) < 0 ||
+        take_pidfile(m, upgrading, err, sizeof err) != 0 ||
         open_listeners(m, err, sizeof err) != 0) {
         fprintf(stderr, "preforkd: %s\n", err);
-        /* Our own lock, our own empty file: leave nothing behind. */
-        pidfile_remove(m->cfg.pidfile, m->pidfile_fd);
+        if (upgrading) {
+            daemon_ready(m->ready_fd, err);     /* the old master's verdict */
+        } else {
+            /* Our own lock, our own empty file: leave nothing behind. */
+            pidfile_remove(m->cfg.pidfile, m->pidfile_fd);
+        }
         config_free(&m->cfg);
         return -1;
     }

@@ -116,6 +116,8 @@ static void close_master_fds(struct master *m, size_t keep)
         close(m->ready_fd);
     if (m->sd_fd >= 0)
         close(m->sd_fd);
+    if (m->upgrade.pipe_fd >= 0)
+        close(m->upgrade.pipe_fd);
     control_close_in_child(&m->ctl);
     apppool_close_in_child(m);
     for (size_t i = 0; i < m->nslots; i++) {
@@ -486,7 +488,7 @@ static void reap_children(struct master *m)
                 found = true;
             }
         }
-        if (!found)
+        if (!found && !upgrade_reaped(m, pid, status))
             apppool_reaped(m, pid, status);
     }
     if (pid < 0 && errno != ECHILD)
@@ -531,6 +533,11 @@ static void begin_stop(struct master *m, bool now)
         drain_worker(m, i);
     /* Workers enforce graceful_timeout themselves; this is the backstop. */
     m->stop_deadline_ms = m->now_ms + (int64_t)m->cfg.graceful_timeout * 1000 + 1000;
+}
+
+void master_begin_stop(struct master *m)
+{
+    begin_stop(m, false);
 }
 
 /* Past the deadline: SIGKILL what is left, then give up waiting. */
@@ -797,6 +804,7 @@ static void on_signal(struct master *m)
         case SIGTTIN: scale_by(m, +1); break;
         case SIGTTOU: scale_by(m, -1); break;
         case SIGHUP: reload(m); break;
+        case SIGUSR2: upgrade_start(m); break;
         }
     }
     if (n < 0 && errno != EAGAIN)
@@ -804,7 +812,7 @@ static void on_signal(struct master *m)
 }
 
 static const int master_signals[] = {
-    SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGTTIN, SIGTTOU,
+    SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGTTIN, SIGTTOU,
 };
 
 static int setup_signalfd(struct master *m)
@@ -881,6 +889,16 @@ static void check_ready(struct master *m)
     }
     log_info("ready: %zu workers, %zu listeners, generation %u", m->target,
              m->nls, m->gen);
+    if (control_publish(&m->ctl) != 0)
+        log_error("control_socket %s: %s", m->cfg.control_socket, strerror(errno));
+    if (m->upgrade.from) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "upgraded from master %d", (int)m->upgrade.from);
+        m->upgrade.last_time = time(NULL);
+        m->upgrade.last_ok = true;
+        snprintf(m->upgrade.last_msg, sizeof m->upgrade.last_msg, "%s", msg);
+        log_info("upgrade: %s", msg);
+    }
     daemon_ready(m->ready_fd, NULL);
     m->ready_fd = -1;
     sdnotify_send(m->sd_fd, "READY=1\nMAINPID=%d", (int)getpid());
@@ -1031,6 +1049,7 @@ static void dispatch(struct master *m, const struct epoll_event *ee)
         control_on_client(&m->ctl, idx, ee->events, handle_control, m);
         break;
     case EV_APP: apppool_on_event(m, (uint32_t)idx, ee->events); break;
+    case EV_UPGRADE: upgrade_on_event(m); break;
     }
 }
 
@@ -1058,6 +1077,7 @@ static void run_loop(struct master *m)
         check_heartbeats(m);
         check_ready(m);
         notify_systemd(m);
+        upgrade_tick(m);
         enforce_stop_deadline(m);
         control_expire(&m->ctl, m->now_ms);
     }
@@ -1065,6 +1085,12 @@ static void run_loop(struct master *m)
 
 static void cleanup(struct master *m)
 {
+    if (m->upgrade.handed_over) {
+        control_keep_path(&m->ctl);     /* the new master's now */
+        if (m->pidfile_fd >= 0)
+            close(m->pidfile_fd);
+        m->pidfile_fd = -1;
+    }
     control_close(&m->ctl);
     chat_free(m);
     apppool_free(m);
@@ -1096,7 +1122,8 @@ int master_run(struct master *m)
         return 1;
     }
     char err[512];
-    if (control_open(&m->ctl, m->cfg.control_socket, m->epfd, ev_data(EV_CTL_LISTEN, 0),
+    if (control_open(&m->ctl, m->cfg.control_socket, m->upgrade.from != 0, m->epfd,
+                     ev_data(EV_CTL_LISTEN, 0),
                      ev_data(EV_CTL_CLIENT, 0), err, sizeof err) != 0) {
         log_error("%s", err);
         daemon_ready(m->ready_fd, err);
@@ -1107,7 +1134,7 @@ int master_run(struct master *m)
                  "set user = \"www-data\" (or another unprivileged user) in %s",
                  m->cfg.path);
     prepare_log_files(m);
-    m->sd_fd = sdnotify_open();
+    m->sd_fd = sdnotify_open(m->sd_socket, sizeof m->sd_socket);
     m->sd_watchdog_ms = sdnotify_watchdog_ms();
     m->board = loadboard_create();
     spawn_missing(m);

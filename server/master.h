@@ -4,6 +4,7 @@
 #ifndef PREFORKD_MASTER_H
 #define PREFORKD_MASTER_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -13,11 +14,13 @@
 #include "server/config.h"
 #include "server/control.h"
 #include "server/listener.h"
+#include "server/upgrade.h"
 
 #define EXIT_RING 16
 
 /* What an epoll event is about: the high 32 bits of its data. */
-enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD, EV_CTL_LISTEN, EV_CTL_CLIENT, EV_APP };
+enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD, EV_CTL_LISTEN, EV_CTL_CLIENT, EV_APP,
+               EV_UPGRADE };
 
 /* The last reload's outcome: pending while app pools deploy. */
 enum reload_result { RELOAD_OK, RELOAD_REJECTED, RELOAD_PENDING, RELOAD_ROLLED_BACK };
@@ -84,9 +87,12 @@ struct master {
     struct apppools apps;           /* app pools (server/apppool.c) */
     /* systemd (server/sdnotify.c): NOTIFY_SOCKET, -1 when not under it */
     int sd_fd;
+    char sd_socket[108];            /* its address, for a new master */
     bool sd_reloading;              /* RELOADING=1 sent, READY=1 owed */
     int64_t sd_watchdog_ms, sd_next_ping_ms, sd_next_status_ms;
     char sd_status[160];            /* last STATUS= sent */
+    char self_path[PATH_MAX];       /* this binary, for hot upgrades */
+    struct upgrade upgrade;         /* server/upgrade.c */
 };
 
 /* Worker state as status shows it: a heartbeat overdue by this much is
@@ -107,6 +113,9 @@ int64_t master_backoff_ms(unsigned streak);
 
 /* "exited with status N" or "killed by signal N (name)", from waitpid. */
 void master_describe_exit(int status, char *buf, size_t cap);
+
+/* Graceful stop, as SIGTERM does (after a hot upgrade handed over). */
+void master_begin_stop(struct master *m);
 
 /* Start-up cannot complete: tell the waiting parent why, stop now. */
 void master_abort_start(struct master *m, const char *why);

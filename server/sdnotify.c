@@ -20,12 +20,13 @@
 #define SD_LISTEN_FDS_START 3
 #define MAX_PASSED 64
 
-int sdnotify_open(void)
+int sdnotify_open(char *saved, size_t cap)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
     size_t len = path ? strlen(path) : 0;
     int fd = -1;
+    snprintf(saved, cap, "%s", len < cap ? (path ? path : "") : "");
     if (len == 0 || len >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@')) {
         if (len)
             log_warn("NOTIFY_SOCKET \"%s\" is not a socket path; not notifying", path);

@@ -5,13 +5,15 @@
 #ifndef PREFORKD_SDNOTIFY_H
 #define PREFORKD_SDNOTIFY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "server/config.h"
 
 /* Connect to $NOTIFY_SOCKET ("/path" or "@abstract") and unset it, so no
- * child inherits it. The socket, or -1 when there is none. */
-int sdnotify_open(void);
+ * child inherits it; its value is kept in saved (a new master of a hot
+ * upgrade gets it back). The socket, or -1 when there is none. */
+int sdnotify_open(char *saved, size_t cap);
 /* One message (newline-separated KEY=VALUE lines); never blocks, and a
  * failure costs only this message. No-op when fd < 0. */
 void sdnotify_send(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

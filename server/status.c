@@ -298,6 +298,12 @@ static void text_header(const struct master *m, struct sbuf *o)
                     fmt_duration((double)(now - m->last_reload_wall), ago, sizeof ago),
                     reload_result_name(m->last_reload),
                     m->last_reload_msg[0] ? ": " : "", m->last_reload_msg);
+    if (m->upgrade.last_time) {
+        char ago[32];
+        sbuf_printf(o, "upgrade  %s ago: %s: %s\n",
+                    fmt_duration((double)(now - m->upgrade.last_time), ago, sizeof ago),
+                    m->upgrade.last_ok ? "ok" : "failed", m->upgrade.last_msg);
+    }
     sbuf_printf(o, "listen  ");
     for (size_t i = 0; i < m->nls; i++) {
         struct listen_view q = listen_queue(&m->ls[i]);
@@ -542,6 +548,15 @@ static void json_header(const struct master *m, struct sbuf *o)
         sbuf_printf(o, "{\"time\":%lld,\"result\":\"%s\",\"message\":",
                     (long long)m->last_reload_wall, reload_result_name(m->last_reload));
         sbuf_json_string(o, m->last_reload_msg);
+        sbuf_printf(o, "}");
+    }
+    sbuf_printf(o, ",\"last_upgrade\":");
+    if (!m->upgrade.last_time) {
+        sbuf_printf(o, "null");
+    } else {
+        sbuf_printf(o, "{\"time\":%lld,\"result\":\"%s\",\"message\":",
+                    (long long)m->upgrade.last_time, m->upgrade.last_ok ? "ok" : "failed");
+        sbuf_json_string(o, m->upgrade.last_msg);
         sbuf_printf(o, "}");
     }
     sbuf_printf(o, ",\"listen\":[");

@@ -1,0 +1,194 @@
+/* Hot binary upgrade (SIGUSR2, preforkctl upgrade) against the real
+ * daemon: upgrades under load lose nothing and move the pidfile and the
+ * control socket to the new master; a new binary that cannot start, or a
+ * configuration it rejects, leaves the old master serving, with the reason,
+ * and without a descriptor more. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/un.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static struct server srv;
+static int port;
+static char out[1 << 16];
+static char bin[PATH_MAX];          /* the binary the daemon runs: a copy */
+static struct h_pids tree;
+
+static pid_t master_pid(void)
+{
+    char *t = h_read_file(srv.pidfile);
+    pid_t p = t ? (pid_t)atoi(t) : 0;
+    free(t);
+    return p;
+}
+
+static void setup(void)
+{
+    server_init(&srv);
+    port = h_free_port(SOCK_STREAM);
+    tree.n = 0;
+    /* A copy, so a test can put another "binary on disk" in its place. */
+    snprintf(bin, sizeof bin, "%s/preforkd", srv.dir);
+    cr_assert_eq(h_run(out, sizeof out, "cp %s %s", h_bin(), bin), 0, "%s", out);
+}
+
+/* The daemon is no child of ours (and after an upgrade, no child of its
+ * starter either): stop it through its pidfile, then what is left. */
+static void teardown(void)
+{
+    pid_t p = master_pid();
+    if (p > 0) {
+        h_remember_tree(&tree, p);
+        kill(p, SIGINT);
+        WAIT_UNTIL(h_pid_gone(p), 3000);
+        if (tree.n < sizeof tree.pid / sizeof tree.pid[0])
+            tree.pid[tree.n++] = p;
+    }
+    h_kill_remembered(&tree);
+    server_cleanup(&srv);
+}
+
+TestSuite(upgrade, .init = setup, .fini = teardown, .timeout = 120);
+
+/* preforkctl with the build's binary (for status, signals); `start` runs
+ * the copy, which is then "the binary on disk" of the daemon. */
+static int ctl(const char *args)
+{
+    return h_run(out, sizeof out, "PREFORKD_BIN=%s %s/etc/preforkctl -c %s %s",
+                 strcmp(args, "start") == 0 ? bin : h_bin(), h_root(), srv.conf, args);
+}
+
+static void start_http(void)
+{
+    FILE *f = fopen(strcat(strcpy(out, srv.dir), "/www/index.html"), "w");
+    cr_assert(f);
+    fputs("v-index\n", f);
+    fclose(f);
+    server_write_conf(&srv, "workers = 2\ngraceful_timeout = 5\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"http\" }\n"
+                      "http { root = \"www\" }\n", port);
+    cr_assert_eq(ctl("start"), 0, "%s", out);
+}
+
+static int fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)); )
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+Test(upgrade, ten_upgrades_under_load_lose_nothing)
+{
+    SKIP_UNDER_VALGRIND("ten masters started in a row under load");
+    start_http();
+    struct h_load l;
+    h_load_start(&l, port, "GET / HTTP/1.0\r\n\r\n", "v-index");
+    pid_t prev = master_pid();
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(ctl("upgrade"), 0, "upgrade %d: %s", i, out);
+        pid_t now = master_pid();
+        char want[64];
+        snprintf(want, sizeof want, "upgrade: applied, master %d", (int)now);
+        cr_assert(strstr(out, want), "%s", out);
+        cr_assert_neq(now, prev);
+        cr_assert(WAIT_UNTIL(h_pid_gone(prev), 10000), "old master %d still there", (int)prev);
+        prev = now;
+    }
+    h_load_stop(&l);
+    cr_assert_eq(l.failed, 0, "%ld of %ld failed, last: %s", (long)l.failed,
+                 (long)(l.ok + l.failed), l.last_failure);
+    cr_assert_gt(l.ok, 100);
+    fprintf(stderr, "upgrade: 10 upgrades, %ld requests, 0 failed\n", (long)l.ok);
+    cr_assert_eq(ctl("status --json"), 0, "%s", out);
+    char want[96];
+    snprintf(want, sizeof want, "\"master_pid\":%d", (int)prev);
+    cr_assert(strstr(out, want), "status answers from the new master: %s", out);
+    cr_assert(strstr(out, "\"last_upgrade\":{\"time\":"), "%s", out);
+    cr_assert(strstr(out, "\"result\":\"ok\",\"message\":\"upgraded from master "), "%s", out);
+}
+
+/* The binary on disk now exits at once: the old master keeps serving. */
+Test(upgrade, a_binary_that_exits_is_no_upgrade)
+{
+    SKIP_UNDER_VALGRIND("valgrind's /proc/self/exe is the real binary, not the replaced copy");
+    start_http();
+    pid_t m = master_pid();
+    int fds = fd_count(m);
+    struct h_load l;
+    h_load_start(&l, port, "GET / HTTP/1.0\r\n\r\n", "v-index");
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.new", bin);
+    FILE *f = fopen(tmp, "w");
+    fputs("#!/bin/sh\necho 'broken build' >&2\nexit 3\n", f);
+    fclose(f);
+    cr_assert_eq(h_run(out, sizeof out, "chmod +x %s && mv %s %s", tmp, tmp, bin), 0);
+    cr_assert_eq(ctl("upgrade"), 1, "%s", out);
+    cr_assert(strstr(out, "upgrade: failed: the new master exited with status 3 before it "
+                     "was ready"), "%s", out);
+    cr_assert_eq(master_pid(), m);
+    h_load_stop(&l);
+    cr_assert_eq(l.failed, 0, "%ld failed, last: %s", (long)l.failed, l.last_failure);
+    cr_assert_eq(fd_count(m), fds, "the old master holds as many descriptors as before");
+    cr_assert(strstr(h_http_body(port, "GET / HTTP/1.0\r\n\r\n", out, sizeof out, 5000),
+                     "v-index"));
+}
+
+/* A configuration the new master rejects: FILE:LINE in the verdict. */
+Test(upgrade, a_rejected_configuration_is_no_upgrade)
+{
+    start_http();
+    pid_t m = master_pid();
+    server_write_conf(&srv, "workers = 0\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"http\" }\n", port);
+    cr_assert_eq(ctl("upgrade"), 1, "%s", out);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "upgrade: failed: %s:5: workers:", srv.conf);
+    cr_assert(strstr(out, want), "want %s in %s", want, out);
+    cr_assert_eq(master_pid(), m);
+    cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0, "%s", out);
+    cr_assert(strstr(out, "upgrade  ") && strstr(out, ": failed: "), "%s", out);
+}
+
+/* Under systemd the old master hands MAINPID= to the new one. */
+Test(upgrade, systemd_learns_the_new_main_pid)
+{
+    char path[PATH_MAX];
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(path, sizeof path, "%s/notify", srv.dir);
+    cr_assert_lt(strlen(path), sizeof sun.sun_path);
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    setenv("NOTIFY_SOCKET", path, 1);
+    start_http();
+    unsetenv("NOTIFY_SOCKET");
+    cr_assert_eq(ctl("upgrade"), 0, "%s", out);
+    char want[64], msg[512];
+    snprintf(want, sizeof want, "MAINPID=%d\n", (int)master_pid());
+    bool seen = false;
+    int64_t end = h_now_ms() + 5000;
+    while (!seen && h_now_ms() < end) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 100) == 1) {
+            ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
+            msg[n > 0 ? n : 0] = '\0';
+            seen = strstr(msg, want) != NULL;
+        }
+    }
+    close(fd);
+    cr_assert(seen, "no %s", want);
+}
