@@ -852,6 +852,8 @@ static const struct rule rules[] = {
     { SEC_ROOT, "worker_connections", "1024", apply_number, 1, 1000000,
       IN_CONFIG(worker_connections) },
     { SEC_ROOT, "max_requests", "0", apply_number, 0, LONG_MAX, IN_CONFIG(max_requests) },
+    { SEC_ROOT, "worker_rlimit_nofile", "0", apply_number, 0, 1048576,
+      IN_CONFIG(worker_rlimit_nofile) },
     { SEC_ROOT, "worker_timeout", "30", apply_number, 1, 86400, IN_CONFIG(worker_timeout) },
     { SEC_ROOT, "graceful_timeout", "30", apply_number, 0, 3600,
       IN_CONFIG(graceful_timeout) },

@@ -80,6 +80,7 @@ struct config {
     bool workers_auto;
     int worker_connections;
     long max_requests;               /* 0 = never */
+    long worker_rlimit_nofile;       /* 0 = derive from worker_connections */
     int worker_timeout;              /* seconds */
     int graceful_timeout;            /* seconds */
     char user[64];                   /* "" = do not switch */

@@ -12,6 +12,7 @@
 
 #include "server/config.h"
 #include "server/daemon.h"
+#include "server/fdlimit.h"
 #include "server/listener.h"
 #include "server/log.h"
 #include "server/master.h"
@@ -180,6 +181,10 @@ static int test_config(const struct options *o)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    char msg[512];
+    fdlimit_check(&cfg, false, msg, sizeof msg);
+    if (msg[0])
+        fprintf(stderr, "preforkd: warning: descriptors: %s\n", msg);
     config_free(&cfg);
     printf("configuration OK\n");
     return 0;

@@ -610,6 +610,15 @@ static void reopen_logs(struct master *m)
         send_command(m, i, IPC_CMD_REOPEN);
 }
 
+/* Workers inherit the master's limit: raise it before they fork. */
+static void apply_fd_limit(struct master *m)
+{
+    char msg[512];
+    m->fds = fdlimit_check(&m->cfg, true, msg, sizeof msg);
+    if (msg[0])
+        log_warn("descriptors: %s", msg);
+}
+
 /* --- reload ------------------------------------------------------------- */
 
 static bool ls_is_shared(const struct master *m, int fd)
@@ -781,6 +790,7 @@ static void reload(struct master *m)
         log_error("reload: %s (keeping the old log)", err);
     config_free(&m->cfg);
     m->cfg = cfg;
+    apply_fd_limit(m);
     prepare_log_files(m);
     m->last_reload = RELOAD_PENDING;
     snprintf(m->last_reload_msg, sizeof m->last_reload_msg, "%s", note);
@@ -1134,6 +1144,7 @@ int master_run(struct master *m)
                  "set user = \"www-data\" (or another unprivileged user) in %s",
                  m->cfg.path);
     prepare_log_files(m);
+    apply_fd_limit(m);
     m->sd_fd = sdnotify_open(m->sd_socket, sizeof m->sd_socket);
     m->sd_watchdog_ms = sdnotify_watchdog_ms();
     m->board = loadboard_create();

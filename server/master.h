@@ -13,6 +13,7 @@
 #include "server/apppool.h"
 #include "server/config.h"
 #include "server/control.h"
+#include "server/fdlimit.h"
 #include "server/listener.h"
 #include "server/upgrade.h"
 
@@ -93,6 +94,7 @@ struct master {
     char sd_status[160];            /* last STATUS= sent */
     char self_path[PATH_MAX];       /* this binary, for hot upgrades */
     struct upgrade upgrade;         /* server/upgrade.c */
+    struct fdlimit fds;             /* RLIMIT_NOFILE against worker_connections */
 };
 
 /* Worker state as status shows it: a heartbeat overdue by this much is

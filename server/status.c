@@ -298,6 +298,9 @@ static void text_header(const struct master *m, struct sbuf *o)
                     fmt_duration((double)(now - m->last_reload_wall), ago, sizeof ago),
                     reload_result_name(m->last_reload),
                     m->last_reload_msg[0] ? ": " : "", m->last_reload_msg);
+    if (m->fds.short_by)
+        sbuf_printf(o, "WARNING  descriptors: %ld needed per worker, limit %ld: short by %ld\n",
+                    m->fds.need, m->fds.soft, m->fds.short_by);
     if (m->upgrade.last_time) {
         char ago[32];
         sbuf_printf(o, "upgrade  %s ago: %s: %s\n",
@@ -550,6 +553,8 @@ static void json_header(const struct master *m, struct sbuf *o)
         sbuf_json_string(o, m->last_reload_msg);
         sbuf_printf(o, "}");
     }
+    sbuf_printf(o, ",\"fd_limit\":{\"soft\":%ld,\"hard\":%ld,\"need\":%ld,\"short_by\":%ld}",
+                m->fds.soft, m->fds.hard, m->fds.need, m->fds.short_by);
     sbuf_printf(o, ",\"last_upgrade\":");
     if (!m->upgrade.last_time) {
         sbuf_printf(o, "null");
