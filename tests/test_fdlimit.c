@@ -48,6 +48,7 @@ static void write_conf(int connections)
  * runs each test in a process of its own). */
 Test(fdlimit, raised_for_worker_connections)
 {
+    SKIP_UNDER_VALGRIND("valgrind reserves descriptors at the top of RLIMIT_NOFILE for itself");
     struct rlimit rl;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
     if (rl.rlim_max < 3000 + 64)
@@ -68,6 +69,7 @@ Test(fdlimit, raised_for_worker_connections)
  * when root), `preforkd -t` says by how much it falls short. */
 Test(fdlimit, shortfall_is_said_by_configtest)
 {
+    SKIP_UNDER_VALGRIND("nobody cannot write valgrind's log files");
     struct rlimit rl = { .rlim_cur = 512, .rlim_max = 512 };
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
     write_conf(4096);
