@@ -596,7 +596,8 @@ static void apply_notify(struct master *m, struct app_pool *pool, struct app_pro
     if (msg->has_errno)
         cutf(p->last_line, sizeof p->last_line, "ERRNO=%d (%s)", msg->errno_value,
                  strerror(msg->errno_value));
-    if (msg->ready)
+    /* READY=1 counts in notify mode only: "delay" and "exec" say when. */
+    if (msg->ready && conf_of(pool, p)->app.ready == READY_NOTIFY)
         mark_ready(m, pool, p);
     if (msg->stopping && !stopping_state(p)) {
         p->state = APP_STOPPING;    /* it leaves by itself: replace it now */
@@ -1140,6 +1141,7 @@ static void stop_for_master(struct master *m, struct app_pool *pool, struct app_
     }
     signal_proc(p, SIGINT);         /* most programs' "quit now" */
     p->state = APP_STOPPING;
+    p->stop_ms = m->now_ms;
 }
 
 void apppool_stop(struct master *m, bool now)

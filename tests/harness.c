@@ -496,35 +496,80 @@ const char *h_http_body(int port, const char *request, char *buf, size_t cap, in
     return body ? body + 4 : "";
 }
 
+/* One response on fd: 1 ok and the connection stays, 0 ok and the server
+ * closes it, -1 a failure. One request at a time: nothing follows it. */
+static int read_response(int fd, const char *good, char *buf, size_t cap)
+{
+    size_t len = 0;
+    char *end;
+    buf[0] = '\0';
+    while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
+        if (len == cap - 1 || h_read_some(fd, buf + len, cap - 1 - len, 10000, &len) != 0)
+            return -1;
+        buf[len] = '\0';
+    }
+    size_t head = (size_t)(end - buf) + 4;
+    const char *cl = strcasestr(buf, "\r\nContent-Length:");
+    size_t body = cl && cl < end ? (size_t)atol(cl + 17) : 0;
+    if (strncmp(buf + 9, "200", 3) != 0 || body >= cap - head)
+        return -1;
+    while (len < head + body)
+        if (h_read_some(fd, buf + len, head + body - len, 10000, &len) != 0)
+            return -1;
+    buf[len] = '\0';
+    if (strncmp(buf + head, good, strlen(good)) != 0)
+        return -1;
+    const char *conn = strcasestr(buf, "\r\nConnection: close");
+    return (conn && conn < end) || strncmp(buf, "HTTP/1.0", 8) == 0 ? 0 : 1;
+}
+
 static void *load_loop(void *arg)
 {
     struct h_load *l = arg;
-    char buf[2048];
+    char buf[8192];
+    int fd = -1;
     while (!l->stop) {
-        const char *body = h_http_body(l->port, l->request, buf, sizeof buf, 10000);
-        if (strncmp(body, l->good, strlen(l->good)) == 0 && body[0]) {
-            l->ok++;
-        } else {
-            snprintf(l->last_failure, sizeof l->last_failure, "%.150s", buf);
+        if (fd < 0)
+            fd = h_tcp_connect(l->port);
+        int rc = fd >= 0 && h_write_full(fd, l->request, strlen(l->request)) == 0
+                 ? read_response(fd, l->good, buf, sizeof buf) : -1;
+        if (rc < 0) {
+            snprintf(l->last_failure, sizeof l->last_failure, "%s: %.150s",
+                     fd < 0 ? "connect" : "response", buf);
             l->failed++;
+        } else {
+            l->ok++;
+        }
+        if (rc <= 0 && fd >= 0) {
+            close(fd);
+            fd = -1;
+            l->reconnects++;
         }
     }
+    if (fd >= 0)
+        close(fd);
     return NULL;
 }
 
-void h_load_start(struct h_load *l, int port, const char *request, const char *good)
+void h_load_start_n(struct h_load *l, int n, int port, const char *request, const char *good)
 {
     memset(l, 0, sizeof *l);
     l->port = port;
     l->request = request;
     l->good = good;
-    for (size_t i = 0; i < 2; i++)
+    l->nthreads = n < 1 ? 1 : n > 4 ? 4 : n;
+    for (int i = 0; i < l->nthreads; i++)
         pthread_create(&l->threads[i], NULL, load_loop, l);
+}
+
+void h_load_start(struct h_load *l, int port, const char *request, const char *good)
+{
+    h_load_start_n(l, 2, port, request, good);
 }
 
 void h_load_stop(struct h_load *l)
 {
     l->stop = true;
-    for (size_t i = 0; i < 2; i++)
+    for (int i = 0; i < l->nthreads; i++)
         pthread_join(l->threads[i], NULL);
 }

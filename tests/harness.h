@@ -107,17 +107,23 @@ void h_kill_remembered(struct h_pids *set);
  * ms into buf; the body after the header, or "" on failure. */
 const char *h_http_body(int port, const char *request, char *buf, size_t cap, int ms);
 
-/* Clients asking port in a loop until stopped: a body starting with
- * `good` counts as ok, anything else (an error, a reset) as failed. */
+/* Clients asking port in a loop until stopped, each reading whole
+ * responses (Content-Length): a 200 whose body starts with `good` counts
+ * as ok; a refused connection, a reset, EOF mid-response or another status
+ * as failed. A request without "Connection: close" keeps the connection
+ * until the server closes it (then the client reconnects: not a failure). */
 struct h_load {
     int port;
     const char *request, *good;
     _Atomic bool stop;
-    _Atomic long ok, failed;
+    _Atomic long ok, failed, reconnects;
     char last_failure[200];
-    pthread_t threads[2];
+    pthread_t threads[4];
+    int nthreads;
 };
 void h_load_start(struct h_load *l, int port, const char *request, const char *good);
+/* The same with n (1..4) client threads. */
+void h_load_start_n(struct h_load *l, int n, int port, const char *request, const char *good);
 void h_load_stop(struct h_load *l);
 
 #endif

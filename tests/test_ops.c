@@ -321,76 +321,6 @@ Test(ops, master_descriptors_are_cloexec)
 
 /* --- HTTP under reloads ------------------------------------------------- */
 
-struct http_load {
-    atomic_int stop, ok, failed, reconnects;
-    char why[160];                  /* the first failure, for the message */
-    int port;
-    bool keepalive;
-};
-
-/* Read one response: 1 ok and the server keeps the connection, 0 ok and it
- * closes, -1 a failure (reset, EOF mid-response, non-2xx). The client sends
- * one request at a time, so nothing after this response can be in buf. */
-static int read_response(int fd, char *buf, size_t cap)
-{
-    size_t len = 0;
-    char *end = NULL;
-    buf[0] = '\0';
-    while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
-        if (len == cap - 1 || h_read_some(fd, buf + len, cap - 1 - len, 5000, &len) != 0)
-            return -1;
-        buf[len] = '\0';
-    }
-    size_t head = (size_t)(end - buf) + 4;
-    buf[head - 1] = '\0';
-    if (strncmp(buf, "HTTP/1.1 200", 12) != 0)
-        return -1;
-    char *cl = strcasestr(buf, "\r\nContent-Length:");
-    size_t body = cl ? (size_t)atol(cl + 17) : 0;
-    char tmp[4096];
-    for (size_t got = len - head; got < body; ) {
-        size_t n = body - got < sizeof tmp ? body - got : sizeof tmp;
-        if (h_read_full(fd, tmp, n, 5000) != 0)
-            return -1;
-        got += n;
-    }
-    return strcasestr(buf, "\r\nConnection: close") ? 0 : 1;
-}
-
-static void *http_load_thread(void *arg)
-{
-    struct http_load *l = arg;
-    static const char req[] = "GET /1k.bin HTTP/1.1\r\nHost: t\r\n\r\n";
-    static const char req_close[] = "GET /1k.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    char buf[8192] = "";
-    int fd = -1;
-    while (!atomic_load(&l->stop)) {
-        if (fd < 0 && (fd = h_tcp_connect(l->port)) < 0) {
-            if (atomic_fetch_add(&l->failed, 1) == 0)
-                snprintf(l->why, sizeof l->why, "connect: %s", strerror(errno));
-            continue;
-        }
-        const char *r = l->keepalive ? req : req_close;
-        size_t rlen = l->keepalive ? sizeof req - 1 : sizeof req_close - 1;
-        errno = 0;
-        int wrc = h_write_full(fd, r, rlen);
-        int rc = wrc == 0 ? read_response(fd, buf, sizeof buf) : -1;
-        if (rc < 0 && atomic_fetch_add(&l->failed, 1) == 0)
-            snprintf(l->why, sizeof l->why, "%s: %s (got %.40s)", wrc ? "write" : "read",
-                     strerror(errno), buf);
-        if (rc >= 0)
-            atomic_fetch_add(&l->ok, 1);
-        if (rc <= 0) {
-            close(fd);
-            fd = -1;
-            atomic_fetch_add(&l->reconnects, 1);
-        }
-    }
-    if (fd >= 0)
-        close(fd);
-    return NULL;
-}
-
 static void http_conf(int workers)
 {
     server_write_conf(&srv, "workers = %d\ngraceful_timeout = 5\nlog_level = \"info\"\n"
@@ -401,26 +331,22 @@ static void http_conf(int workers)
 /* 20 reloads under one kind of load, after `done` earlier reloads. */
 static void reloads_under_http_load(bool keepalive, int done)
 {
-    static struct http_load l;
-    l = (struct http_load){ .port = port, .keepalive = keepalive };
-    pthread_t th[4];
-    for (int i = 0; i < 4; i++)
-        pthread_create(&th[i], NULL, http_load_thread, &l);
+    static struct h_load l;
+    const char *what = keepalive ? "keep-alive" : "connection per request";
+    h_load_start_n(&l, 4, port, keepalive ? "GET /1k.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+                   : "GET /1k.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "");
     for (int r = 0; r < 20; r++) {
         http_conf(2 + r % 2);
         reload_and_wait(done + r);
         cr_assert(strstr(out, "\"result\":\"ok\""), "%s", out);
     }
-    int before = atomic_load(&l.ok);
-    cr_assert(WAIT_UNTIL(atomic_load(&l.ok) > before + 100, 5000));
-    atomic_store(&l.stop, 1);
-    for (int i = 0; i < 4; i++)
-        pthread_join(th[i], NULL);
-    cr_log_info("20 reloads, %s: %d requests ok, %d failed, %d connections closed by the server",
-                keepalive ? "keep-alive" : "connection per request", l.ok, l.failed, l.reconnects);
-    cr_assert_eq(atomic_load(&l.failed), 0, "%s: %d of %d requests failed; first: %s",
-                 keepalive ? "keep-alive" : "connection per request",
-                 l.failed, l.ok + l.failed, l.why);
+    long before = l.ok;
+    cr_assert(WAIT_UNTIL(l.ok > before + 100, 5000));
+    h_load_stop(&l);
+    cr_log_info("20 reloads, %s: %ld requests ok, %ld failed, %ld connections closed by the server",
+                what, (long)l.ok, (long)l.failed, (long)l.reconnects);
+    cr_assert_eq(l.failed, 0, "%s: %ld of %ld requests failed; last: %s", what, (long)l.failed,
+                 (long)(l.ok + l.failed), l.last_failure);
     cr_assert_eq(json_field("generation"), done + 21);
 }
 

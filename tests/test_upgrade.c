@@ -95,8 +95,9 @@ Test(upgrade, ten_upgrades_under_load_lose_nothing)
 {
     SKIP_UNDER_VALGRIND("ten masters started in a row under load");
     start_http();
-    struct h_load l;
+    struct h_load l, ka;
     h_load_start(&l, port, "GET / HTTP/1.0\r\n\r\n", "v-index");
+    h_load_start(&ka, port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", "v-index");
     pid_t prev = master_pid();
     for (int i = 0; i < 10; i++) {
         cr_assert_eq(ctl("upgrade"), 0, "upgrade %d: %s", i, out);
@@ -109,10 +110,16 @@ Test(upgrade, ten_upgrades_under_load_lose_nothing)
         prev = now;
     }
     h_load_stop(&l);
-    cr_assert_eq(l.failed, 0, "%ld of %ld failed, last: %s", (long)l.failed,
-                 (long)(l.ok + l.failed), l.last_failure);
+    h_load_stop(&ka);
+    cr_assert_eq(l.failed, 0, "connection per request: %ld of %ld failed, last: %s",
+                 (long)l.failed, (long)(l.ok + l.failed), l.last_failure);
+    cr_assert_eq(ka.failed, 0, "keep-alive: %ld of %ld failed, last: %s", (long)ka.failed,
+                 (long)(ka.ok + ka.failed), ka.last_failure);
     cr_assert_gt(l.ok, 100);
-    fprintf(stderr, "upgrade: 10 upgrades, %ld requests, 0 failed\n", (long)l.ok);
+    cr_assert_gt(ka.ok, 100);
+    fprintf(stderr, "upgrade: 10 upgrades, %ld requests a connection each and %ld keep-alive "
+            "(%ld connections closed by the server), 0 failed\n", (long)l.ok, (long)ka.ok,
+            (long)ka.reconnects);
     cr_assert_eq(ctl("status --json"), 0, "%s", out);
     char want[96];
     snprintf(want, sizeof want, "\"master_pid\":%d", (int)prev);
@@ -191,4 +198,23 @@ Test(upgrade, systemd_learns_the_new_main_pid)
     }
     close(fd);
     cr_assert(seen, "no %s", want);
+}
+
+/* A second SIGUSR2 while a new master is still starting is refused. */
+Test(upgrade, one_at_a_time)
+{
+    SKIP_UNDER_VALGRIND("the refusal needs the second signal within the first's 2 s");
+    const char *capp = getenv("PREFORKD_CAPP") ? getenv("PREFORKD_CAPP") : "build/capp";
+    server_write_conf(&srv, "workers = 1\n"
+                      "app slow { command = {\"%s\"} workers = 1 ready = \"delay 2\"\n"
+                      "  listen { address = \"127.0.0.1:%d\" } }\n", capp, port);
+    cr_assert_eq(ctl("start"), 0, "%s", out);
+    pid_t old = master_pid();
+    cr_assert_eq(kill(old, SIGUSR2), 0);
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "upgrade: started the new master") == 1, 5000));
+    cr_assert_eq(kill(old, SIGUSR2), 0);
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "upgrade refused: an upgrade is already in "
+                                      "flight") == 1, 5000));
+    cr_assert(WAIT_UNTIL(master_pid() != old && h_pid_gone(old), 15000), "no hand-over");
+    cr_assert_eq(h_file_count(srv.log, "upgrade: started the new master"), 1);
 }
