@@ -28,6 +28,8 @@
 # environment: PREFORKD_BIN, PREFORKD_NOREPORT_BIN, IDLECONNS_BIN (the
 # GNUmakefile sets them), IDLE_CONNS (2000), STATUS_WORKERS (64).
 set -euo pipefail
+# shellcheck source=tests/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 DURATION=5
 ROUNDS=3
@@ -78,12 +80,6 @@ die() { log "bench: $*"; exit 1; }
 
 # --- processes ---------------------------------------------------------------
 
-# Gone: no /proc entry, or a zombie (our own child not yet waited for).
-pid_gone() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 0
-    [[ -z $st || $st == Z ]]
-}
 
 # The master and its live children, one pid a line.
 server_pids() {
@@ -91,17 +87,6 @@ server_pids() {
     pgrep -P "$SERVER_PID" || true
 }
 
-# Send sig to pid, wait up to 5 s, then SIGKILL it.
-stop_pid() {
-    local pid=$1 sig=$2 i
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        pid_gone "$pid" && break
-        sleep 0.1
-    done
-    pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 # Stop the running server (TERM, which preforkd, nginx and lighttpd all take as
 # a stop), then whatever workers of it are left.
@@ -151,20 +136,6 @@ server_cpu_ticks() {
     echo "$total"
 }
 
-# A TCP port on 127.0.0.1 that nobody uses, below the ephemeral range (so wrk's
-# and idleconns' client ports never collide with it).
-pick_port() {
-    local port hex i
-    for ((i = 0; i < 100; i++)); do
-        port=$((20000 + RANDOM % 12000))
-        hex=$(printf '%04X' "$port")
-        if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ":$hex "; then
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
 
 # wrk output -> value. wrk prints binary units (1 KB = 1024 B).
 wrk_requests() { awk '/ requests in / { print $1 }' "$1"; }

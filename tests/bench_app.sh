@@ -15,6 +15,8 @@
 # usage: tests/bench_app.sh [-d DURATION_S] [-r ROUNDS] [-w WORKERS]
 # environment: PREFORKD_BIN, CAPP_BIN (the GNUmakefile sets them).
 set -euo pipefail
+# shellcheck source=tests/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 DURATION=5
 ROUNDS=3
@@ -39,12 +41,8 @@ RESULTS=$TMP/results
 PIDS=()
 
 log() { printf '%s\n' "$*" >&2; }
+die() { log "bench-app: $*"; exit 1; }
 
-pid_gone() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 0
-    [[ -z $st || $st == Z ]]
-}
 
 # Stop what this script started, by pid: TERM, then KILL after 5 s.
 stop_all() {
@@ -60,18 +58,6 @@ stop_all() {
 cleanup() { stop_all; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-pick_port() {
-    local port hex i
-    for ((i = 0; i < 100; i++)); do
-        port=$((20000 + RANDOM % 12000))
-        hex=$(printf '%04X' "$port")
-        if ! grep -q ":$hex " /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    log "no free port"; exit 1
-}
 
 wait_port() {
     local i

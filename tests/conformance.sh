@@ -29,6 +29,8 @@
 # usage: tests/conformance.sh [SERVER...]   (default: preforkd nginx lighttpd)
 # environment: PREFORKD_BIN, H1PROBE_BIN (the GNUmakefile sets them).
 set -euo pipefail
+# shellcheck source=tests/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PREFORKD_BIN=${PREFORKD_BIN:-$ROOT/build/preforkd}
@@ -48,22 +50,7 @@ die() { log "conformance: $*"; exit 1; }
 
 # --- processes (as tests/bench.sh) -------------------------------------------
 
-pid_gone() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 0
-    [[ -z $st || $st == Z ]]
-}
 
-stop_pid() {
-    local pid=$1 sig=$2 i
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        pid_gone "$pid" && break
-        sleep 0.1
-    done
-    pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 stop_server() {
     [[ -n $SERVER_PID ]] || return 0
@@ -85,18 +72,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "conformance: interrupted"; exit 130' INT TERM
 
-pick_port() {
-    local port hex i
-    for ((i = 0; i < 100; i++)); do
-        port=$((20000 + RANDOM % 12000))
-        hex=$(printf '%04X' "$port")
-        if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ":$hex "; then
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
 
 make_docroot() {
     mkdir -p "$DOCROOT"
