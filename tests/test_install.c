@@ -1,8 +1,8 @@
 /* install: `make install` into a temporary DESTDIR, the installed
  * preforkctl driving the installed binary with the installed configuration
- * (start, status, reload, stop), `make uninstall` leaving only what the
- * operator changed, and `mandoc -T lint` on the man pages. Nothing here
- * writes outside /tmp, so nothing needs root. */
+ * (start, status, reload, upgrade, stop), `make uninstall` leaving only
+ * what the operator changed, and `mandoc -T lint` on the man pages.
+ * Nothing here writes outside /tmp, so nothing needs root. */
 #include <criterion/criterion.h>
 #include <limits.h>
 #include <signal.h>
@@ -243,6 +243,24 @@ Test(install, installed_preforkctl_runs_installed_binary_then_uninstall)
     cr_assert(strstr(out, listener), "%s", out);
     cr_assert_eq(ctl(conf, "reload"), 0, "reload: %s", out);
     cr_assert(strstr(out, "reload: applied, generation 2"), "%s", out);
+
+    /* After an install, the operator's next step: the installed binary
+     * starts itself again as the new master. */
+    cr_assert_eq(ctl(conf, "upgrade"), 0, "upgrade: %s", out);
+    pid_t old = pid;
+    cr_assert(sscanf(strstr(out, "upgrade: applied, master ") ? strstr(out, "master ") : "",
+                     "master %d", &pid) == 1, "%s", out);
+    cr_assert_neq(pid, old);
+    snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
+    n = readlink(link, exe, sizeof exe - 1);
+    cr_assert_gt(n, 0);
+    exe[n] = '\0';
+    cr_assert_str_eq(exe, want, "the new master runs %s, not the installed binary", exe);
+    cr_assert(WAIT_UNTIL(h_pid_gone(old), 10000), "the old master %d stays", (int)old);
+    body = h_http_body(http_port, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                       buf, sizeof buf, 5000);
+    cr_assert(strstr(buf, "HTTP/1.1 200 "), "GET / after the upgrade: %s", buf);
+
     cr_assert_eq(ctl(conf, "stop"), 0, "stop: %s", out);
     cr_assert(strstr(out, "preforkd stopped"), "%s", out);
     cr_assert(h_pid_gone(pid));
