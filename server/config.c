@@ -586,8 +586,10 @@ static int apply_socket_path(struct load_ctx *ctx, const struct rule *r,
 
     if (resolve_file(ctx, text, false, field, r->size) < 0)
         return -1;
-    if (strlen(field) >= sizeof sun.sun_path)
-        return bad(ctx, "\"%s\" is longer than a unix socket path may be (%zu bytes)",
+    /* A hot upgrade's new master binds PATH.new first (server/control.c). */
+    if (strlen(field) + strlen(".new") >= sizeof sun.sun_path)
+        return bad(ctx, "\"%s\" is longer than a unix socket path may be (%zu bytes, "
+                   "4 of them kept for the \".new\" a binary upgrade binds first)",
                    (char *)field, sizeof sun.sun_path - 1);
     return 0;
 }

@@ -390,7 +390,18 @@ Test(config, control_socket_must_fit_sun_path)
     name[sizeof name - 1] = '\0';
     print_to(value, sizeof value, "\"%s\"", name);
     print_to(message, sizeof message,
-             "control_socket: \"%s/%s\" is longer than a unix socket path may be (%zu bytes)",
+             "control_socket: \"%s/%s\" is longer than a unix socket path may be (%zu bytes, "
+             "4 of them kept for the \".new\" a binary upgrade binds first)",
+             tmp, name, sizeof sun.sun_path - 1);
+    expect_bad_value("control_socket", value, message);
+    /* 104 bytes fit a sun_path, but not with ".new" after them. */
+    size_t room = sizeof sun.sun_path - 1 - strlen(tmp) - 1 - 2;
+    memset(name, 'u', room);
+    name[room] = '\0';
+    print_to(value, sizeof value, "\"%s\"", name);
+    print_to(message, sizeof message,
+             "control_socket: \"%s/%s\" is longer than a unix socket path may be (%zu bytes, "
+             "4 of them kept for the \".new\" a binary upgrade binds first)",
              tmp, name, sizeof sun.sun_path - 1);
     expect_bad_value("control_socket", value, message);
     expect_bad_value("control_socket", "\"\"", "control_socket: must not be empty");
