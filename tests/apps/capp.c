@@ -34,6 +34,13 @@ struct opts {
 };
 
 static volatile sig_atomic_t stop;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
 static void on_term(int sig) { (void)sig; stop = 1; }
 
 static void parse(int argc, char **argv, struct opts *o)
@@ -217,24 +224,28 @@ int main(int argc, char **argv)
     misbehave_after_ready(&o);
     struct pollfd pfd[MAX_FDS];
     unsigned long served = 0;
-    time_t ready_at = time(NULL), last_ping = 0;
+    /* WATCHDOG=1 at half of WATCHDOG_USEC, as sd_watchdog_enabled(3)
+     * advises (else once a second, with REQUESTS=, not per request). */
+    const char *wd = getenv("WATCHDOG_USEC");
+    long long ping_ms = wd && atoll(wd) > 0 ? atoll(wd) / 2000 : 1000;
+    long long ready_at = now_ms(), last_ping = 0;
+    if (o.hang_after >= 0)
+        signal(SIGABRT, SIG_IGN);   /* it will hang so badly that only SIGKILL ends it */
     while (!stop) {
-        if (o.hang_after >= 0 && time(NULL) - ready_at >= o.hang_after) {
-            signal(SIGABRT, SIG_IGN);   /* stuck so badly that only SIGKILL ends it */
+        if (o.hang_after >= 0 && now_ms() - ready_at >= o.hang_after * 1000LL)
             for (;;)
                 pause();            /* no more WATCHDOG=1 */
-        }
-        if (time(NULL) != last_ping) {     /* once a second, not per request */
+        if (now_ms() - last_ping >= ping_ms) {
             char msg[96];
             snprintf(msg, sizeof msg, "WATCHDOG=1\nREQUESTS=%lu\nACTIVE=0", served);
             notify(&o, msg);
-            last_ping = time(NULL);
+            last_ping = now_ms();
         }
         if (o.flood)
             flood();
         for (unsigned i = 0; i < o.nfds; i++)
             pfd[i] = (struct pollfd){ .fd = o.fds[i], .events = POLLIN };
-        if (poll(pfd, o.nfds, 200) <= 0)
+        if (poll(pfd, o.nfds, ping_ms < 200 ? (int)ping_ms : 200) <= 0)
             continue;
         for (unsigned i = 0; i < o.nfds; i++)
             if (pfd[i].revents & POLLIN)
