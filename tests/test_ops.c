@@ -371,7 +371,7 @@ static void http_reloads_under_load(void)
 
 /* The three reload-under-load scenarios, one after the other in one test:
  * run side by side as separate tests, two of them at a time froze this
- * 2-core VM for up to a minute (see the README, Tests). */
+ * 2-core VM for up to a minute (see tests/bench/RESULTS.md, Tests). */
 Test(ops, twenty_reloads_under_load_lose_nothing)
 {
     SKIP_UNDER_VALGRIND("twenty generations of workers under valgrind outlast the test's time limit");

@@ -1,7 +1,7 @@
 /* loadboard: every worker's open-connection count, in memory the master maps
  * shared before its first fork, so that a worker far above its siblings steps
- * aside from accepting for a moment (accept fairness: see README, "How
- * connections are spread"). Lock-free: per spawn slot, a cache line holding
+ * aside from accepting for a moment (accept fairness: see tests/bench/RESULTS.md,
+ * "How connections are spread"). Lock-free: per spawn slot, a cache line holding
  * the count (with its pid) and a liveness stamp; a stale read only delays a
  * decision by one wake-up. */
 #ifndef PREFORKD_LOADBOARD_H
