@@ -21,7 +21,9 @@
 # that straddles 1.00 says the machine's noise decides that row. Below the table: the cost of
 # status reporting (a preforkd built without heartbeats, build/bench-noreport,
 # alternated with the normal one on the ka load) and the latency of
-# `preforkd status` with 64 workers. wrk errors (socket errors, non-2xx) are
+# `preforkd status` with 64 workers. With BASE=/path/to/another/preforkd
+# (make bench BASE=...), that build runs every row in the same rounds too and
+# an A/B table follows (this build / that one): how a change is measured. wrk errors (socket errors, non-2xx) are
 # printed in full at the end; they make the numbers of that run suspect.
 #
 # usage: tests/bench.sh [-d DURATION_S] [-r ROUNDS] [-w WORKERS]
@@ -311,11 +313,13 @@ start_server() {
     SERVER_NAME=$name
     SERVER_PORT=$(pick_port)
     case $name in
-    preforkd | preforkd-noreport)
+    preforkd | preforkd-noreport | preforkd-base)
         local bin=$PREFORKD_BIN timeout=30
         if [[ $name == preforkd-noreport ]]; then
             bin=$PREFORKD_NOREPORT_BIN
             timeout=86400                    # no heartbeats: keep the watchdog quiet
+        elif [[ $name == preforkd-base ]]; then
+            bin=$PREFORKD_BASE_BIN
         fi
         preforkd_conf "$dir/preforkd.conf" "$SERVER_PORT" "$WORKERS" "$timeout"
         setsid "$bin" -f -c "$dir/preforkd.conf" >"$TMP/$name.out" 2>&1 &
@@ -576,6 +580,35 @@ raise_fd_limit() {
         die "open file limit $(ulimit -n) (hard $hard) is too low for $IDLE_CONNS connections"
 }
 
+# With PREFORKD_BASE_BIN (make bench BASE=/path/to/an/older/preforkd): the
+# same rows for that build, run in the same rounds, and this build / it.
+print_ab_table() {
+    [[ -n ${PREFORKD_BASE_BIN:-} ]] || return 0
+    local fmt='%-40s %-6s %-6s %10s %10s %9s  %-9s\n'
+    echo
+    echo "A/B: this build against $PREFORKD_BASE_BIN (same rounds, rotated order)"
+    # shellcheck disable=SC2059
+    printf "$fmt" "load (median of $ROUNDS)" unit better this base this/base "(rounds)"
+    local label unit better metric a b
+    while IFS='|' read -r label unit better metric; do
+        a=$(median preforkd "$metric")
+        b=$(median preforkd-base "$metric")
+        awk -v fmt="$fmt" -v l="$label" -v u="$unit" -v bt="$better" -v a="$a" -v b="$b" \
+            -v r="$(ratio_range preforkd-base "$metric")" '
+            function num(x) { return x == "" ? "n/a" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.3g", x)) }
+            BEGIN { printf fmt, l, u, bt, num(a), num(b),
+                    (a == "" || b == "" || b == 0) ? "n/a" : sprintf("%.3f", a / b), r }'
+    done <<'EOF'
+1 KiB keep-alive, 50 conns|req/s|higher|ka_rps
+1 KiB keep-alive, 50 conns: p99|ms|lower|ka_p99_ms
+1 KiB keep-alive: server CPU/request|us|lower|ka_cpu_us
+1 KiB Connection: close, 50 conns|req/s|higher|close_rps
+1 KiB Connection: close: CPU/request|us|lower|close_cpu_us
+10 MiB file, 4 conns|MB/s|higher|big_mbs
+memory per idle keep-alive connection|KiB|lower|idle_kib
+EOF
+}
+
 main() {
     for tool in wrk nginx lighttpd curl pgrep timeout; do
         command -v "$tool" >/dev/null || die "$tool not found (make bench-deps installs it)"
@@ -590,7 +623,12 @@ main() {
     machine=$(print_machine)
     log "$machine"
 
-    local servers=(preforkd preforkd-noreport nginx lighttpd) round i n=4
+    local servers=(preforkd preforkd-noreport nginx lighttpd) round i
+    if [[ -n ${PREFORKD_BASE_BIN:-} ]]; then
+        [[ -x $PREFORKD_BASE_BIN ]] || die "PREFORKD_BASE_BIN $PREFORKD_BASE_BIN is not executable"
+        servers+=(preforkd-base)
+    fi
+    local n=${#servers[@]}
     for ((round = 1; round <= ROUNDS; round++)); do
         for ((i = 0; i < n; i++)); do       # rotate the order every round
             bench_server "$round" "${servers[(i + round - 1) % n]}"
@@ -606,6 +644,7 @@ main() {
     echo "command: make bench DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS"
     echo
     print_table
+    print_ab_table
     echo
     print_report_cost
     cat "$TMP/status-line"
