@@ -25,7 +25,7 @@
 #define MAX_CONF_BYTES (1 << 20)      /* a configuration, not a data file */
 
 /* SEC_APP_LISTEN: a listen section inside an app section. */
-enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN, SEC_APP, SEC_APP_LISTEN };
+enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN, SEC_APP, SEC_APP_LISTEN, SEC_SITE };
 
 struct load_ctx;
 struct rule;
@@ -72,18 +72,24 @@ struct load_ctx {
     struct app_conf app;             /* app section being parsed; its lists
                                         are copied only when it is complete */
     bool app_open;
+    struct line_list site_lines;     /* each "site NAME {" */
+    struct line_list names_lines;    /* per site: its last "server_names =", or 0 */
+    struct site_conf site;           /* site section being parsed, as app */
+    bool site_open;
+    struct line_list name_lines;     /* its server_names' lines, word by word */
 };
 
 /* libconfuse is not reentrant (its lexer is global), so neither is this. */
 static struct load_ctx *loading;
 
-static bool report_duplicate_app(struct load_ctx *ctx, const char *name, int line);
+static bool report_duplicate_title(struct load_ctx *ctx, const char *name, int line);
+static int add_line(struct load_ctx *ctx, struct line_list *list, int line);
 
 static const char *const section_prefix[] = {
-    "", "http.", "listen.", "app.", "app.listen."
+    "", "http.", "listen.", "app.", "app.listen.", "site."
 };
 static const char *const section_path[] = {
-    "", "http|", "listen|", "app|", "app|listen|"
+    "", "http|", "listen|", "app|", "app|listen|", "site|"
 };
 
 /* ---- error reporting ---- */
@@ -148,7 +154,7 @@ static void on_confuse_error(cfg_t *cc, const char *fmt, va_list ap)
         bool done;
 
         va_copy(copy, ap);
-        done = report_duplicate_app(loading, va_arg(copy, const char *), line);
+        done = report_duplicate_title(loading, va_arg(copy, const char *), line);
         va_end(copy);
         if (done)
             return;
@@ -655,6 +661,34 @@ static int apply_index(struct load_ctx *ctx, const struct rule *r,
     return copy_text(ctx, text, field, r->size);
 }
 
+/* libconfuse's boolean words; our options are strings, so ours to read. */
+static int apply_bool(struct load_ctx *ctx, const struct rule *r,
+                      const char *text, void *field)
+{
+    static const char *const yes[] = { "true", "yes", "on" }, *const no[] = { "false", "no", "off" };
+
+    (void)r;
+    for (size_t i = 0; i < 3; i++) {
+        if (strcmp(text, yes[i]) == 0 || strcmp(text, no[i]) == 0) {
+            *(bool *)field = strcmp(text, yes[i]) == 0;
+            return 0;
+        }
+    }
+    return bad(ctx, "must be true or false, got \"%s\"", text);
+}
+
+/* A site's root: it must be there now, unlike http.root (which matters only
+ * with an http listener, and has a default). */
+static int apply_site_root(struct load_ctx *ctx, const struct rule *r,
+                           const char *text, void *field)
+{
+    if (resolve_dir(ctx, text, field, r->size) < 0)
+        return -1;
+    if (!is_dir(field))
+        return bad(ctx, "\"%s\" is not an existing directory", (char *)field);
+    return 0;
+}
+
 static int apply_log_level(struct load_ctx *ctx, const struct rule *r,
                            const char *text, void *field)
 {
@@ -839,6 +873,7 @@ static int apply_max_rss(struct load_ctx *ctx, const struct rule *r,
 #define IN_CONFIG(m) offsetof(struct config, m), sizeof(((struct config *)0)->m)
 #define IN_LISTEN(m) offsetof(struct listen_conf, m), sizeof(((struct listen_conf *)0)->m)
 #define IN_APP(m) offsetof(struct app_conf, m), sizeof(((struct app_conf *)0)->m)
+#define IN_SITE(m) offsetof(struct site_conf, m), sizeof(((struct site_conf *)0)->m)
 
 /* Every option, with its default and accepted range. The ranges are there
  * to catch typos rather than to obey them: workers 1..1024 or "auto" (one
@@ -848,7 +883,10 @@ static int apply_max_rss(struct load_ctx *ctx, const struct rule *r,
  * somaxconn); keepalive_timeout 0..3600 s (0 = no keep-alive); header_timeout
  * 1..3600 s; max_header_size 1 KiB..1 MiB. In app sections: ready_timeout
  * 1..3600 s, watchdog 0..3600 s (0 = off); command and environment are
- * lists, checked word by word by on_app_list(). */
+ * lists, checked word by word by on_app_list(). A site's root has no default:
+ * it must be given; its lists (server_names, error_pages, expires, the last
+ * two in http too) are checked word by word by on_site_list() and
+ * on_http_list(). */
 static const struct rule rules[] = {
     { SEC_ROOT, "workers", "auto", apply_workers, 1, 1024, IN_CONFIG(workers) },
     { SEC_ROOT, "worker_connections", "1024", apply_number, 1, 1000000,
@@ -875,6 +913,8 @@ static const struct rule rules[] = {
       IN_CONFIG(http.header_timeout) },
     { SEC_HTTP, "max_header_size", "8192", apply_number, 1024, 1048576,
       IN_CONFIG(http.max_header_size) },
+    { SEC_HTTP, "precompressed", "false", apply_bool, 0, 0, IN_CONFIG(http.opts.precompressed) },
+    { SEC_HTTP, "autoindex", "false", apply_bool, 0, 0, IN_CONFIG(http.opts.autoindex) },
     { SEC_LISTEN, "address", NULL, apply_address, 0, 0, IN_LISTEN(addr) },
     { SEC_LISTEN, "protocol", "http", apply_protocol, 0, 0, IN_LISTEN(protocol) },
     { SEC_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
@@ -891,6 +931,11 @@ static const struct rule rules[] = {
     { SEC_APP_LISTEN, "address", NULL, apply_address, 0, 0, IN_LISTEN(addr) },
     { SEC_APP_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
     { SEC_APP_LISTEN, "protocol", NULL, apply_app_protocol, 0, 0, IN_LISTEN(protocol) },
+    { SEC_SITE, "root", NULL, apply_site_root, 0, 0, IN_SITE(root) },
+    { SEC_SITE, "index", "index.html", apply_index, 0, 0, IN_SITE(index) },
+    { SEC_SITE, "access_log", "", apply_log_path, 0, 0, IN_SITE(access_log) },
+    { SEC_SITE, "precompressed", "false", apply_bool, 0, 0, IN_SITE(opts.precompressed) },
+    { SEC_SITE, "autoindex", "false", apply_bool, 0, 0, IN_SITE(opts.autoindex) },
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 
@@ -903,6 +948,7 @@ static char *rule_base(struct load_ctx *ctx, enum section section)
     case SEC_LISTEN:
     case SEC_APP_LISTEN: return (char *)&ctx->pending;
     case SEC_APP:        return (char *)&ctx->app;
+    case SEC_SITE:       return (char *)&ctx->site;
     }
     return NULL;
 }
@@ -1031,9 +1077,6 @@ static int begin_app(struct load_ctx *ctx)
     return apply_defaults(ctx, SEC_APP);
 }
 
-/* libconfuse refuses a second section with one title (CFGF_NO_TITLE_DUPES)
- * before any callback of ours runs; say so our way, with both lines. False
- * when NAME is no app of ours, to leave libconfuse's message. */
 static bool report_duplicate_app(struct load_ctx *ctx, const char *name, int line)
 {
     const struct config *c = ctx->out;
@@ -1045,6 +1088,36 @@ static bool report_duplicate_app(struct load_ctx *ctx, const char *name, int lin
             return true;
         }
     return false;
+}
+
+static bool report_duplicate_site(struct load_ctx *ctx, const char *name, int line)
+{
+    const struct config *c = ctx->out;
+
+    for (size_t i = 0; i < c->nsites; i++)
+        if (strcmp(c->sites[i].name, name) == 0) {
+            report(ctx, line_at(&ctx->site_lines, c->nsites, line),
+                   "site %s: duplicate name (also at line %d)", name, c->sites[i].line);
+            return true;
+        }
+    return false;
+}
+
+/* libconfuse refuses a second section with one title (CFGF_NO_TITLE_DUPES)
+ * before any callback of ours runs, and without saying which kind; say so
+ * our way, with both lines. The section being opened is the app or site
+ * whose opening line (from our scan) is the later one at or before LINE.
+ * False when NAME is no app or site of ours, to leave libconfuse's message. */
+static bool report_duplicate_title(struct load_ctx *ctx, const char *name, int line)
+{
+    int app_at = line_at(&ctx->app_lines, ctx->out->napps, 0);
+    int site_at = line_at(&ctx->site_lines, ctx->out->nsites, 0);
+    bool site_first = site_at > 0 && site_at <= line &&
+                      (app_at == 0 || app_at > line || site_at > app_at);
+
+    if (site_first)
+        return report_duplicate_site(ctx, name, line) || report_duplicate_app(ctx, name, line);
+    return report_duplicate_app(ctx, name, line) || report_duplicate_site(ctx, name, line);
 }
 
 /* The next "{fd}" or "{fd:ADDRESS}" in command word WORD from *P on: 1 with
@@ -1213,6 +1286,298 @@ static int finish_app(struct load_ctx *ctx, cfg_t *sec)
     return 0;
 }
 
+/* ---- site sections and the site options of http ---- */
+
+/* The site section being parsed: the last one libconfuse has opened. */
+static cfg_t *current_site(struct load_ctx *ctx)
+{
+    unsigned int n = cfg_size(ctx->root, "site");
+
+    return n > 0 ? cfg_getnsec(ctx->root, "site", n - 1) : NULL;
+}
+
+static int check_site_name(struct load_ctx *ctx, const char *name, int line)
+{
+    static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "abcdefghijklmnopqrstuvwxyz0123456789_-.";
+    size_t len = strlen(name);
+
+    if (len == 0 || len > SITE_NAME_MAX || strspn(name, allowed) != len)
+        return report(ctx, line, "site \"%s\": a name is 1 to %d characters from "
+                      "A-Z a-z 0-9 _ - .", name, SITE_NAME_MAX);
+    memcpy(ctx->site.name, name, len + 1);
+    return 0;
+}
+
+/* As an app section, a site section begins at its first callback. */
+static int begin_site(struct load_ctx *ctx)
+{
+    cfg_t *sec;
+    const char *title;
+
+    if (ctx->site_open)
+        return 0;
+    sec = current_site(ctx);
+    title = sec ? cfg_title(sec) : NULL;
+    memset(&ctx->site, 0, sizeof ctx->site);
+    ctx->site_open = true;
+    ctx->name_lines.n = 0;
+    ctx->site.line = line_at(&ctx->site_lines, ctx->out->nsites, sec ? sec->line : 0);
+    if (check_site_name(ctx, title ? title : "", ctx->site.line) < 0)
+        return -1;
+    return apply_defaults(ctx, SEC_SITE);
+}
+
+/* A host name as Host would carry it, without the port: dot-separated
+ * labels of letters, digits, '-' and '_', or an IPv6 literal in brackets;
+ * "*." before a name stands for any name under it. */
+static int check_server_name(struct load_ctx *ctx, const char *word)
+{
+    const char *host = strncmp(word, "*.", 2) == 0 ? word + 2 : word;
+    size_t len = strlen(host);
+    char v6[INET6_ADDRSTRLEN];
+    unsigned char addr[16];
+
+    if (strlen(word) > SERVER_NAME_MAX)
+        return bad(ctx, "\"%s\" is longer than %d bytes", word, SERVER_NAME_MAX);
+    if (host[0] == '[' && host == word) {
+        if (len < 3 || host[len - 1] != ']' || len - 2 >= sizeof v6)
+            return bad(ctx, "\"%s\" is not an IPv6 address in brackets", word);
+        memcpy(v6, host + 1, len - 2);
+        v6[len - 2] = '\0';
+        if (inet_pton(AF_INET6, v6, addr) != 1)
+            return bad(ctx, "\"%s\" is not an IPv6 address in brackets", word);
+        return 0;
+    }
+    if (strchr(host, ':'))
+        return bad(ctx, "\"%s\": a server name has no port (any port matches)", word);
+    for (const char *p = host;; p++) {
+        size_t label = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789-_");
+        if (label == 0 || (p[label] != '.' && p[label] != '\0'))
+            return bad(ctx, "\"%s\" is not a host name (labels of letters, digits, - and _ "
+                       "between dots, or \"*.\" and such a name)", word);
+        p += label;
+        if (!*p)
+            return 0;
+    }
+}
+
+/* Server name I of OPT: well formed, not earlier in the list, not a name of
+ * an earlier site (names compare without case, as hosts do). */
+static int check_server_name_word(struct load_ctx *ctx, cfg_opt_t *opt, unsigned int i)
+{
+    const struct config *c = ctx->out;
+    const char *word = cfg_opt_getnstr(opt, i);
+
+    if (check_server_name(ctx, word) < 0)
+        return -1;
+    for (unsigned int j = 0; j < i; j++)
+        if (strcasecmp(cfg_opt_getnstr(opt, j), word) == 0)
+            return bad(ctx, "\"%s\" is given twice", word);
+    for (size_t s = 0; s < c->nsites; s++)
+        for (size_t j = 0; j < c->sites[s].nserver_names; j++)
+            if (strcasecmp(c->sites[s].server_names[j], word) == 0)
+                return bad(ctx, "\"%s\" is also a server name of site %s (line %d)", word,
+                           c->sites[s].name, c->sites[s].server_name_lines[j]);
+    return 0;
+}
+
+/* Word after word, libconfuse calls back with the list's new size, and once
+ * more with the same size at its closing brace: the line of word N is the
+ * line of the first callback with size N. A size that shrank is a new
+ * assignment of the list ("server_names = " again). */
+static int note_name_line(struct load_ctx *ctx, unsigned int n, int line)
+{
+    struct line_list *l = &ctx->name_lines;
+
+    if (n > l->n)
+        return add_line(ctx, l, line);
+    if (n < l->n) {
+        l->n = n;
+        l->v[n - 1] = line;
+    }
+    return 0;
+}
+
+/* Segments of a path under a root: not empty, not "." nor "..". */
+static bool clean_path(const char *path)
+{
+    for (const char *p = path; *p == '/'; ) {
+        size_t n = strcspn(p + 1, "/");
+        if (n == 0 || (n == 1 && p[1] == '.') || (n == 2 && p[1] == '.' && p[2] == '.'))
+            return false;
+        p += 1 + n;
+    }
+    return true;
+}
+
+/* "STATUS=/PATH" into *page, or -1 with ctx->msg. The statuses are those a
+ * request for a file can end with (a malformed request gets the built-in
+ * answer: it has no site yet). */
+static int parse_error_page(struct load_ctx *ctx, const char *word, struct error_page *page)
+{
+    const char *eq = strchr(word, '=');
+    const char *path = eq ? eq + 1 : "";
+    long status = 0;
+
+    if (!eq || eq - word != 3 || !isdigit((unsigned char)word[0]) ||
+        !isdigit((unsigned char)word[1]) || !isdigit((unsigned char)word[2]))
+        return bad(ctx, "\"%s\" is not STATUS=/PATH (\"404=/404.html\")", word);
+    status = strtol(word, NULL, 10);
+    if (status != 403 && status != 404 && status != 405 && status != 500)
+        return bad(ctx, "\"%s\": the status must be 403, 404, 405 or 500", word);
+    if (path[0] != '/' || path[strlen(path) - 1] == '/' || !clean_path(path) ||
+        strpbrk(path, "?#"))
+        return bad(ctx, "\"%s\": the page must be a file under the root, as a path that "
+                   "starts with '/' (no \".\", \"..\", \"//\", '?' or '#')", word);
+    if (strlen(path) >= sizeof page->path)
+        return bad(ctx, "\"%s\": the page's path is longer than %zu bytes", word,
+                   sizeof page->path - 1);
+    page->status = (int)status;
+    memcpy(page->path, path, strlen(path) + 1);
+    return 0;
+}
+
+#define EXPIRES_MAX_S 315360000L        /* 3650 days */
+
+/* "*SUFFIX=TIME" or "/DIR/=TIME" into *rule; TIME is digits and a unit, s,
+ * m, h or d (seconds without one). */
+static int parse_expires(struct load_ctx *ctx, const char *word, struct expires_rule *rule)
+{
+    const char *eq = strrchr(word, '=');
+    size_t plen = eq ? (size_t)(eq - word) : 0;
+    const char *t = eq ? eq + 1 : "";
+    long v = 0, unit = 1;
+
+    if (!eq || plen == 0)
+        return bad(ctx, "\"%s\" is not PATTERN=TIME (\"*.css=7d\", \"/assets/=30d\")", word);
+    if (plen >= sizeof rule->pattern)
+        return bad(ctx, "\"%s\": the pattern is longer than %zu bytes", word,
+                   sizeof rule->pattern - 1);
+    if (memchr(word + 1, '*', plen - 1) ||
+        !((word[0] == '*' && plen > 1) ||
+          (word[0] == '/' && word[plen - 1] == '/')))
+        return bad(ctx, "\"%s\": the pattern must be *SUFFIX (\"*.css\") or a directory "
+                   "/DIR/ (\"/assets/\")", word);
+    if (!isdigit((unsigned char)*t))
+        v = -1;
+    for (; v >= 0 && isdigit((unsigned char)*t); t++)
+        if ((v = v * 10 + (*t - '0')) > EXPIRES_MAX_S)
+            v = -1;
+    if (*t && !t[1] && strchr("smhd", *t)) {
+        unit = *t == 's' ? 1 : *t == 'm' ? 60 : *t == 'h' ? 3600 : 86400;
+        t++;
+    }
+    if (v < 0 || *t || v > EXPIRES_MAX_S / unit)
+        return bad(ctx, "\"%s\": the time must be a number and a unit, s, m, h or d "
+                   "(\"7d\"), at most 3650d", word);
+    memcpy(rule->pattern, word, plen);
+    rule->pattern[plen] = '\0';
+    rule->prefix = word[0] == '/';
+    rule->seconds = v * unit;
+    return 0;
+}
+
+/* Word I of error_pages or expires: well formed, and not a status or a
+ * pattern that an earlier word gave already. */
+static int check_site_opt_word(struct load_ctx *ctx, cfg_opt_t *opt, unsigned int i)
+{
+    const char *word = cfg_opt_getnstr(opt, i);
+
+    if (strcmp(cfg_opt_name(opt), "error_pages") == 0) {
+        struct error_page page, earlier;
+        if (parse_error_page(ctx, word, &page) < 0)
+            return -1;
+        for (unsigned int j = 0; j < i; j++)
+            if (parse_error_page(ctx, cfg_opt_getnstr(opt, j), &earlier) == 0 &&
+                earlier.status == page.status)
+                return bad(ctx, "status %d is given twice", page.status);
+        return 0;
+    }
+    struct expires_rule rule, earlier;
+    if (parse_expires(ctx, word, &rule) < 0)
+        return -1;
+    for (unsigned int j = 0; j < i; j++)
+        if (parse_expires(ctx, cfg_opt_getnstr(opt, j), &earlier) == 0 &&
+            strcmp(earlier.pattern, rule.pattern) == 0)
+            return bad(ctx, "\"%s\" is given twice", rule.pattern);
+    return 0;
+}
+
+static void free_site_opts(struct site_opts *o)
+{
+    free(o->error_pages);
+    free(o->expires);
+    o->error_pages = NULL;
+    o->expires = NULL;
+    o->nerror_pages = o->nexpires = 0;
+}
+
+/* error_pages and expires of SEC (checked word by word already) into *o. */
+static int copy_site_opts(struct load_ctx *ctx, cfg_t *sec, struct site_opts *o)
+{
+    size_t np = cfg_size(sec, "error_pages"), nx = cfg_size(sec, "expires");
+
+    o->error_pages = np ? calloc(np, sizeof *o->error_pages) : NULL;
+    o->expires = nx ? calloc(nx, sizeof *o->expires) : NULL;
+    if ((np && !o->error_pages) || (nx && !o->expires)) {
+        free_site_opts(o);
+        return -1;
+    }
+    for (size_t i = 0; i < np; i++)
+        parse_error_page(ctx, cfg_getnstr(sec, "error_pages", i), &o->error_pages[i]);
+    for (size_t i = 0; i < nx; i++)
+        parse_expires(ctx, cfg_getnstr(sec, "expires", i), &o->expires[i]);
+    o->nerror_pages = np;
+    o->nexpires = nx;
+    return 0;
+}
+
+static void free_site(struct site_conf *s)
+{
+    free_words(s->server_names);
+    free(s->server_name_lines);
+    s->server_names = NULL;
+    s->server_name_lines = NULL;
+    s->nserver_names = 0;
+    free_site_opts(&s->opts);
+}
+
+/* At the closing brace: root and server_names are required; then the site
+ * joins config.sites with copies of its lists. */
+static int finish_site(struct load_ctx *ctx, cfg_t *sec)
+{
+    struct config *c = ctx->out;
+    struct site_conf *s = &ctx->site, *grown;
+    int names_line = line_at(&ctx->names_lines, c->nsites, 0);
+
+    ctx->site_open = false;
+    if (!s->root[0])
+        return report(ctx, s->line, "site %s: root is required", s->name);
+    if (cfg_size(sec, "server_names") == 0)
+        return names_line ? report(ctx, names_line, "site.server_names: must name at least "
+                                   "one host")
+                          : report(ctx, s->line, "site %s: server_names is required", s->name);
+    grown = realloc(c->sites, (c->nsites + 1) * sizeof *grown);
+    if (!grown)
+        return report(ctx, s->line, "site %s: %s", s->name, strerror(errno));
+    c->sites = grown;
+    if (copy_words(sec, "server_names", &s->server_names, &s->nserver_names) < 0 ||
+        !(s->server_name_lines = calloc(s->nserver_names, sizeof *s->server_name_lines)) ||
+        copy_site_opts(ctx, sec, &s->opts) < 0) {
+        free_site(s);
+        return report(ctx, s->line, "site %s: %s", s->name, strerror(ENOMEM));
+    }
+    for (size_t i = 0; i < s->nserver_names; i++) {
+        for (char *p = s->server_names[i]; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        s->server_name_lines[i] = i < ctx->name_lines.n ? ctx->name_lines.v[i] : s->line;
+    }
+    c->sites[c->nsites++] = *s;
+    return 0;
+}
+
 /* ---- libconfuse callbacks ---- */
 
 static enum section section_of(cfg_t *sec)
@@ -1225,6 +1590,8 @@ static enum section section_of(cfg_t *sec)
         return SEC_LISTEN;
     if (name && strcmp(name, "app") == 0)
         return SEC_APP;
+    if (name && strcmp(name, "site") == 0)
+        return SEC_SITE;
     return SEC_ROOT;
 }
 
@@ -1233,6 +1600,8 @@ static int begin_section(struct load_ctx *ctx, enum section section)
 {
     if ((section == SEC_APP || section == SEC_APP_LISTEN) && begin_app(ctx) < 0)
         return -1;
+    if (section == SEC_SITE)
+        return begin_site(ctx);
     if (section == SEC_LISTEN || section == SEC_APP_LISTEN)
         return begin_listen(ctx, section);
     return 0;
@@ -1306,6 +1675,64 @@ static int on_app_end(cfg_t *parent, cfg_opt_t *opt)
     if (!loading || begin_app(loading) < 0)
         return -1;
     return finish_app(loading, current_app(loading));
+}
+
+/* A word of a site's lists (as on_app_list: after each word, and again at
+ * the closing brace). */
+static int on_site_list(cfg_t *sec, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    const char *name = cfg_opt_name(opt);
+    unsigned int n = cfg_opt_size(opt);
+    int rc;
+
+    if (!ctx || !name || begin_site(ctx) < 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    if (strcmp(name, "server_names") == 0)
+        rc = note_name_line(ctx, n, sec->line) < 0 ? -1
+             : check_server_name_word(ctx, opt, n - 1);
+    else
+        rc = check_site_opt_word(ctx, opt, n - 1);
+    return rc < 0 ? report(ctx, sec->line, "site.%s: %s", name, ctx->msg) : 0;
+}
+
+static int on_http_list(cfg_t *sec, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    const char *name = cfg_opt_name(opt);
+    unsigned int n = cfg_opt_size(opt);
+
+    if (!ctx || !name)
+        return -1;
+    if (n > 0 && check_site_opt_word(ctx, opt, n - 1) < 0)
+        return report(ctx, sec->line, "http.%s: %s", name, ctx->msg);
+    return 0;
+}
+
+static int on_site_end(cfg_t *parent, cfg_opt_t *opt)
+{
+    (void)parent, (void)opt;
+    if (!loading || begin_site(loading) < 0)
+        return -1;
+    return finish_site(loading, current_site(loading));
+}
+
+/* The http section closed: its lists join config.http.opts (again, should
+ * a second http section add to the first). */
+static int on_http_end(cfg_t *parent, cfg_opt_t *opt)
+{
+    struct site_opts *o;
+
+    (void)opt;
+    if (!loading)
+        return -1;
+    o = &loading->out->http.opts;
+    free_site_opts(o);
+    if (copy_site_opts(loading, cfg_getsec(parent, "http"), o) < 0)
+        return report(loading, parent->line, "http: %s", strerror(ENOMEM));
+    return 0;
 }
 
 /* ---- reading the text: comments out, lines kept ---- */
@@ -1420,22 +1847,24 @@ static bool is_keyword(const char *text, const char *p, const char *word,
     return *p && strchr(next, *p);
 }
 
-/* Is P the keyword "app", a title and "{"? Returns the end of the title, so
- * that a title such as "listen" is not taken for a keyword, or NULL. A bare
- * title ends where libconfuse's unquoted strings do; "${VAR}" is one token. */
-static const char *app_title_end(const char *text, const char *p)
+/* Is P the keyword WORD ("app", "site"), a title and "{"? Returns the end
+ * of the title, so that a title such as "listen" is not taken for a keyword,
+ * or NULL. A bare title ends where libconfuse's unquoted strings do;
+ * "${VAR}" is one token. */
+static const char *title_end(const char *text, const char *p, const char *word)
 {
     const char *title, *end;
+    size_t len = strlen(word);
     int lines = 0;
 
-    if (!token_starts(text, p) || strncmp(p, "app", 3) != 0)
+    if (!token_starts(text, p) || strncmp(p, word, len) != 0)
         return NULL;
-    title = p + 3 + strspn(p + 3, " \t\r\n");
+    title = p + len + strspn(p + len, " \t\r\n");
     if (*title == '"' || *title == '\'')
         end = skip_quoted(title, &lines);
-    else if (title > p + 3 && strncmp(title, "${", 2) == 0)
+    else if (title > p + len && strncmp(title, "${", 2) == 0)
         end = strchr(title, '}') ? strchr(title, '}') + 1 : NULL;
-    else if (title > p + 3)
+    else if (title > p + len)
         end = title + strcspn(title, " \t\r\n#\"'={}()+,");
     else
         return NULL;                /* "apple" */
@@ -1444,40 +1873,54 @@ static const char *app_title_end(const char *text, const char *p)
     return end[strspn(end, " \t\r\n")] == '{' ? end : NULL;
 }
 
+/* The titled sections. */
+enum titled { T_NONE, T_APP, T_SITE };
+
 /* Where the scan of the text is. */
 struct scan {
     int line, depth;
-    bool in_app;                     /* the depth-1 section is an app */
-    bool app_next;                   /* the next "{" opens an app */
+    enum titled in;                  /* what the depth-1 section is */
+    enum titled next;                /* what the next "{" opens */
 };
 
 /* At P, outside strings: record what opens here. Returns the last character
- * looked at (past an app's title), or NULL when memory runs out. */
+ * looked at (past an app's or a site's title), or NULL when memory runs out. */
 static const char *scan_word(struct load_ctx *ctx, const char *text, const char *p,
                              struct scan *s)
 {
-    bool in_app = s->depth == 1 && s->in_app;
-    const char *end;
+    bool in_app = s->depth == 1 && s->in == T_APP;
+    bool in_site = s->depth == 1 && s->in == T_SITE;
+    const char *end = NULL;
 
-    if (s->depth == 0 && (end = app_title_end(text, p))) {
+    if (s->depth == 0 && (end = title_end(text, p, "app"))) {
         if (add_line(ctx, &ctx->app_lines, s->line) < 0 ||
             add_line(ctx, &ctx->command_lines, 0) < 0)
             return NULL;
+        s->next = T_APP;
+    } else if (s->depth == 0 && (end = title_end(text, p, "site"))) {
+        if (add_line(ctx, &ctx->site_lines, s->line) < 0 ||
+            add_line(ctx, &ctx->names_lines, 0) < 0)
+            return NULL;
+        s->next = T_SITE;
+    }
+    if (end) {
         for (; p < end; p++)
             s->line += *p == '\n';
-        s->app_next = true;
         return end - 1;
     }
     if ((s->depth == 0 || in_app) && is_keyword(text, p, "listen", "{"))
         return add_line(ctx, &ctx->listen_lines, s->line) < 0 ? NULL : p;
     if (in_app && is_keyword(text, p, "command", "=+"))
         ctx->command_lines.v[ctx->command_lines.n - 1] = s->line;
+    if (in_site && is_keyword(text, p, "server_names", "=+"))
+        ctx->names_lines.v[ctx->names_lines.n - 1] = s->line;
     return p;
 }
 
 /* Record, in file order (the order libconfuse parses them in), the line of
  * every listen section (top-level or in an app), of every app section and
- * of each app's last command. TEXT has no comments left. */
+ * of each app's last command, of every site section and of each site's last
+ * server_names. TEXT has no comments left. */
 static int find_section_lines(struct load_ctx *ctx, const char *text)
 {
     struct scan s = { .line = 1 };
@@ -1492,8 +1935,8 @@ static int find_section_lines(struct load_ctx *ctx, const char *text)
             s.line++;
         } else if (*p == '{') {
             if (s.depth++ == 0)
-                s.in_app = s.app_next;
-            s.app_next = false;
+                s.in = s.next;
+            s.next = T_NONE;
         } else if (*p == '}') {
             s.depth--;
         } else if (!(p = scan_word(ctx, text, p, &s))) {
@@ -1608,6 +2051,13 @@ static void set_callbacks(cfg_t *cc)
     cfg_set_validate_func(cc, "app|environment", on_app_list);
     cfg_set_validate_func(cc, "app|listen", on_app_listen_end);
     cfg_set_validate_func(cc, "app", on_app_end);
+    cfg_set_validate_func(cc, "http|error_pages", on_http_list);
+    cfg_set_validate_func(cc, "http|expires", on_http_list);
+    cfg_set_validate_func(cc, "http", on_http_end);
+    cfg_set_validate_func(cc, "site|server_names", on_site_list);
+    cfg_set_validate_func(cc, "site|error_pages", on_site_list);
+    cfg_set_validate_func(cc, "site|expires", on_site_list);
+    cfg_set_validate_func(cc, "site", on_site_end);
 }
 
 /* Options are all strings: `workers = 4` and `workers = "4"` lex the same,
@@ -1615,12 +2065,19 @@ static void set_callbacks(cfg_t *cc)
  * apps of one name are refused (CFGF_NO_TITLE_DUPES), not merged. */
 static cfg_t *new_parser(void)
 {
-    cfg_opt_t root[NRULES + 4], http[NRULES + 1], listen[NRULES + 1];
-    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1];
+    cfg_opt_t root[NRULES + 5], http[NRULES + 3], listen[NRULES + 1];
+    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1], site[NRULES + 4];
     size_t n = section_opts(SEC_ROOT, root), a = section_opts(SEC_APP, app);
+    size_t h = section_opts(SEC_HTTP, http), s = section_opts(SEC_SITE, site);
     cfg_t *cc;
 
-    http[section_opts(SEC_HTTP, http)] = (cfg_opt_t)CFG_END();
+    http[h++] = (cfg_opt_t)CFG_STR_LIST("error_pages", NULL, CFGF_NODEFAULT);
+    http[h++] = (cfg_opt_t)CFG_STR_LIST("expires", NULL, CFGF_NODEFAULT);
+    http[h] = (cfg_opt_t)CFG_END();
+    site[s++] = (cfg_opt_t)CFG_STR_LIST("server_names", NULL, CFGF_NODEFAULT);
+    site[s++] = (cfg_opt_t)CFG_STR_LIST("error_pages", NULL, CFGF_NODEFAULT);
+    site[s++] = (cfg_opt_t)CFG_STR_LIST("expires", NULL, CFGF_NODEFAULT);
+    site[s] = (cfg_opt_t)CFG_END();
     listen[section_opts(SEC_LISTEN, listen)] = (cfg_opt_t)CFG_END();
     app_listen[section_opts(SEC_APP_LISTEN, app_listen)] = (cfg_opt_t)CFG_END();
     app[a++] = (cfg_opt_t)CFG_STR_LIST("command", NULL, CFGF_NODEFAULT);
@@ -1630,6 +2087,7 @@ static cfg_t *new_parser(void)
     root[n++] = (cfg_opt_t)CFG_SEC("listen", listen, CFGF_MULTI);
     root[n++] = (cfg_opt_t)CFG_SEC("http", http, CFGF_NONE);
     root[n++] = (cfg_opt_t)CFG_SEC("app", app, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
+    root[n++] = (cfg_opt_t)CFG_SEC("site", site, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
     root[n] = (cfg_opt_t)CFG_END();
     cc = cfg_init(root, CFGF_NONE);     /* copies the arrays */
     if (cc)
@@ -1717,6 +2175,9 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     free(ctx.listen_lines.v);
     free(ctx.app_lines.v);
     free(ctx.command_lines.v);
+    free(ctx.site_lines.v);
+    free(ctx.names_lines.v);
+    free(ctx.name_lines.v);
     if (ctx.failed) {
         config_free(cfg);
         memset(cfg, 0, sizeof *cfg);
@@ -1743,6 +2204,12 @@ void config_free(struct config *cfg)
     free(cfg->apps);
     cfg->apps = NULL;
     cfg->napps = 0;
+    for (size_t i = 0; i < cfg->nsites; i++)
+        free_site(&cfg->sites[i]);
+    free(cfg->sites);
+    cfg->sites = NULL;
+    cfg->nsites = 0;
+    free_site_opts(&cfg->http.opts);
     free(cfg->listens);
     cfg->listens = NULL;
     cfg->nlistens = 0;

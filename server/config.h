@@ -30,6 +30,32 @@ struct listen_conf {
     int app;                         /* index in config.apps, or -1: built-in */
 };
 
+/* error_pages = {"404=/404.html"}: the page for a status, a path under
+ * the site's root (served with that status; missing: the built-in body). */
+struct error_page {
+    int status;                      /* 403, 404, 405 or 500 */
+    char path[256];                  /* starts with '/' */
+};
+
+/* expires = {"*.css=7d", "/assets/=30d"}: Cache-Control and Expires for
+ * the paths that end with a suffix or start with a directory. */
+struct expires_rule {
+    char pattern[256];               /* as written: "*SUFFIX" or "/DIR/" */
+    bool prefix;                     /* "/DIR/"; else the suffix after '*' */
+    long seconds;                    /* 0..315360000 */
+};
+
+/* What a site does besides serving files; the same keys in http { } (the
+ * default site) and in each site NAME { }. Lists are heap arrays. */
+struct site_opts {
+    bool precompressed;              /* file.br / file.gz beside the file */
+    bool autoindex;                  /* list a directory without its index */
+    struct error_page *error_pages;  /* one per status at most */
+    size_t nerror_pages;
+    struct expires_rule *expires;    /* in file order: the first match wins */
+    size_t nexpires;
+};
+
 struct http_conf {
     char root[PATH_MAX];             /* absolute */
     char index[256];
@@ -37,6 +63,25 @@ struct http_conf {
     int keepalive_timeout;           /* seconds */
     int header_timeout;              /* seconds */
     int max_header_size;             /* bytes */
+    struct site_opts opts;           /* of the default site */
+};
+
+#define SITE_NAME_MAX 64
+#define SERVER_NAME_MAX 253          /* a DNS name's longest text form */
+
+/* One `site NAME { }` section: a virtual host, chosen by the request's Host
+ * among server_names (exact, or "*.example.org" for any name under it);
+ * a request that names none of them goes to the http { } site. */
+struct site_conf {
+    char name[SITE_NAME_MAX + 1];    /* [A-Za-z0-9_.-]{1,64}, unique */
+    char **server_names;             /* lower case, NULL-ended, heap; >= 1 */
+    int *server_name_lines;          /* the line of each, for messages */
+    size_t nserver_names;
+    char root[PATH_MAX];             /* absolute, an existing directory */
+    char index[256];
+    char access_log[PATH_MAX];       /* absolute, or "" = off */
+    struct site_opts opts;
+    int line;                        /* line of "site NAME {" */
 };
 
 /* How an app finds its listeners besides fd 3.. (see workers/app.c). */
@@ -94,6 +139,8 @@ struct config {
     struct app_conf *apps;           /* heap array, may be empty */
     size_t napps;
     struct http_conf http;
+    struct site_conf *sites;         /* heap array, may be empty */
+    size_t nsites;
 };
 
 /* Parse and validate PATH into *cfg. 0 on success; -1 with err filled as
