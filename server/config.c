@@ -1349,7 +1349,7 @@ static int check_server_name(struct load_ctx *ctx, const char *word)
             return bad(ctx, "\"%s\" is not an IPv6 address in brackets", word);
         return 0;
     }
-    if (strchr(host, ':'))
+    if (strchr(host, ':') && host[0] != '[')
         return bad(ctx, "\"%s\": a server name has no port (any port matches)", word);
     for (const char *p = host;; p++) {
         size_t label = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
