@@ -1346,6 +1346,382 @@ Test(config, app_config_free_releases_everything)
                  APP_LISTEN "}\nbogus = 1\n", 6, "no such option 'bogus'");
 }
 
+/* ---- site sections and the site options of http ---- */
+
+/* A site's least: a name, a root (tmp itself) and one server name. */
+#define SITE_NAMES "  server_names = {\"example.org\"}\n"
+#define SITE_ROOT "  root = \".\"\n"
+#define MIN_SITE "site web {\n" SITE_NAMES SITE_ROOT "}\n"
+
+/* OPTION = VALUE on line 3, first in an otherwise valid site section. */
+static void expect_bad_site_value(const char *option, const char *value, const char *message)
+{
+    char text[1024];
+
+    print_to(text, sizeof text, ECHO_LISTEN "site web {\n  %s = %s\n" SITE_NAMES SITE_ROOT
+             "}\n", option, value);
+    expect_error(text, 3, message);
+}
+
+Test(config, site_every_key)
+{
+    struct config c;
+    const struct site_conf *s;
+
+    make_dir("www-a");
+    make_dir("logs");
+    load_ok(ECHO_LISTEN
+            "site a {\n"
+            "  server_names  = {\"Example.org\", \"*.example.org\", \"[::1]\", \"10.0.0.1\"}\n"
+            "  root          = \"www-a\"\n"
+            "  index         = \"home.htm\"\n"
+            "  access_log    = \"logs/a.log\"\n"
+            "  precompressed = true\n"
+            "  autoindex     = yes\n"
+            "  error_pages   = {\"404=/404.html\", \"403=/e/403.html\", \"500=/50x.html\","
+            " \"405=/405.html\"}\n"
+            "  expires       = {\"*.css=7d\", \"*.js=12h\", \"/assets/=30m\", \"/=0\","
+            " \"*.txt=45s\", \"*.x=45\"}\n"
+            "}\n", &c);
+    cr_assert_eq(c.nsites, 1);
+    s = &c.sites[0];
+    cr_expect_str_eq(s->name, "a");
+    cr_expect_eq(s->line, 2);
+    cr_assert_eq(s->nserver_names, 4);
+    cr_expect_str_eq(s->server_names[0], "example.org", "lower case");
+    cr_expect_str_eq(s->server_names[1], "*.example.org");
+    cr_expect_str_eq(s->server_names[2], "[::1]");
+    cr_expect_str_eq(s->server_names[3], "10.0.0.1");
+    cr_expect_null(s->server_names[4]);
+    cr_expect_eq(s->server_name_lines[3], 3);
+    cr_expect_str_eq(s->root, in_tmp("www-a"));
+    cr_expect_str_eq(s->index, "home.htm");
+    cr_expect_str_eq(s->access_log, in_tmp("logs/a.log"));
+    cr_expect(s->opts.precompressed);
+    cr_expect(s->opts.autoindex);
+    cr_assert_eq(s->opts.nerror_pages, 4);
+    cr_expect_eq(s->opts.error_pages[0].status, 404);
+    cr_expect_str_eq(s->opts.error_pages[0].path, "/404.html");
+    cr_expect_eq(s->opts.error_pages[1].status, 403);
+    cr_expect_str_eq(s->opts.error_pages[1].path, "/e/403.html");
+    cr_expect_eq(s->opts.error_pages[2].status, 500);
+    cr_expect_eq(s->opts.error_pages[3].status, 405);
+    cr_assert_eq(s->opts.nexpires, 6);
+    cr_expect_str_eq(s->opts.expires[0].pattern, "*.css");
+    cr_expect_not(s->opts.expires[0].prefix);
+    cr_expect_eq(s->opts.expires[0].seconds, 7 * 86400);
+    cr_expect_eq(s->opts.expires[1].seconds, 12 * 3600);
+    cr_expect_str_eq(s->opts.expires[2].pattern, "/assets/");
+    cr_expect(s->opts.expires[2].prefix);
+    cr_expect_eq(s->opts.expires[2].seconds, 30 * 60);
+    cr_expect(s->opts.expires[3].prefix);
+    cr_expect_eq(s->opts.expires[3].seconds, 0);
+    cr_expect_eq(s->opts.expires[4].seconds, 45);
+    cr_expect_eq(s->opts.expires[5].seconds, 45);
+    /* the default site keeps its own (default) options */
+    cr_expect_not(c.http.opts.precompressed);
+    cr_expect_not(c.http.opts.autoindex);
+    cr_expect_eq(c.http.opts.nerror_pages, 0);
+    cr_expect_eq(c.http.opts.nexpires, 0);
+    config_free(&c);
+    cr_expect_null(c.sites);
+    cr_expect_eq(c.nsites, 0);
+}
+
+Test(config, site_defaults_and_http_options)
+{
+    struct config c;
+    const struct site_conf *s;
+
+    load_ok(ECHO_LISTEN
+            "http {\n"
+            "  precompressed = on\n"
+            "  autoindex = false\n"
+            "  error_pages = {\"404=/nf.html\"}\n"
+            "  expires = {\"*.png=3650d\"}\n"
+            "}\n" MIN_SITE "site \"two.sites_-\" {\n  server_names = \"b.org\"\n" SITE_ROOT
+            "}\n", &c);
+    cr_expect(c.http.opts.precompressed);
+    cr_expect_not(c.http.opts.autoindex);
+    cr_assert_eq(c.http.opts.nerror_pages, 1);
+    cr_expect_str_eq(c.http.opts.error_pages[0].path, "/nf.html");
+    cr_assert_eq(c.http.opts.nexpires, 1);
+    cr_expect_eq(c.http.opts.expires[0].seconds, 3650L * 86400);
+    cr_assert_eq(c.nsites, 2);
+    s = &c.sites[0];
+    cr_expect_str_eq(s->name, "web");
+    cr_expect_eq(s->line, 8);
+    cr_expect_str_eq(s->root, tmp);
+    cr_expect_str_eq(s->index, "index.html");
+    cr_expect_str_eq(s->access_log, "");
+    cr_expect_not(s->opts.precompressed, "not inherited from http");
+    cr_expect_not(s->opts.autoindex);
+    cr_expect_eq(s->opts.nerror_pages, 0);
+    cr_expect_null(s->opts.error_pages);
+    cr_expect_eq(s->opts.nexpires, 0);
+    cr_expect_str_eq(c.sites[1].name, "two.sites_-");
+    cr_expect_eq(c.sites[1].line, 12);
+    cr_expect_str_eq(c.sites[1].server_names[0], "b.org");
+    config_free(&c);
+    load_ok(ECHO_LISTEN, &c);
+    cr_expect_eq(c.nsites, 0);
+    cr_expect_null(c.sites);
+    cr_expect_not(c.http.opts.precompressed);
+    config_free(&c);
+}
+
+Test(config, site_section_errors)
+{
+    char message[PATH_MAX + 64];
+
+    expect_error(ECHO_LISTEN "\nsite web {\n" SITE_NAMES "}\n", 3, "site web: root is required");
+    expect_error(ECHO_LISTEN "site web {\n" SITE_ROOT "}\n", 2,
+                 "site web: server_names is required");
+    expect_error(ECHO_LISTEN "site web {\n" SITE_ROOT "\n  server_names = {}\n}\n", 5,
+                 "site.server_names: must name at least one host");
+    expect_error("site \"a b\" {\n" SITE_NAMES SITE_ROOT "}\n", 1,
+                 "site \"a b\": a name is 1 to 64 characters from A-Z a-z 0-9 _ - .");
+    expect_error("site \"a/b\" {\n  root = nowhere\n}\n", 1,
+                 "site \"a/b\": a name is 1 to 64 characters from A-Z a-z 0-9 _ - .");
+    expect_error(ECHO_LISTEN "site {\n" SITE_NAMES "}\n", 2, "missing title for section 'site'");
+    expect_error(ECHO_LISTEN "site web {\n  bogus = 1\n}\n", 3, "no such option 'bogus'");
+    expect_error(ECHO_LISTEN "site web {\n  listen { address = \"127.0.0.1:0\" }\n}\n", 3,
+                 "no such option 'listen'");
+    expect_error(ECHO_LISTEN "site web {\n  keepalive_timeout = 5\n}\n", 3,
+                 "no such option 'keepalive_timeout'");
+    print_to(message, sizeof message, "site.root: \"%s\" is not an existing directory",
+             in_tmp("nowhere"));
+    expect_error(ECHO_LISTEN "site web {\n" SITE_NAMES "\n  root = \"nowhere\"\n}\n", 5,
+                 message);
+    expect_bad_site_value("root", "\"\"", "site.root: must not be empty");
+    expect_bad_site_value("index", "\"a/b\"", "site.index: must be a file name without '/', "
+                          "got \"a/b\"");
+    print_to(message, sizeof message, "site.access_log: directory \"%s\" does not exist",
+             in_tmp("logs"));
+    expect_bad_site_value("access_log", "\"logs/a.log\"", message);
+    expect_bad_site_value("precompressed", "1", "site.precompressed: must be true or false, "
+                          "got \"1\"");
+    expect_bad_site_value("autoindex", "maybe", "site.autoindex: must be true or false, "
+                          "got \"maybe\"");
+}
+
+Test(config, duplicate_site_name)
+{
+    expect_error(MIN_SITE ECHO_LISTEN "site other {\n  server_names = \"o.org\"\n" SITE_ROOT
+                 "}\nsite web {\n  server_names = \"w.org\"\n" SITE_ROOT "}\n", 10,
+                 "site web: duplicate name (also at line 1)");
+    expect_error(MIN_SITE "# 5\nsite \"web\"\n{\n}\n", 6, "site web: duplicate name (also at line 1)");
+    /* an app and a site may share a name; two of either may not */
+    expect_error("app web {\n" APP_CMD APP_LISTEN "}\n" MIN_SITE
+                 "app web {\n" APP_CMD APP_LISTEN "}\n", 9,
+                 "app web: duplicate name (also at line 1)");
+    expect_error(MIN_SITE "app web {\n" APP_CMD APP_LISTEN "}\n" MIN_SITE, 9,
+                 "site web: duplicate name (also at line 1)");
+}
+
+/* A name may belong to one site only, whatever its case; the message names
+ * both lines. */
+Test(config, duplicate_server_name)
+{
+    expect_error(ECHO_LISTEN
+                 "site a {\n"
+                 "  server_names = {\"a.org\",\n"
+                 "                  \"*.Example.org\"}\n" SITE_ROOT
+                 "}\n"
+                 "site b {\n" SITE_ROOT
+                 "  server_names = {\"b.org\",\n"
+                 "     \"*.example.ORG\"}\n"
+                 "}\n", 10,
+                 "site.server_names: \"*.example.ORG\" is also a server name of site a (line 4)");
+    expect_error(ECHO_LISTEN "site a {\n  server_names = {\"a.org\", \"b.org\", \"A.org\"}\n"
+                 SITE_ROOT "}\n", 3, "site.server_names: \"A.org\" is given twice");
+    expect_error(ECHO_LISTEN "site a {\n  server_names = \"a.org\"\n"
+                 "  server_names += \"a.org\"\n" SITE_ROOT "}\n", 4,
+                 "site.server_names: \"a.org\" is given twice");
+    /* a wildcard and the name itself are two names */
+    struct config c;
+    load_ok(ECHO_LISTEN "site a {\n  server_names = \"a.org\"\n" SITE_ROOT "}\n"
+            "site b {\n  server_names = \"*.a.org\"\n" SITE_ROOT "}\n", &c);
+    config_free(&c);
+}
+
+Test(config, server_name_forms)
+{
+    static const struct { const char *name, *message; } bad[] = {
+        { "a.org:80", "\"a.org:80\": a server name has no port (any port matches)" },
+        { "[::1]:80", "\"[::1]:80\" is not an IPv6 address in brackets" },
+        { "[zz]", "\"[zz]\" is not an IPv6 address in brackets" },
+        { "a..org", NULL }, { "a.org.", NULL }, { ".a.org", NULL }, { "*", NULL },
+        { "*.", NULL }, { "a.*.org", NULL }, { "**.a.org", NULL }, { "a b", NULL },
+        { "", NULL }, { "a/b", NULL }, { "*.[::1]", NULL },
+    };
+    char value[64], message[512], name[300];
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        print_to(value, sizeof value, "\"%s\"", bad[i].name);
+        if (bad[i].message)
+            print_to(message, sizeof message, "site.server_names: %s", bad[i].message);
+        else
+            print_to(message, sizeof message, "site.server_names: \"%s\" is not a host name "
+                     "(labels of letters, digits, - and _ between dots, or \"*.\" and such a "
+                     "name)", bad[i].name);
+        expect_bad_site_value("server_names", value, message);
+    }
+    memset(name, 'a', 254);
+    name[254] = '\0';
+    print_to(value, sizeof value, "\"%.10s\"", name);
+    print_to(message, sizeof message, "site.server_names: \"%s\" is longer than 253 bytes", name);
+    char text[1024];
+    print_to(text, sizeof text, ECHO_LISTEN "site web {\n  server_names = \"%s\"\n" SITE_ROOT
+             "}\n", name);
+    expect_error(text, 3, message);
+}
+
+Test(config, error_pages_errors)
+{
+    expect_bad_http_value("error_pages", "{\"404\"}",
+                          "http.error_pages: \"404\" is not STATUS=/PATH (\"404=/404.html\")");
+    expect_bad_http_value("error_pages", "{\"40=/x\"}",
+                          "http.error_pages: \"40=/x\" is not STATUS=/PATH (\"404=/404.html\")");
+    expect_bad_http_value("error_pages", "{\"401=/x.html\"}",
+                          "http.error_pages: \"401=/x.html\": the status must be 403, 404, "
+                          "405 or 500");
+    static const char *const bad_paths[] = {
+        "x.html", "/", "/dir/", "/a/../b", "/./a", "//a", "/a?b", "/a#b", "",
+    };
+    for (size_t i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) {
+        char value[64], message[256];
+        print_to(value, sizeof value, "{\"404=%s\"}", bad_paths[i]);
+        print_to(message, sizeof message, "site.error_pages: \"404=%s\": the page must be a "
+                 "file under the root, as a path that starts with '/' (no \".\", \"..\", "
+                 "\"//\", '?' or '#')", bad_paths[i]);
+        expect_bad_site_value("error_pages", value, message);
+    }
+    expect_error(ECHO_LISTEN "http {\n  error_pages = {\"404=/a.html\",\n"
+                 "    \"403=/b.html\", \"404=/c.html\"}\n}\n", 4,
+                 "http.error_pages: status 404 is given twice");
+}
+
+Test(config, expires_errors)
+{
+    expect_bad_http_value("expires", "{\"*.css\"}",
+                          "http.expires: \"*.css\" is not PATTERN=TIME (\"*.css=7d\", "
+                          "\"/assets/=30d\")");
+    expect_bad_http_value("expires", "{\"=7d\"}",
+                          "http.expires: \"=7d\" is not PATTERN=TIME (\"*.css=7d\", "
+                          "\"/assets/=30d\")");
+    static const char *const bad_patterns[] = { "css", "*", "/assets", "assets/", "*.c*s",
+                                                "/a*/" };
+    for (size_t i = 0; i < sizeof bad_patterns / sizeof bad_patterns[0]; i++) {
+        char value[64], message[256];
+        print_to(value, sizeof value, "{\"%s=1d\"}", bad_patterns[i]);
+        print_to(message, sizeof message, "site.expires: \"%s=1d\": the pattern must be "
+                 "*SUFFIX (\"*.css\") or a directory /DIR/ (\"/assets/\")", bad_patterns[i]);
+        expect_bad_site_value("expires", value, message);
+    }
+    static const char *const bad_times[] = { "", "7w", "d", "-1d", "1.5d", "3651d", "7 d",
+                                             "87600h1", "315360001" };
+    for (size_t i = 0; i < sizeof bad_times / sizeof bad_times[0]; i++) {
+        char value[64], message[256];
+        print_to(value, sizeof value, "{\"*.css=%s\"}", bad_times[i]);
+        print_to(message, sizeof message, "site.expires: \"*.css=%s\": the time must be a "
+                 "number and a unit, s, m, h or d (\"7d\"), at most 3650d", bad_times[i]);
+        expect_bad_site_value("expires", value, message);
+    }
+    expect_error(ECHO_LISTEN "site web {\n" SITE_NAMES SITE_ROOT
+                 "  expires = {\"/a/=1d\", \"*.css=1h\",\n  \"/a/=2d\"}\n}\n", 6,
+                 "site.expires: \"/a/\" is given twice");
+    struct config c;
+    load_ok(ECHO_LISTEN "http { expires = {\"*.css=315360000\", \"/x=y/=1s\"} }\n", &c);
+    cr_expect_eq(c.http.opts.expires[0].seconds, 315360000L);
+    cr_expect_str_eq(c.http.opts.expires[1].pattern, "/x=y/", "the time after the last '='");
+    config_free(&c);
+}
+
+Test(config, comments_inside_site_sections_keep_line_numbers)
+{
+    const char *head = "# 1\n"
+                       "site web {   # 2\n"
+                       "  /* 3\n     4 */ server_names = {\"a.org\", // 4\n"
+                       "     # 5\n"
+                       "     \"*.a.org\" /* 6 */ }\n"
+                       "  // 7\n"
+                       "  root = \".\" # 8\n"
+                       "  /* 9\n"
+                       "     10 */\n"
+                       "  expires = {  # 11\n"
+                       "    # 12\n"
+                       "    \"*.css=1d\" // 13\n"
+                       "  }\n";
+    char text[2048];
+    struct config c;
+
+    print_to(text, sizeof text, "%s  /**/ autoindex = sometimes # 15\n}\n", head);
+    expect_error(text, 15, "site.autoindex: must be true or false, got \"sometimes\"");
+    print_to(text, sizeof text, "%s  error_pages = {  # 15\n  \"404=/x\", /* 16 */\n"
+             "  \"404=/y\" // 17\n }\n}\n", head);
+    expect_error(text, 17, "site.error_pages: status 404 is given twice");
+    print_to(text, sizeof text, "%s}\n" ECHO_LISTEN, head);
+    load_ok(text, &c);
+    cr_assert_eq(c.nsites, 1);
+    cr_expect_eq(c.sites[0].line, 2);
+    cr_expect_eq(c.sites[0].server_name_lines[0], 4);
+    cr_expect_eq(c.sites[0].server_name_lines[1], 6);
+    cr_expect_eq(c.listens[0].line, 16);
+    config_free(&c);
+    expect_error("// 1\nsite a { /* 2\n 3 */ server_names = {\"x.org\",\n # 4\n \"y.org\"}\n"
+                 "/* 6 */ root = \".\" }\nsite b {\n # 8\n server_names = /* 9 */ \"y.org\"\n"
+                 " root = \".\" }\n", 9,
+                 "site.server_names: \"y.org\" is also a server name of site a (line 5)");
+    expect_error("/* 1\n 2 */ " MIN_SITE "# 6\n/* 7 */ site /* 7 */ web // 7\n{\n}\n", 7,
+                 "site web: duplicate name (also at line 2)");
+    expect_error("site web {\n # 2\n server_names = { # 3\n # 4\n } /* 5\n 6 */ root = \".\"\n}\n",
+                 3, "site.server_names: must name at least one host");
+}
+
+/* Sites named like keywords; a site among apps and listens: lines stay right. */
+Test(config, site_titles_that_look_like_keywords)
+{
+    struct config c;
+
+    load_ok("site listen {\n" SITE_NAMES SITE_ROOT "}\n"
+            "site\n  \"app\"\n{\n  server_names = \"b.org\"\n" SITE_ROOT "}\n"
+            "app site {\n" APP_CMD APP_LISTEN "}\n"
+            "listen { address = \"127.0.0.1:0\" protocol = echo }\n", &c);
+    cr_assert_eq(c.nsites, 2);
+    cr_expect_str_eq(c.sites[0].name, "listen");
+    cr_expect_eq(c.sites[0].line, 1);
+    cr_expect_str_eq(c.sites[1].name, "app");
+    cr_expect_eq(c.sites[1].line, 5);
+    cr_assert_eq(c.napps, 1);
+    cr_expect_str_eq(c.apps[0].name, "site");
+    cr_expect_eq(c.apps[0].line, 11);
+    cr_assert_eq(c.nlistens, 2);
+    cr_expect_eq(c.listens[0].line, 13);
+    cr_expect_eq(c.listens[1].line, 15);
+    config_free(&c);
+}
+
+Test(config, site_config_free_releases_everything)
+{
+    struct config c;
+
+    load_ok(ECHO_LISTEN "http { error_pages = {\"404=/a\"} expires = {\"*.a=1s\"} }\n"
+            "site a {\n  server_names = {\"a.org\", \"b.org\"}\n" SITE_ROOT
+            "  error_pages = {\"404=/x\", \"500=/y\"}\n  expires = {\"*.css=1d\"}\n}\n"
+            "site b {\n  server_names = \"c.org\"\n" SITE_ROOT "}\n", &c);
+    cr_expect_eq(c.nsites, 2);
+    config_free(&c);
+    cr_expect_null(c.sites);
+    cr_expect_null(c.http.opts.error_pages);
+    cr_expect_null(c.http.opts.expires);
+    config_free(&c);                        /* twice is fine */
+    /* a failure after complete sites leaves nothing allocated (valgrind) */
+    expect_error(ECHO_LISTEN "http { expires = {\"*.a=1s\"} }\n"
+                 "site a {\n  server_names = {\"a.org\", \"b.org\"}\n" SITE_ROOT
+                 "  error_pages = {\"404=/x\"}\n}\nbogus = 1\n", 8, "no such option 'bogus'");
+}
+
 /* ---- address_parse ---- */
 
 static void parse_ok(const char *text, const char *dir, struct address *a)
