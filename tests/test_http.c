@@ -568,6 +568,31 @@ Test(http, large_file_by_sendfile)
     free(data);
 }
 
+/* A request pipelined behind one answered by sendfile is answered when
+ * that body is out, without waiting for more bytes from the client. */
+Test(http, pipelined_behind_sendfile)
+{
+    size_t len = 3 << 20;
+    char *data = malloc(len);
+    memset(data, 's', len);
+    write_www("big.bin", data, len);
+    write_www("small", "small", 5);
+    start_http("", "");
+    int fd = h_tcp_connect(port);
+    const char two[] = "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "GET /small HTTP/1.1\r\nHost: t\r\n\r\n";
+    cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
+    struct resp r;
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(r.body_len, len);
+    free(r.body);
+    cr_assert_eq(read_resp(fd, &r, false), 0, "the second answer never came");
+    cr_assert_str_eq(r.body, "small");
+    free(r.body);
+    close(fd);
+    free(data);
+}
+
 Test(http, access_log_combined_format)
 {
     write_www("logme", "L", 1);

@@ -1041,8 +1041,9 @@ static void pump(struct conn *c, struct http_state *s, bool readable)
                 conn_close(c);
             return;
         }
-        if (b->complete)
-            continue;           /* it waited for room in out */
+        if (b->complete || b->parsed < b->len)
+            continue;           /* it waited for room in out, or for a body
+                                   sent by sendfile: serve what is buffered */
         if (!readable || reads++ == READS_PER_EVENT)
             break;
         int got = read_more(c, b, &readable);
