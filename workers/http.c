@@ -95,6 +95,7 @@ struct http_state {
 /* Per worker process. */
 static struct {
     struct http_cache *cache;
+    struct http_log *log;       /* the access log, or NULL */
     struct hbuf *pool;
     size_t npool;
     uint32_t in_cap;
@@ -515,7 +516,7 @@ static char *put_escaped(char *p, const struct hbuf *b, struct span sp)
 static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
                        int status, uint64_t bytes)
 {
-    char *line = http_log_reserve(LOG_LINE_MAX);
+    char *line = http_log_reserve(H.log, LOG_LINE_MAX);
     if (!line)
         return;
     char ip[INET6_ADDRSTRLEN];
@@ -530,7 +531,7 @@ static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
     o = PUTS(o, "\" \"");
     o = put_escaped(o, b, b->hdr[H_UA]);
     o = PUTS(o, "\"\n");
-    http_log_commit((size_t)(o - line));
+    http_log_commit(H.log, (size_t)(o - line));
 }
 
 static int log_field_len(struct span sp)
@@ -549,7 +550,7 @@ static void request_done(struct conn *c, struct http_state *s, struct hbuf *b,
         log_error("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
     else if (status >= 400)
         log_debug("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
-    if (http_log_enabled())
+    if (H.log)
         access_log(c, s, b, status, bytes);
 }
 
@@ -1162,7 +1163,7 @@ static int http_init(struct worker *w)
         log_error("http: out of timer lists");
         return -1;
     }
-    if (hc->access_log[0] && http_log_open(hc->access_log) != 0)
+    if (hc->access_log[0] && !(H.log = http_log_open(hc->access_log)))
         log_error("access log %s: %s; access logging is off", hc->access_log,
                   strerror(errno));
     settings_init();
@@ -1172,19 +1173,19 @@ static int http_init(struct worker *w)
 static void http_tick(struct worker *w)
 {
     (void)w;
-    http_log_flush();
+    http_log_flush_all();
 }
 
 static void http_reopen(struct worker *w)
 {
     (void)w;
-    http_log_reopen();
+    http_log_reopen_all();
 }
 
 static void http_exit(struct worker *w)
 {
     (void)w;
-    http_log_close();
+    http_log_close_all();
 }
 
 const struct proto http_proto = {

@@ -1,12 +1,13 @@
-/* http_log: one buffer per worker process; a failed write is reported once
- * in the error log and the buffered lines are dropped, never retried
- * forever (a full disk must not stop the server). */
+/* http_log: a short list of open logs per worker process; a failed write is
+ * reported once in the error log and the buffered lines are dropped, never
+ * retried forever (a full disk must not stop the server). */
 #include "workers/http_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,99 +16,119 @@
 
 #define LOG_BUF (64 * 1024)
 
-static struct {
+struct http_log {
+    struct http_log *next;
     int fd;
     char path[PATH_MAX];
     size_t len;
     bool warned;
-    time_t time_sec;
-    char time_str[40];
     char buf[LOG_BUF];
-} L = { .fd = -1 };
+};
 
-int http_log_open(const char *path)
+static struct http_log *logs;
+
+static struct {
+    time_t sec;
+    char str[40];
+} T;
+
+struct http_log *http_log_open(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    snprintf(L.path, sizeof L.path, "%s", path);
-    L.fd = fd;
-    L.len = 0;
-    return 0;
+    for (struct http_log *l = logs; l; l = l->next)
+        if (strcmp(l->path, path) == 0)
+            return l;
+    struct http_log *l = malloc(sizeof *l);
+    if (!l)
+        return NULL;
+    l->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (l->fd < 0) {
+        int err = errno;
+        free(l);
+        errno = err;
+        return NULL;
+    }
+    snprintf(l->path, sizeof l->path, "%s", path);
+    l->len = 0;
+    l->warned = false;
+    l->next = logs;
+    logs = l;
+    return l;
 }
 
-bool http_log_enabled(void)
-{
-    return L.fd >= 0;
-}
-
-void http_log_flush(void)
+static void flush(struct http_log *l)
 {
     size_t off = 0;
-    while (L.fd >= 0 && off < L.len) {
-        ssize_t n = write(L.fd, L.buf + off, L.len - off);
+    while (l->fd >= 0 && off < l->len) {
+        ssize_t n = write(l->fd, l->buf + off, l->len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            if (!L.warned)
-                log_error("access log %s: %s; dropping lines", L.path,
+            if (!l->warned)
+                log_error("access log %s: %s; dropping lines", l->path,
                           n < 0 ? strerror(errno) : "short write");
-            L.warned = true;
+            l->warned = true;
             break;
         }
         off += (size_t)n;
     }
-    L.len = 0;
+    l->len = 0;
 }
 
-char *http_log_reserve(size_t len)
+void http_log_flush_all(void)
 {
-    if (L.fd < 0 || len > LOG_BUF)
+    for (struct http_log *l = logs; l; l = l->next)
+        flush(l);
+}
+
+char *http_log_reserve(struct http_log *l, size_t len)
+{
+    if (l->fd < 0 || len > LOG_BUF)
         return NULL;
-    if (LOG_BUF - L.len < len)
-        http_log_flush();
-    return L.buf + L.len;
+    if (LOG_BUF - l->len < len)
+        flush(l);
+    return l->buf + l->len;
 }
 
-void http_log_commit(size_t used)
+void http_log_commit(struct http_log *l, size_t used)
 {
-    L.len += used;
+    l->len += used;
 }
 
 const char *http_log_time(void)
 {
     time_t now = time(NULL);
-    if (now != L.time_sec) {
+    if (now != T.sec) {
         struct tm tm;
-        L.time_sec = now;
+        T.sec = now;
         if (!localtime_r(&now, &tm) ||
-            strftime(L.time_str, sizeof L.time_str, "[%d/%b/%Y:%H:%M:%S %z]", &tm) == 0)
-            snprintf(L.time_str, sizeof L.time_str, "[-]");
+            strftime(T.str, sizeof T.str, "[%d/%b/%Y:%H:%M:%S %z]", &tm) == 0)
+            snprintf(T.str, sizeof T.str, "[-]");
     }
-    return L.time_str;
+    return T.str;
 }
 
-int http_log_reopen(void)
+void http_log_reopen_all(void)
 {
-    if (L.fd < 0)
-        return 0;
-    http_log_flush();
-    int fd = open(L.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        log_error("reopen access log %s: %s", L.path, strerror(errno));
-        return -1;          /* keep writing to the old file */
+    for (struct http_log *l = logs; l; l = l->next) {
+        flush(l);
+        int fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            log_error("reopen access log %s: %s", l->path, strerror(errno));
+            continue;           /* keep writing to the old file */
+        }
+        close(l->fd);
+        l->fd = fd;
+        l->warned = false;
     }
-    close(L.fd);
-    L.fd = fd;
-    L.warned = false;
-    return 0;
 }
 
-void http_log_close(void)
+void http_log_close_all(void)
 {
-    if (L.fd < 0)
-        return;
-    http_log_flush();
-    close(L.fd);
-    L.fd = -1;
+    while (logs) {
+        struct http_log *l = logs;
+        logs = l->next;
+        flush(l);
+        close(l->fd);
+        free(l);
+    }
 }
