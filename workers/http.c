@@ -95,6 +95,7 @@ struct http_state {
 /* Per worker process. */
 static struct {
     struct http_cache *cache;
+    struct http_root *root;
     struct http_log *log;       /* the access log, or NULL */
     struct hbuf *pool;
     size_t npool;
@@ -789,7 +790,9 @@ static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
     int status = -n;
     struct http_file *f = NULL;
     if (n > 0)
-        f = http_cache_get(H.cache, path, (size_t)n, c->w->now_ms, &status);
+        f = http_cache_get(H.cache, H.root, path, (size_t)n, c->w->now_ms, &status);
+    if (status == HTTP_STATUS_NO_INDEX)
+        status = 403;
     if (!f) {
         reply_error(c, s, b, status, NULL);
         return true;
@@ -1148,9 +1151,14 @@ static int http_init(struct worker *w)
     const struct http_conf *hc = &w->cfg->http;
     if (mime_load(NULL) != 0)
         log_warn("/etc/mime.types: %s; using the built-in media types", strerror(errno));
-    H.cache = http_cache_new(hc->root, hc->index, CACHE_SLOTS);
-    if (!H.cache) {
+    H.root = http_root_new(hc->root, hc->index);
+    if (!H.root) {
         log_error("http.root %s: %s", hc->root, strerror(errno));
+        return -1;
+    }
+    H.cache = http_cache_new(CACHE_SLOTS);
+    if (!H.cache) {
+        log_error("http: out of memory for the file cache");
         return -1;
     }
     H.in_cap = (uint32_t)hc->max_header_size;
