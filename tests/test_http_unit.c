@@ -1,5 +1,6 @@
 /* Unit tests of the HTTP handler's pure parts: path normalisation and
- * percent-decoding, Range parsing, HTTP dates, media types. */
+ * percent-decoding, Range parsing, Accept-Encoding, HTTP dates, media
+ * types. */
 #include <criterion/criterion.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -131,7 +132,15 @@ Test(http_unit, tokens)
 
 static enum http_range rng(const char *v, uint64_t size, uint64_t *a, uint64_t *b)
 {
-    return http_range_parse(v, strlen(v), size, a, b);
+    struct http_byte_range r[HTTP_RANGES_MAX];
+    size_t n = 0;
+    enum http_range st = http_ranges_parse(v, strlen(v), size, r, &n);
+    if (st == RANGE_OK) {
+        cr_assert_eq(n, 1, "%s: %zu ranges", v, n);
+        *a = r[0].first;
+        *b = r[0].last;
+    }
+    return st;
 }
 
 Test(http_unit, ranges)
@@ -149,14 +158,95 @@ Test(http_unit, ranges)
     cr_assert(a == 7 && b == 9);
     cr_assert_eq(rng("bytes=-30", 10, &a, &b), RANGE_OK);
     cr_assert(a == 0 && b == 9);
+    cr_assert_eq(rng("Bytes=1-1", 10, &a, &b), RANGE_OK, "the unit is case-insensitive");
     cr_assert_eq(rng("bytes=10-", 10, &a, &b), RANGE_UNSATISFIABLE);
     cr_assert_eq(rng("bytes=-0", 10, &a, &b), RANGE_UNSATISFIABLE);
     cr_assert_eq(rng("bytes=0-", 0, &a, &b), RANGE_UNSATISFIABLE);
     cr_assert_eq(rng("bytes=4-2", 10, &a, &b), RANGE_NONE);
-    cr_assert_eq(rng("bytes=0-1,3-4", 10, &a, &b), RANGE_NONE);
     cr_assert_eq(rng("items=0-1", 10, &a, &b), RANGE_NONE);
     cr_assert_eq(rng("bytes=-", 10, &a, &b), RANGE_NONE);
+    cr_assert_eq(rng("bytes=", 10, &a, &b), RANGE_NONE);
+    cr_assert_eq(rng("bytes=0-1;x", 10, &a, &b), RANGE_NONE);
     cr_assert_eq(rng("bytes=99999999999999999999999-", 10, &a, &b), RANGE_NONE);
+}
+
+/* Several ranges (RFC 9110 14.1.2, 14.6): sorted, overlapping or touching
+ * ones merged, unsatisfiable ones dropped; too many, or more bytes asked
+ * than the body has: the whole body. */
+Test(http_unit, range_sets)
+{
+    struct http_byte_range r[HTTP_RANGES_MAX];
+    size_t n;
+#define SET(v, size) http_ranges_parse(v, strlen(v), size, r, &n)
+    cr_assert_eq(SET("bytes=0-1,5-6", 10), RANGE_OK);
+    cr_assert_eq(n, 2);
+    cr_assert(r[0].first == 0 && r[0].last == 1 && r[1].first == 5 && r[1].last == 6);
+    cr_assert_eq(SET("bytes=5-6, 0-1", 10), RANGE_OK, "OWS, any order");
+    cr_assert(n == 2 && r[0].first == 0 && r[1].first == 5);
+    cr_assert_eq(SET("bytes=0-1,2-3", 10), RANGE_OK);
+    cr_assert(n == 1 && r[0].first == 0 && r[0].last == 3, "touching ranges merge");
+    cr_assert_eq(SET("bytes=0-3,2-5,-1", 10), RANGE_OK);
+    cr_assert(n == 2 && r[0].last == 5 && r[1].first == 9 && r[1].last == 9);
+    cr_assert_eq(SET("bytes=0-0,,-1,", 10), RANGE_OK, "empty list elements");
+    cr_assert_eq(n, 2);
+    cr_assert_eq(SET("bytes=0-0,20-30", 10), RANGE_OK, "the unsatisfiable one is dropped");
+    cr_assert(n == 1 && r[0].last == 0);
+    cr_assert_eq(SET("bytes=20-30,40-", 10), RANGE_UNSATISFIABLE);
+    cr_assert_eq(SET("bytes=0-1,x", 10), RANGE_NONE, "one bad spec: the whole body");
+    cr_assert_eq(SET("bytes=0-5,3-9", 10), RANGE_NONE, "12 bytes asked of 10");
+    cr_assert_eq(SET("bytes=0-,0-", 10), RANGE_NONE);
+    cr_assert_eq(SET("bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16,18-18,"
+                     "20-20,22-22,24-24,26-26,28-28,30-30", 100), RANGE_OK);
+    cr_assert_eq(n, 16);
+    cr_assert_eq(SET("bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16,18-18,"
+                     "20-20,22-22,24-24,26-26,28-28,30-30,32-32", 100), RANGE_NONE,
+                 "17 ranges");
+#undef SET
+}
+
+static struct http_accept ae(const char *v)
+{
+    struct http_accept a;
+    http_accept_encoding(v, strlen(v), &a);
+    return a;
+}
+
+Test(http_unit, accept_encoding)
+{
+    struct http_accept a = ae("gzip, deflate, br, zstd");
+    cr_assert(a.br == 1000 && a.gzip == 1000 && a.identity == 1000);
+    a = ae("");
+    cr_assert(a.br == 0 && a.gzip == 0 && a.identity == 1000, "empty: identity only");
+    a = ae("gzip;q=0.5, br;q=0");
+    cr_assert(a.gzip == 500 && a.br == 0 && a.identity == 1000);
+    a = ae("GZIP ; Q=0.25 ,identity;q=0");
+    cr_assert(a.gzip == 250 && a.identity == 0);
+    a = ae("*;q=0");
+    cr_assert(a.gzip == 0 && a.br == 0 && a.identity == 0);
+    a = ae("*;q=0, identity");
+    cr_assert(a.gzip == 0 && a.identity == 1000);
+    a = ae("*");
+    cr_assert(a.gzip == 1000 && a.br == 1000);
+    a = ae("x-gzip;q=1.000");
+    cr_assert(a.gzip == 1000 && a.br == 0);
+    a = ae("br;q=1.5, gzip;q=0.1234, identity;q=abc, deflate");
+    cr_assert(a.br == 0 && a.gzip == 0 && a.identity == 1000, "bad weights leave it out");
+    a = ae("br;level=5, gzip;q=0.001");
+    cr_assert(a.br == 0 && a.gzip == 1, "a parameter other than q leaves it out");
+}
+
+Test(http_unit, target_authority)
+{
+    size_t off, len;
+    const char *t = "http://Example.org:8080/x?y";
+    cr_assert(http_target_authority(t, strlen(t), &off, &len));
+    cr_assert_eq(len, 16);
+    cr_assert_eq(strncmp(t + off, "Example.org:8080", len), 0);
+    t = "https://h";
+    cr_assert(http_target_authority(t, strlen(t), &off, &len));
+    cr_assert(off == 8 && len == 1);
+    cr_assert_not(http_target_authority("/x", 2, &off, &len));
+    cr_assert_not(http_target_authority("http://u@h/", 11, &off, &len));
 }
 
 Test(http_unit, dates)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +80,11 @@ struct hbuf {
     uint32_t out_head, out_len; /* pending response bytes out[head..len) */
     struct http_file *send_f;   /* then this file's bytes by sendfile */
     uint64_t send_off, send_left;
+    /* multipart/byteranges from send_f's fd: parts[next_part..nparts)
+     * follow, each after its head; then the closing delimiter. */
+    uint8_t nparts, next_part;
+    uint64_t boundary;
+    struct http_byte_range parts[HTTP_RANGES_MAX];
     char *out;                  /* OUT_CAP bytes after in[] */
     char in[];                  /* max_header_size bytes */
 };
@@ -101,6 +107,7 @@ static struct {
     size_t npool;
     uint32_t in_cap;
     bool keepalive;
+    uint64_t boundary;          /* of the next multipart answer */
     struct tlist *header_tl, *keepalive_tl, *grace_tl, *linger_tl;
     llhttp_settings_t settings;
     time_t date_sec;
@@ -193,6 +200,7 @@ static struct hbuf *buf_get(struct conn *c)
     b->out_head = b->out_len = 0;
     b->send_f = NULL;
     b->send_left = 0;
+    b->nparts = 0;
     b->out = b->in + H.in_cap;
     buf_reset_request(b);
     state_of(c)->b = b;
@@ -627,6 +635,27 @@ static void reply_error(struct conn *c, struct http_state *s, struct hbuf *b,
     request_done(c, s, b, status, body_sent ? (uint64_t)blen : 0, keep);
 }
 
+/* The rest of f (its bytes in out if it keeps them, else by sendfile);
+ * out has room (the caller checked). Holds f while it is sent. */
+static char *put_body(struct hbuf *b, char *p, struct http_file *f, uint64_t first,
+                      uint64_t len)
+{
+    if (f->fd < 0)
+        return put(p, f->data + first, len);
+    http_file_hold(f);
+    b->send_f = f;
+    b->send_off = first;
+    b->send_left = len;
+    return p;
+}
+
+/* Whether out can take an answer of HDR_RESERVE header bytes and copied
+ * body bytes now; an empty out always can (the callers bound the body). */
+static bool out_has_room(const struct hbuf *b, uint64_t copied)
+{
+    return !b->out_len || b->out_len + HDR_RESERVE + copied <= OUT_CAP - ERR_RESERVE;
+}
+
 static bool etag_matches(const char *v, size_t len, const char *etag)
 {
     return (len == 1 && v[0] == '*') || memmem(v, len, etag, strlen(etag)) != NULL;
@@ -676,11 +705,12 @@ static bool if_range_holds(const struct hbuf *b, const struct http_file *f)
     return t != (time_t)-1 && t == f->mtime;
 }
 
-/* 200, 206, 304, 412 or 416 from the validators and Range of the request. */
+/* 200, 206, 304, 412 or 416 from the validators and Range of the request;
+ * for 206, the ranges in rg[0..*nr). */
 static int file_status(const struct hbuf *b, const struct http_file *f,
-                       uint64_t *first, uint64_t *last)
+                       struct http_byte_range rg[HTTP_RANGES_MAX], size_t *nr)
 {
-    struct span inm = b->hdr[H_INM], ims = b->hdr[H_IMS], rg = b->hdr[H_RANGE];
+    struct span inm = b->hdr[H_INM], ims = b->hdr[H_IMS], r = b->hdr[H_RANGE];
     if (!preconditions_hold(b, f))
         return 412;
     if (inm.len) {
@@ -691,11 +721,9 @@ static int file_status(const struct hbuf *b, const struct http_file *f,
         if (t != (time_t)-1 && f->mtime <= t)
             return 304;
     }
-    *first = 0;
-    *last = f->size ? f->size - 1 : 0;
-    if (!rg.len || !if_range_holds(b, f))
+    if (!r.len || !if_range_holds(b, f))
         return 200;
-    switch (http_range_parse(span_ptr(b, rg), rg.len, f->size, first, last)) {
+    switch (http_ranges_parse(span_ptr(b, r), r.len, f->size, rg, nr)) {
     case RANGE_OK:            return 206;
     case RANGE_UNSATISFIABLE: return 416;
     default:                  return 200;
@@ -709,43 +737,135 @@ static char *put_file_headers(char *p, const struct http_file *f, int status,
         return put(p, f->hdr, f->hdrlen);
     if (status == 304)
         return p + sprintf(p, "Last-Modified: %s\r\nETag: %s\r\n", f->lastmod, f->etag);
-    return p + sprintf(p, "Content-Type: %s\r\nContent-Length: %llu\r\n"
+    return p + sprintf(p, "Content-Type: %s\r\nContent-Length: %llu\r\n%s%s%s"
                        "Content-Range: bytes %llu-%llu/%llu\r\n"
                        "Last-Modified: %s\r\nETag: %s\r\n", f->ctype,
-                       (unsigned long long)(last - first + 1), (unsigned long long)first,
+                       (unsigned long long)(last - first + 1),
+                       f->encoding ? "Content-Encoding: " : "", f->encoding ? f->encoding : "",
+                       f->encoding ? "\r\n" : "", (unsigned long long)first,
                        (unsigned long long)last, (unsigned long long)f->size,
                        f->lastmod, f->etag);
+}
+
+/* --- multipart/byteranges (RFC 9110 14.6) --- */
+
+#define BOUNDARY_FMT "%016llx"
+
+/* The head of a part: the delimiter (after the previous part's CRLF), its
+ * Content-Type and Content-Range. Into p (out, with room: the callers
+ * counted it first), or only counted when p is NULL. */
+static size_t put_part_head(char *p, uint64_t boundary, bool first_part,
+                            const struct http_file *f, const struct http_byte_range *r)
+{
+    int n = snprintf(p, p ? OUT_CAP : 0, "%s--" BOUNDARY_FMT "\r\nContent-Type: %s\r\n"
+                     "Content-Range: bytes %llu-%llu/%llu\r\n\r\n", first_part ? "" : "\r\n",
+                     (unsigned long long)boundary, f->ctype, (unsigned long long)r->first,
+                     (unsigned long long)r->last, (unsigned long long)f->size);
+    return n > 0 ? (size_t)n : 0;
+}
+
+#define PART_TAIL_LEN (sizeof "\r\n--" "--\r\n" - 1 + 16)
+
+static size_t put_part_tail(char *p, uint64_t boundary)
+{
+    return (size_t)sprintf(p, "\r\n--" BOUNDARY_FMT "--\r\n", (unsigned long long)boundary);
+}
+
+/* The length of the whole multipart body. */
+static uint64_t multipart_length(uint64_t boundary, const struct http_file *f,
+                                 const struct http_byte_range *rg, size_t nr)
+{
+    uint64_t total = PART_TAIL_LEN;
+    for (size_t i = 0; i < nr; i++)
+        total += put_part_head(NULL, boundary, i == 0, f, &rg[i]) + rg[i].last - rg[i].first + 1;
+    return total;
+}
+
+/* After the answer's head: every part into out (a file kept in memory;
+ * out has room), or the first part's head, its bytes by sendfile and the
+ * rest left to flush_out. */
+static char *put_multipart(struct hbuf *b, char *p, struct http_file *f, uint64_t boundary,
+                           const struct http_byte_range *rg, size_t nr)
+{
+    if (f->fd < 0) {
+        for (size_t i = 0; i < nr; i++) {
+            p += put_part_head(p, boundary, i == 0, f, &rg[i]);
+            p = put(p, f->data + rg[i].first, rg[i].last - rg[i].first + 1);
+        }
+        return p + put_part_tail(p, boundary);
+    }
+    p += put_part_head(p, boundary, true, f, &rg[0]);
+    memcpy(b->parts, rg, nr * sizeof *rg);
+    b->nparts = (uint8_t)nr;
+    b->next_part = 1;
+    b->boundary = boundary;
+    return put_body(b, p, f, rg[0].first, rg[0].last - rg[0].first + 1);
+}
+
+/* The next part's head (or the closing delimiter) into the empty out, and
+ * that part's bytes to send. */
+static void next_part(struct hbuf *b)
+{
+    const struct http_file *f = b->send_f;
+    if (b->next_part < b->nparts) {
+        const struct http_byte_range *r = &b->parts[b->next_part++];
+        b->out_len = (uint32_t)put_part_head(b->out, b->boundary, false, f, r);
+        b->send_off = r->first;
+        b->send_left = r->last - r->first + 1;
+    } else {
+        b->out_len = (uint32_t)put_part_tail(b->out, b->boundary);
+        b->nparts = 0;
+    }
 }
 
 /* false: no room left in out; flush and call again. */
 static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
                        struct http_file *f)
 {
-    uint64_t first = 0, last = 0;
-    int status = file_status(b, f, &first, &last);
+    struct http_byte_range rg[HTTP_RANGES_MAX];
+    size_t nr = 0;
+    int status = file_status(b, f, rg, &nr);
     if (status == 412 || status == 416) {
         reply_error(c, s, b, status, f);
         return true;
     }
-    uint64_t len = status == 304 || f->size == 0 ? 0 : last - first + 1;
+    uint64_t first = 0, last = f->size ? f->size - 1 : 0, len = f->size;
+    uint64_t boundary = H.boundary;
+    if (status == 206 && nr == 1) {
+        first = rg[0].first, last = rg[0].last;
+        len = last - first + 1;
+    } else if (status == 206) {
+        len = multipart_length(boundary, f, rg, nr);
+        if (f->fd < 0 && HDR_RESERVE + len > OUT_CAP - ERR_RESERVE) {
+            status = 200;       /* parts with absurd heads: the file whole */
+            len = f->size;
+        }
+    }
+    if (status == 304 || f->size == 0)
+        len = 0;
     bool body = len > 0 && !is_head(s);
     bool copy = body && f->fd < 0;
-    if (b->out_len && b->out_len + HDR_RESERVE + (copy ? len : 0) > OUT_CAP - ERR_RESERVE)
+    if (!out_has_room(b, copy ? len : 0))
         return false;
     bool keep = keep_alive(c, s, b);
     char *p = put_status(b->out + b->out_len, status);
-    p = put_file_headers(p, f, status, first, last);
+    if (status == 206 && nr > 1) {
+        H.boundary++;
+        p += sprintf(p, "Content-Type: multipart/byteranges; boundary=" BOUNDARY_FMT "\r\n"
+                     "Content-Length: %llu\r\n%s%s%sLast-Modified: %s\r\nETag: %s\r\n",
+                     (unsigned long long)boundary, (unsigned long long)len,
+                     f->encoding ? "Content-Encoding: " : "", f->encoding ? f->encoding : "",
+                     f->encoding ? "\r\n" : "", f->lastmod, f->etag);
+    } else {
+        p = put_file_headers(p, f, status, first, last);
+    }
     p = put_connection(p, &s->parser, keep);
     p = PUTS(p, "\r\n");
-    if (copy)
-        p = put(p, f->data + first, len);
+    if (body && status == 206 && nr > 1)
+        p = put_multipart(b, p, f, boundary, rg, nr);
+    else if (body)
+        p = put_body(b, p, f, first, len);
     b->out_len = (uint32_t)(p - b->out);
-    if (body && !copy) {
-        http_file_hold(f);
-        b->send_f = f;
-        b->send_off = first;
-        b->send_left = len;
-    }
     request_done(c, s, b, status, body ? len : 0, keep);
     return true;
 }
@@ -898,37 +1018,45 @@ static void serve_buffered(struct conn *c, struct http_state *s, struct hbuf *b)
 
 /* --- I/O ---------------------------------------------------------------- */
 
-/* 1 all sent, 0 the socket is full, -1 a fatal error. */
+/* 1 all sent, 0 the socket is full, -1 a fatal error. The bytes of
+ * out, then of send_f; for multipart/byteranges, part after part. */
 static int flush_out(struct conn *c, struct hbuf *b)
 {
-    while (b->out_head < b->out_len) {
-        int flags = MSG_NOSIGNAL | (b->send_left ? MSG_MORE : 0);
-        ssize_t n = http_io_send(c->fd, b->out + b->out_head, b->out_len - b->out_head, flags);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EAGAIN ? 0 : -1;
+    uint64_t sent = 0;
+    for (;;) {
+        while (b->out_head < b->out_len) {
+            int flags = MSG_NOSIGNAL | (b->send_left || b->nparts ? MSG_MORE : 0);
+            ssize_t n = http_io_send(c->fd, b->out + b->out_head, b->out_len - b->out_head,
+                                     flags);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                return errno == EAGAIN ? 0 : -1;
+            }
+            b->out_head += (uint32_t)n;
+            c->w->stats.bytes_out += (uint64_t)n;
         }
-        b->out_head += (uint32_t)n;
-        c->w->stats.bytes_out += (uint64_t)n;
-    }
-    b->out_head = b->out_len = 0;
-    for (uint64_t sent = 0; b->send_left; ) {
-        if (sent >= SENDFILE_TURN)
-            return 0;           /* still writable: epoll says so next turn */
-        off_t off = (off_t)b->send_off;
-        size_t want = b->send_left < SENDFILE_TURN ? (size_t)b->send_left : SENDFILE_TURN;
-        ssize_t n = http_io_sendfile(c->fd, b->send_f->fd, &off, want);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return 0;
-        if (n <= 0)
-            return -1;  /* an error, or the file shrank: the length is a lie */
-        b->send_off += (uint64_t)n;
-        b->send_left -= (uint64_t)n;
-        sent += (uint64_t)n;
-        c->w->stats.bytes_out += (uint64_t)n;
+        b->out_head = b->out_len = 0;
+        while (b->send_left) {
+            if (sent >= SENDFILE_TURN)
+                return 0;       /* still writable: epoll says so next turn */
+            off_t off = (off_t)b->send_off;
+            size_t want = b->send_left < SENDFILE_TURN ? (size_t)b->send_left : SENDFILE_TURN;
+            ssize_t n = http_io_sendfile(c->fd, b->send_f->fd, &off, want);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno == EAGAIN)
+                return 0;
+            if (n <= 0)
+                return -1;  /* an error, or the file shrank: the length is a lie */
+            b->send_off += (uint64_t)n;
+            b->send_left -= (uint64_t)n;
+            sent += (uint64_t)n;
+            c->w->stats.bytes_out += (uint64_t)n;
+        }
+        if (!b->nparts)
+            break;
+        next_part(b);
     }
     if (b->send_f) {
         http_file_release(b->send_f);
@@ -940,7 +1068,8 @@ static int flush_out(struct conn *c, struct hbuf *b)
 /* Nothing buffered and nothing half-parsed: between requests. */
 static bool between_requests(const struct hbuf *b)
 {
-    return b->len == 0 && !b->in_body && !b->complete && !b->out_len && !b->send_left;
+    return b->len == 0 && !b->in_body && !b->complete && !b->out_len && !b->send_left &&
+           !b->nparts;
 }
 
 static void settle(struct conn *c, struct http_state *s)
@@ -1119,7 +1248,7 @@ static void http_timeout(struct conn *c)
 {
     struct http_state *s = state_of(c);
     struct hbuf *b = s->b;      /* NULL when lingering: just close */
-    if (b && !b->complete && !b->out_len && !b->send_left &&
+    if (b && !b->complete && !b->out_len && !b->send_left && !b->nparts &&
         (b->len > 0 || b->in_body)) {
         refresh_date();
         reply_error(c, s, b, 408, NULL);
@@ -1161,6 +1290,9 @@ static int http_init(struct worker *w)
         log_error("http: out of memory for the file cache");
         return -1;
     }
+    /* Multipart boundaries: unlikely in any file, different per worker. */
+    if (getrandom(&H.boundary, sizeof H.boundary, GRND_NONBLOCK) != sizeof H.boundary)
+        H.boundary = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
     H.in_cap = (uint32_t)hc->max_header_size;
     H.keepalive = hc->keepalive_timeout > 0;
     H.header_tl = worker_timer_list(w, (int64_t)hc->header_timeout * 1000);

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -239,6 +240,16 @@ int http_path_normalize(const char *t, size_t len, char *out, size_t cap)
     return (int)o;
 }
 
+bool http_target_authority(const char *t, size_t len, size_t *off, size_t *alen)
+{
+    long p = skip_scheme_host(t, len);
+    if (p <= 0)
+        return false;
+    *off = (size_t)(t[4] == ':' ? 7 : 8);
+    *alen = (size_t)p - *off;
+    return true;
+}
+
 size_t http_target_path_len(const char *t, size_t len)
 {
     size_t i = 0;
@@ -262,32 +273,154 @@ static bool parse_u64(const char *v, size_t len, size_t *i, uint64_t *out)
     return *i > start;
 }
 
-enum http_range http_range_parse(const char *v, size_t len, uint64_t size,
-                                 uint64_t *first, uint64_t *last)
+/* One range-spec of v[*i..): first-last, a-, or -n (suffix). RANGE_NONE
+ * when malformed; RANGE_UNSATISFIABLE when it is not in the body. */
+static enum http_range one_range(const char *v, size_t len, size_t *i, uint64_t size,
+                                 struct http_byte_range *r, uint64_t *asked)
 {
-    if (len < 6 || strncasecmp(v, "bytes=", 6) != 0)
-        return RANGE_NONE;
-    size_t i = 6;
     uint64_t a = 0, b = 0;
-    bool has_a = parse_u64(v, len, &i, &a);
-    if (i >= len || v[i] != '-')
+    bool has_a = parse_u64(v, len, i, &a);
+    if (*i >= len || v[*i] != '-')
         return RANGE_NONE;
-    i++;
-    bool has_b = parse_u64(v, len, &i, &b);
-    if (i != len || (!has_a && !has_b) || (has_a && has_b && b < a))
-        return RANGE_NONE;      /* several ranges or garbage: ignore */
+    (*i)++;
+    bool has_b = parse_u64(v, len, i, &b);
+    if ((!has_a && !has_b) || (has_a && has_b && b < a))
+        return RANGE_NONE;
     if (!has_a) {               /* suffix: the last b bytes */
         if (b == 0 || size == 0)
             return RANGE_UNSATISFIABLE;
-        *first = b >= size ? 0 : size - b;
-        *last = size - 1;
-        return RANGE_OK;
+        r->first = b >= size ? 0 : size - b;
+        r->last = size - 1;
+    } else {
+        if (a >= size)
+            return RANGE_UNSATISFIABLE;
+        r->first = a;
+        r->last = has_b && b < size ? b : size - 1;
     }
-    if (a >= size)
-        return RANGE_UNSATISFIABLE;
-    *first = a;
-    *last = has_b && b < size ? b : size - 1;
+    *asked += r->last - r->first + 1;
     return RANGE_OK;
+}
+
+static int range_cmp(const void *x, const void *y)
+{
+    const struct http_byte_range *a = x, *b = y;
+    return a->first < b->first ? -1 : a->first > b->first;
+}
+
+enum http_range http_ranges_parse(const char *v, size_t len, uint64_t size,
+                                  struct http_byte_range out[HTTP_RANGES_MAX], size_t *n)
+{
+    if (len < 6 || strncasecmp(v, "bytes=", 6) != 0)
+        return RANGE_NONE;
+    size_t i = 6, specs = 0;
+    uint64_t asked = 0;
+    *n = 0;
+    for (;;) {
+        while (i < len && (is_ows(v[i]) || v[i] == ','))
+            i++;                        /* 1#range-spec: empty elements, OWS */
+        if (i == len)
+            break;
+        if (++specs > HTTP_RANGES_MAX)
+            return RANGE_NONE;
+        enum http_range st = one_range(v, len, &i, size, &out[*n], &asked);
+        if (st == RANGE_NONE)
+            return RANGE_NONE;
+        if (st == RANGE_OK)
+            (*n)++;
+        while (i < len && is_ows(v[i]))
+            i++;
+        if (i < len && v[i] != ',')
+            return RANGE_NONE;
+    }
+    if (specs == 0)
+        return RANGE_NONE;
+    if (*n == 0)
+        return RANGE_UNSATISFIABLE;
+    if (asked > size)
+        return RANGE_NONE;
+    qsort(out, *n, sizeof *out, range_cmp);
+    size_t m = 0;
+    for (size_t k = 1; k < *n; k++) {
+        if (out[k].first <= out[m].last + 1) {
+            if (out[k].last > out[m].last)
+                out[m].last = out[k].last;
+        } else {
+            out[++m] = out[k];
+        }
+    }
+    *n = m + 1;
+    return RANGE_OK;
+}
+
+/* qvalue (RFC 9110 12.4.2): "0" ["." 0*3DIGIT] / "1" ["." 0*3"0"], in
+ * thousandths; -1 when malformed. */
+static int parse_qvalue(const char *v, size_t len)
+{
+    if (len == 0 || (v[0] != '0' && v[0] != '1') || len > 5 || (len > 1 && v[1] != '.'))
+        return -1;
+    int q = (v[0] - '0') * 1000, scale = 100;
+    for (size_t i = 2; i < len; i++, scale /= 10) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        q += (v[i] - '0') * scale;
+    }
+    return q > 1000 ? -1 : q;
+}
+
+/* One element "coding [OWS ; OWS q=qvalue]" at v[*i..), up to its comma:
+ * its name's length at *name (from *start) and its weight, or -1. */
+static int accept_element(const char *v, size_t len, size_t *i, size_t *start, size_t *name)
+{
+    *start = *i;
+    *name = http_token_len(v + *i, len - *i);
+    *i += *name;
+    int q = 1000;
+    while (*i < len && is_ows(v[*i]))
+        (*i)++;
+    if (*i < len && v[*i] == ';') {
+        for ((*i)++; *i < len && is_ows(v[*i]); (*i)++)
+            ;
+        size_t end = *i;
+        while (end < len && v[end] != ',' && !is_ows(v[end]))
+            end++;
+        q = end - *i > 2 && (v[*i] == 'q' || v[*i] == 'Q') && v[*i + 1] == '='
+            ? parse_qvalue(v + *i + 2, end - *i - 2) : -1;
+        for (*i = end; *i < len && is_ows(v[*i]); (*i)++)
+            ;
+    }
+    if (*name == 0 || (*i < len && v[*i] != ','))
+        q = -1;
+    while (*i < len && v[*i] != ',')
+        (*i)++;                         /* a bad element is skipped whole */
+    return q;
+}
+
+void http_accept_encoding(const char *v, size_t len, struct http_accept *a)
+{
+    int br = -1, gzip = -1, identity = -1, star = -1;
+    for (size_t i = 0;;) {
+        while (i < len && (is_ows(v[i]) || v[i] == ','))
+            i++;
+        if (i == len)
+            break;
+        size_t start, n;
+        int q = accept_element(v, len, &i, &start, &n);
+        const char *c = v + start;
+        if (q < 0)
+            continue;
+        if (n == 2 && strncasecmp(c, "br", 2) == 0)
+            br = q;
+        else if ((n == 4 && strncasecmp(c, "gzip", 4) == 0) ||
+                 (n == 6 && strncasecmp(c, "x-gzip", 6) == 0))
+            gzip = q;
+        else if (n == 8 && strncasecmp(c, "identity", 8) == 0)
+            identity = q;
+        else if (n == 1 && c[0] == '*')
+            star = q;
+    }
+    a->br = (uint16_t)(br >= 0 ? br : star >= 0 ? star : 0);
+    a->gzip = (uint16_t)(gzip >= 0 ? gzip : star >= 0 ? star : 0);
+    a->identity = (uint16_t)(identity >= 0 ? identity : star >= 0 ? star : 1000);
 }
 
 static const char wdays[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };

@@ -44,12 +44,36 @@ struct http_te {
 void http_te_add(struct http_te *te, const char *v, size_t len);
 int http_te_status(const struct http_te *te);
 
+/* The authority of an absolute-form target ("http://host:port/p"): true
+ * with [*off, *off + *len) its bytes; false for any other form. */
+bool http_target_authority(const char *t, size_t len, size_t *off, size_t *alen);
+
 enum http_range { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
 
-/* One byte range ("bytes=a-b", "a-", "-n") of a body of size bytes.
- * RANGE_NONE: absent, malformed or several ranges (serve it whole). */
-enum http_range http_range_parse(const char *v, size_t len, uint64_t size,
-                                 uint64_t *first, uint64_t *last);
+#define HTTP_RANGES_MAX 16
+
+struct http_byte_range {
+    uint64_t first, last;
+};
+
+/* The byte ranges ("bytes=a-b", "a-", "-n", comma-separated) of a body of
+ * size bytes, into out[0..*n): sorted, those that overlap or touch merged
+ * into one (RFC 9110 14.3 allows both). RANGE_NONE, to serve the whole
+ * body: absent or malformed, more than HTTP_RANGES_MAX ranges, or ranges
+ * that ask for more bytes in all than the body has (they overlap that
+ * much: a request that multiplies the answer). RANGE_UNSATISFIABLE: none
+ * of them is in the body. */
+enum http_range http_ranges_parse(const char *v, size_t len, uint64_t size,
+                                  struct http_byte_range out[HTTP_RANGES_MAX], size_t *n);
+
+/* Accept-Encoding (RFC 9110 12.5.3): the weight, in thousandths, that the
+ * field value gives br, gzip (or x-gzip) and identity. A coding not named
+ * takes the weight of "*", or 0; identity takes 1000 unless it or "*" says
+ * otherwise. An element that does not parse is left out. */
+struct http_accept {
+    uint16_t br, gzip, identity;
+};
+void http_accept_encoding(const char *v, size_t len, struct http_accept *a);
 
 /* IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT": 29 chars + NUL. */
 #define HTTP_DATE_LEN 29

@@ -1,0 +1,271 @@
+/* Integration tests of the static-site features: multipart/byteranges.
+ * The real build/preforkd serves files from its temp dir, spoken to over
+ * real sockets (and curl). */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static struct server srv;
+static int port;
+
+static void setup(void)
+{
+    server_init(&srv);
+    port = h_free_port(SOCK_STREAM);
+}
+
+static void teardown(void)
+{
+    server_cleanup(&srv);
+}
+
+TestSuite(http_sites, .init = setup, .fini = teardown, .timeout = 60);
+
+/* One worker, an http listener, then the sections given. */
+static void start(const char *sections)
+{
+    server_write_conf(&srv, "workers = 1\ngraceful_timeout = 5\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"http\" }\n%s\n",
+                      port, sections);
+    cr_assert_eq(server_start(&srv, NULL), 0, "server did not become ready");
+}
+
+static const char *in_dir(const char *rel)
+{
+    static char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", srv.dir, rel);
+    return path;
+}
+
+static void put_file(const char *rel, const void *data, size_t len)
+{
+    FILE *f = fopen(in_dir(rel), "w");
+    cr_assert_not_null(f, "%s", rel);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+static void put_text(const char *rel, const char *text)
+{
+    put_file(rel, text, strlen(text));
+}
+
+struct resp {
+    int status;
+    char head[8192];
+    char *body;
+    size_t body_len;
+};
+
+/* Value of a header in r->head (case-sensitive name), or NULL. */
+static const char *hdr(const struct resp *r, const char *name, char *out, size_t cap)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\r\n%s: ", name);
+    const char *p = strstr(r->head, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    size_t n = strcspn(p, "\r");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    return out;
+}
+
+static bool has_hdr(const struct resp *r, const char *name)
+{
+    char v[512];
+    return hdr(r, name, v, sizeof v) != NULL;
+}
+
+/* One response from fd; no_body after HEAD or for 304. */
+static int read_resp(int fd, struct resp *r, bool no_body)
+{
+    size_t n = 0;
+    memset(r, 0, sizeof *r);
+    while (n + 1 < sizeof r->head) {
+        if (h_read_full(fd, r->head + n, 1, 5000) != 0)
+            return -1;
+        n++;
+        r->head[n] = '\0';
+        if (n >= 4 && memcmp(r->head + n - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
+        return -1;
+    char v[64];
+    r->body_len = hdr(r, "Content-Length", v, sizeof v) ? strtoull(v, NULL, 10) : 0;
+    if (no_body || r->status == 304)
+        r->body_len = 0;
+    r->body = malloc(r->body_len + 1);
+    if (r->body_len && h_read_full(fd, r->body, r->body_len, 10000) != 0)
+        return -1;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+/* One request on a fresh connection. */
+__attribute__((format(printf, 1, 2)))
+static struct resp request(const char *fmt, ...)
+{
+    char req[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(req, sizeof req, fmt, ap);
+    va_end(ap);
+    int fd = h_tcp_connect(port);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(h_write_full(fd, req, (size_t)len), 0);
+    struct resp r;
+    cr_assert_eq(read_resp(fd, &r, strncmp(req, "HEAD ", 5) == 0), 0, "no response to %s", req);
+    close(fd);
+    return r;
+}
+
+/* ---- multipart/byteranges ---- */
+
+static const char hundred[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789abcdefghijklmnopqrstuvwxyzAB";
+
+/* The boundary from the answer's Content-Type. */
+static const char *boundary_of(const struct resp *r, char *out, size_t cap)
+{
+    char ct[256];
+    cr_assert_not_null(hdr(r, "Content-Type", ct, sizeof ct));
+    const char *pfx = "multipart/byteranges; boundary=";
+    cr_assert_eq(strncmp(ct, pfx, strlen(pfx)), 0, "%s", ct);
+    snprintf(out, cap, "%.63s", ct + strlen(pfx));
+    return out;
+}
+
+Test(http_sites, multipart_byteranges)
+{
+    cr_assert_eq(strlen(hundred), 100);
+    put_text("www/h.txt", hundred);
+    start("http { root = \"www\" }\n");
+    struct resp r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,5-6,-3\r\n\r\n");
+    char b[64], want[1024], v[64];
+    cr_assert_eq(r.status, 206);
+    boundary_of(&r, b, sizeof b);
+    snprintf(want, sizeof want,
+             "--%s\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/100\r\n\r\n01\r\n"
+             "--%s\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-6/100\r\n\r\n56\r\n"
+             "--%s\r\nContent-Type: text/plain\r\nContent-Range: bytes 97-99/100\r\n\r\nzAB\r\n"
+             "--%s--\r\n", b, b, b, b);
+    cr_expect_str_eq(r.body, want);
+    cr_expect_not(has_hdr(&r, "Content-Range"), "only the parts have one");
+    cr_expect(has_hdr(&r, "ETag") && has_hdr(&r, "Last-Modified"));
+    free(r.body);
+    /* HEAD: the same length, no body. */
+    size_t len = strlen(want);
+    r = request("HEAD /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,5-6,-3\r\n\r\n");
+    snprintf(want, sizeof want, "%zu", len);
+    cr_expect_str_eq(hdr(&r, "Content-Length", v, sizeof v), want);
+    free(r.body);
+    /* Overlapping or touching ranges become one: a plain 206. */
+    r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=4-6,0-4\r\n\r\n");
+    cr_expect_eq(r.status, 206);
+    cr_expect_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes 0-6/100");
+    cr_expect_str_eq(r.body, "0123456");
+    free(r.body);
+    /* An unsatisfiable one is dropped. */
+    r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=1-2,500-600\r\n\r\n");
+    cr_expect_eq(r.status, 206);
+    cr_expect_str_eq(r.body, "12");
+    free(r.body);
+    /* More bytes asked than the file has, or more than 16 ranges: 200. */
+    r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-,0-\r\n\r\n");
+    cr_expect_eq(r.status, 200);
+    cr_expect_str_eq(r.body, hundred);
+    free(r.body);
+    char many[512] = "bytes=0-0";
+    for (int i = 1; i < 17; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), ",%d-%d", 2 * i, 2 * i);
+    r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: %s\r\n\r\n", many);
+    cr_expect_eq(r.status, 200, "17 ranges");
+    free(r.body);
+    *strrchr(many, ',') = '\0';
+    r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: %s\r\n\r\n", many);
+    cr_expect_eq(r.status, 206, "16 ranges");
+    int parts = 0;
+    for (const char *p = r.body; (p = strstr(p, "Content-Range: ")); p++)
+        parts++;
+    cr_expect_eq(parts, 16);
+    free(r.body);
+    /* A changed file (If-Range) comes whole. */
+    r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,5-6\r\n"
+                "If-Range: \"other\"\r\n\r\n");
+    cr_expect_eq(r.status, 200);
+    free(r.body);
+}
+
+/* A file sent by sendfile: part heads in between, then the next answer on
+ * the same connection. */
+Test(http_sites, multipart_byteranges_by_sendfile)
+{
+    size_t len = 3 << 20;
+    unsigned char *data = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (unsigned char)(i * 2654435761u >> 13);
+    put_file("www/big.bin", data, len);
+    put_text("www/small", "small");
+    start("http { root = \"www\" }\n");
+    int fd = h_tcp_connect(port);
+    const char two[] = "GET /big.bin HTTP/1.1\r\nHost: t\r\n"
+                       "Range: bytes=10-19,1000000-2999999,-5\r\n\r\n"
+                       "GET /small HTTP/1.1\r\nHost: t\r\n\r\n";
+    cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
+    struct resp r;
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(r.status, 206);
+    char b[64], head[256];
+    boundary_of(&r, b, sizeof b);
+    const struct { uint64_t first, last; } parts[] = {
+        { 10, 19 }, { 1000000, 2999999 }, { len - 5, len - 1 },
+    };
+    const char *p = r.body, *end = r.body + r.body_len;
+    for (size_t i = 0; i < 3; i++) {
+        int n = snprintf(head, sizeof head, "%s--%s\r\nContent-Type: application/octet-stream\r\n"
+                         "Content-Range: bytes %llu-%llu/%zu\r\n\r\n", i ? "\r\n" : "", b,
+                         (unsigned long long)parts[i].first,
+                         (unsigned long long)parts[i].last, len);
+        cr_assert(end - p >= n && memcmp(p, head, (size_t)n) == 0, "part %zu head", i);
+        p += n;
+        size_t plen = parts[i].last - parts[i].first + 1;
+        cr_assert(end - p >= (long)plen && memcmp(p, data + parts[i].first, plen) == 0,
+                  "part %zu bytes", i);
+        p += plen;
+    }
+    snprintf(head, sizeof head, "\r\n--%s--\r\n", b);
+    cr_expect_eq((size_t)(end - p), strlen(head));
+    cr_expect_eq(memcmp(p, head, strlen(head)), 0);
+    free(r.body);
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_expect_str_eq(r.body, "small");
+    free(r.body);
+    close(fd);
+    free(data);
+}
+
+Test(http_sites, multipart_with_curl)
+{
+    put_text("www/h.txt", hundred);
+    start("http { root = \"www\" }\n");
+    char out[1024];
+    cr_assert_eq(h_run(out, sizeof out, "curl -s -r 0-1,10-11 -D - "
+                       "http://127.0.0.1:%d/h.txt | tr -d '\\r' | "
+                       "grep -e '^Content-Range' -e '^Content-Type' -e '^[0-9a][0-9b]$'", port), 0);
+    cr_expect_not_null(strstr(out, "Content-Type: multipart/byteranges; boundary="), "%s", out);
+    cr_expect_not_null(strstr(out, "Content-Type: text/plain\nContent-Range: bytes 0-1/100\n"
+                              "01\nContent-Type: text/plain\nContent-Range: bytes 10-11/100\n"
+                              "ab\n"), "%s", out);
+}
