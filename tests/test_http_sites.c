@@ -1,6 +1,6 @@
-/* Integration tests of the static-site features: multipart/byteranges.
- * The real build/preforkd serves files from its temp dir, spoken to over
- * real sockets (and curl). */
+/* Integration tests of the static-site features: virtual hosts (site NAME
+ * { } chosen by Host) and multipart/byteranges. The real build/preforkd
+ * serves files from its temp dir, spoken to over real sockets (and curl). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -58,6 +58,11 @@ static void put_file(const char *rel, const void *data, size_t len)
 static void put_text(const char *rel, const char *text)
 {
     put_file(rel, text, strlen(text));
+}
+
+static void make_dir(const char *rel)
+{
+    cr_assert_eq(mkdir(in_dir(rel), 0755), 0, "mkdir %s", rel);
 }
 
 struct resp {
@@ -129,6 +134,126 @@ static struct resp request(const char *fmt, ...)
     cr_assert_eq(read_resp(fd, &r, strncmp(req, "HEAD ", 5) == 0), 0, "no response to %s", req);
     close(fd);
     return r;
+}
+
+/* GET path with Host host: the body (the caller frees). */
+static char *body_for(const char *host, const char *path)
+{
+    struct resp r = request("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host);
+    cr_assert_eq(r.status, 200, "%s%s: %d", host, path, r.status);
+    return r.body;
+}
+
+/* ---- virtual hosts ---- */
+
+#define TWO_SITES \
+    "http { root = \"www\" }\n" \
+    "site a {\n  server_names = {\"example.org\", \"*.example.org\"}\n  root = \"www-a\"\n}\n" \
+    "site b {\n  server_names = {\"b.test\", \"[::1]\"}\n  root = \"www-b\"\n" \
+    "  index = \"home.html\"\n}\n"
+
+static void make_two_sites(void)
+{
+    make_dir("www-a");
+    make_dir("www-b");
+    put_text("www/f", "default\n");
+    put_text("www-a/f", "site a\n");
+    put_text("www-b/f", "site b\n");
+    put_text("www-b/home.html", "b home\n");
+    put_text("www/index.html", "default index\n");
+}
+
+Test(http_sites, chosen_by_host)
+{
+    make_two_sites();
+    start(TWO_SITES);
+    const struct { const char *host, *path, *body; } cases[] = {
+        { "example.org", "/f", "site a\n" },
+        { "EXAMPLE.Org:8080", "/f", "site a\n" },
+        { "example.org.", "/f", "site a\n" },
+        { "www.example.org", "/f", "site a\n" },
+        { "b.test", "/f", "site b\n" },
+        { "b.test", "/", "b home\n" },
+        { "[::1]:80", "/f", "site b\n" },
+        { "127.0.0.1", "/f", "default\n" },
+        { "other.test", "/", "default index\n" },
+        { "xexample.org", "/f", "default\n" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *body = body_for(cases[i].host, cases[i].path);
+        cr_expect_str_eq(body, cases[i].body, "Host: %s", cases[i].host);
+        free(body);
+    }
+    /* An absolute-form target names the site; Host is then ignored. */
+    struct resp r = request("GET http://b.test/f HTTP/1.1\r\nHost: example.org\r\n\r\n");
+    cr_expect_str_eq(r.body, "site b\n");
+    free(r.body);
+    /* HTTP/1.0 without Host: the default site. */
+    r = request("GET /f HTTP/1.0\r\n\r\n");
+    cr_expect_str_eq(r.body, "default\n");
+    free(r.body);
+    /* One connection, a different site per request. */
+    int fd = h_tcp_connect(port);
+    const char two[] = "GET /f HTTP/1.1\r\nHost: b.test\r\n\r\n"
+                       "GET /f HTTP/1.1\r\nHost: a.example.org\r\n\r\n";
+    cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_expect_str_eq(r.body, "site b\n");
+    free(r.body);
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_expect_str_eq(r.body, "site a\n");
+    free(r.body);
+    close(fd);
+    /* Each site's files are its own: the same path, a missing file. */
+    r = request("GET /home.html HTTP/1.1\r\nHost: example.org\r\n\r\n");
+    cr_expect_eq(r.status, 404);
+    free(r.body);
+}
+
+Test(http_sites, curl_with_host_header)
+{
+    make_two_sites();
+    start(TWO_SITES);
+    char out[256];
+    cr_assert_eq(h_run(out, sizeof out, "curl -s -H 'Host: b.test' http://127.0.0.1:%d/f "
+                       "http://127.0.0.1:%d/", port, port), 0);
+    cr_expect_str_eq(out, "site b\nb home\n");
+    cr_assert_eq(h_run(out, sizeof out, "curl -s --resolve www.example.org:%d:127.0.0.1 "
+                       "http://www.example.org:%d/f", port, port), 0);
+    cr_expect_str_eq(out, "site a\n");
+}
+
+/* Each site logs to its own access log; sites naming one file share it. */
+Test(http_sites, access_log_per_site)
+{
+    make_two_sites();
+    start("http { root = \"www\" access_log = \"access.log\" }\n"
+          "site a {\n  server_names = \"example.org\"\n  root = \"www-a\"\n"
+          "  access_log = \"a.log\"\n}\n"
+          "site b {\n  server_names = \"b.test\"\n  root = \"www-b\"\n"
+          "  access_log = \"access.log\"\n}\n"
+          "site c {\n  server_names = \"c.test\"\n  root = \"www-b\"\n}\n");
+    free(request("GET /f?to-a HTTP/1.1\r\nHost: example.org\r\n\r\n").body);
+    free(request("GET /f?to-b HTTP/1.1\r\nHost: b.test\r\n\r\n").body);
+    free(request("GET /f?to-default HTTP/1.1\r\nHost: x\r\n\r\n").body);
+    free(request("GET /f?to-c HTTP/1.1\r\nHost: c.test\r\n\r\n").body);
+    char a[PATH_MAX], d[PATH_MAX];
+    snprintf(a, sizeof a, "%s", in_dir("a.log"));
+    snprintf(d, sizeof d, "%s", in_dir("access.log"));
+    cr_assert(WAIT_UNTIL(h_file_count(a, "\"GET /f?to-a HTTP/1.1\" 200 7") == 1, 5000));
+    cr_assert(WAIT_UNTIL(h_file_count(d, "/f?to-default") == 1 &&
+                         h_file_count(d, "/f?to-b") == 1, 5000));
+    cr_expect_eq(h_file_count(a, "to-b"), 0);
+    cr_expect_eq(h_file_count(d, "to-a"), 0);
+    cr_expect_eq(h_file_count(a, "to-c") + h_file_count(d, "to-c"), 0, "c has no log");
+    /* SIGUSR1 reopens every site's log. */
+    char rotated[PATH_MAX + 8];
+    snprintf(rotated, sizeof rotated, "%s.1", a);
+    cr_assert_eq(rename(a, rotated), 0);
+    cr_assert_eq(kill(srv.pid, SIGUSR1), 0);
+    cr_assert(WAIT_UNTIL(access(a, F_OK) == 0, 5000), "a.log reopened");
+    free(request("GET /f?after HTTP/1.1\r\nHost: example.org\r\n\r\n").body);
+    cr_assert(WAIT_UNTIL(h_file_count(a, "/f?after") == 1, 5000));
 }
 
 /* ---- multipart/byteranges ---- */

@@ -1,6 +1,6 @@
 /* Unit tests of the HTTP handler's pure parts: path normalisation and
  * percent-decoding, Range parsing, Accept-Encoding, HTTP dates, media
- * types. */
+ * types, the choice of a site by Host. */
 #include <criterion/criterion.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "workers/http_path.h"
+#include "workers/http_site.h"
 #include "workers/mime.h"
 
 static int norm(const char *in, char *out)
@@ -286,4 +287,52 @@ Test(http_unit, mime_types)
     cr_assert_str_eq(mime_lookup("/a.WRD"), "text/x-weird");
     cr_assert_str_eq(mime_lookup("/a.html"), "application/x-h");
     mime_free();
+}
+
+static const char *site_of(const char *host)
+{
+    return http_site_for_host(host, strlen(host))->name;
+}
+
+/* Exact names first, then the longest wildcard; port, case and a trailing
+ * dot do not matter; anything else goes to the default site (""). */
+Test(http_unit, site_by_host)
+{
+    static char *a[] = { "example.org", "*.example.org", NULL };
+    static char *b[] = { "*.b.example.org", "[::1]", NULL };
+    static char *c[] = { "www.example.org", NULL };
+    static int lines[] = { 1, 2 };
+    static struct site_conf sites[3];
+    static struct config cfg;
+    char **names[] = { a, b, c };
+    snprintf(cfg.http.root, sizeof cfg.http.root, "/tmp");
+    snprintf(cfg.http.index, sizeof cfg.http.index, "index.html");
+    for (int i = 0; i < 3; i++) {
+        snprintf(sites[i].name, sizeof sites[i].name, "%c", 'a' + i);
+        snprintf(sites[i].root, sizeof sites[i].root, "/tmp");
+        snprintf(sites[i].index, sizeof sites[i].index, "index.html");
+        sites[i].server_names = names[i];
+        sites[i].server_name_lines = lines;
+        while (names[i][sites[i].nserver_names])
+            sites[i].nserver_names++;
+    }
+    cfg.sites = sites;
+    cfg.nsites = 3;
+    cr_assert_eq(http_sites_init(&cfg), 0);
+    cr_assert(http_sites_virtual());
+    cr_expect_str_eq(site_of("example.org"), "a");
+    cr_expect_str_eq(site_of("EXAMPLE.Org:8080"), "a");
+    cr_expect_str_eq(site_of("example.org."), "a");
+    cr_expect_str_eq(site_of("x.example.org"), "a");
+    cr_expect_str_eq(site_of("b.example.org"), "a", "*.b.example.org wants one more label");
+    cr_expect_str_eq(site_of("x.b.example.org:80"), "b", "the longest wildcard wins");
+    cr_expect_str_eq(site_of("www.example.org"), "c", "an exact name beats a wildcard");
+    cr_expect_str_eq(site_of("[::1]:8080"), "b");
+    cr_expect_str_eq(site_of("[::1]"), "b");
+    cr_expect_str_eq(site_of("xexample.org"), "");
+    cr_expect_str_eq(site_of("example.org.evil"), "");
+    cr_expect_str_eq(site_of("127.0.0.1"), "");
+    cr_expect_str_eq(site_of(""), "");
+    cr_expect_str_eq(http_site_default()->name, "");
+    http_sites_free();
 }

@@ -2,7 +2,8 @@
  * borrows a request/response buffer from a per-worker pool only while a
  * request is being read or answered, so an idle keep-alive connection costs
  * its struct conn and this small state. Pipelined requests are answered in
- * order and batched into one send; large bodies go out with sendfile. */
+ * order and batched into one send; large bodies go out with sendfile. A
+ * request is served by the site its Host names (workers/http_site.c). */
 #include "workers/http.h"
 
 #include <arpa/inet.h>
@@ -25,6 +26,7 @@
 #include "workers/http_io.h"
 #include "workers/http_log.h"
 #include "workers/http_path.h"
+#include "workers/http_site.h"
 #include "workers/mime.h"
 
 #define URL_MAX          8192           /* longer request targets: 414 (RFC 9112 3
@@ -77,6 +79,7 @@ struct hbuf {
     uint32_t val_end;           /* end of its value so far; 0: none yet */
     int err;                    /* status a callback refused with */
     uint64_t body_seen;
+    struct http_site *site;     /* the request's; the default until known */
     uint32_t out_head, out_len; /* pending response bytes out[head..len) */
     struct http_file *send_f;   /* then this file's bytes by sendfile */
     uint64_t send_off, send_left;
@@ -101,12 +104,12 @@ struct http_state {
 /* Per worker process. */
 static struct {
     struct http_cache *cache;
-    struct http_root *root;
-    struct http_log *log;       /* the access log, or NULL */
     struct hbuf *pool;
     size_t npool;
     uint32_t in_cap;
     bool keepalive;
+    bool virtual_hosts;         /* any site NAME { }: look Host up */
+    struct http_site *default_site;
     uint64_t boundary;          /* of the next multipart answer */
     struct tlist *header_tl, *keepalive_tl, *grace_tl, *linger_tl;
     llhttp_settings_t settings;
@@ -184,6 +187,7 @@ static void buf_reset_request(struct hbuf *b)
     b->err = 0;
     b->body_seen = 0;
     b->body_at = NO_BODY_AT;
+    b->site = H.default_site;
 }
 
 static struct hbuf *buf_get(struct conn *c)
@@ -525,7 +529,8 @@ static char *put_escaped(char *p, const struct hbuf *b, struct span sp)
 static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
                        int status, uint64_t bytes)
 {
-    char *line = http_log_reserve(H.log, LOG_LINE_MAX);
+    struct http_log *log = b->site->log;
+    char *line = http_log_reserve(log, LOG_LINE_MAX);
     if (!line)
         return;
     char ip[INET6_ADDRSTRLEN];
@@ -540,7 +545,7 @@ static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
     o = PUTS(o, "\" \"");
     o = put_escaped(o, b, b->hdr[H_UA]);
     o = PUTS(o, "\"\n");
-    http_log_commit(H.log, (size_t)(o - line));
+    http_log_commit(log, (size_t)(o - line));
 }
 
 static int log_field_len(struct span sp)
@@ -559,7 +564,7 @@ static void request_done(struct conn *c, struct http_state *s, struct hbuf *b,
         log_error("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
     else if (status >= 400)
         log_debug("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
-    if (H.log)
+    if (b->site->log)
         access_log(c, s, b, status, bytes);
 }
 
@@ -892,6 +897,17 @@ static void reply_options(struct conn *c, struct http_state *s, struct hbuf *b)
     request_done(c, s, b, 200, 0, keep);
 }
 
+/* The site the request names: by the authority of an absolute-form target
+ * (RFC 9112 3.2.2: then Host is ignored), else by Host. */
+static struct http_site *site_of(const struct hbuf *b)
+{
+    size_t off, len;
+    if (http_target_authority(span_ptr(b, b->url), b->url.len, &off, &len))
+        return http_site_for_host(span_ptr(b, b->url) + off, len);
+    struct span h = trimmed(b, b->hdr[H_HOST]);
+    return h.len ? http_site_for_host(span_ptr(b, h), h.len) : http_site_default();
+}
+
 /* Answer the complete request in b; false when out has no room for it. */
 static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
 {
@@ -901,6 +917,8 @@ static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
         reply_options(c, s, b);
         return true;
     }
+    if (H.virtual_hosts)
+        b->site = site_of(b);
     if (s->parser.method != HTTP_GET && s->parser.method != HTTP_HEAD) {
         reply_error(c, s, b, 405, NULL);
         return true;
@@ -910,7 +928,7 @@ static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
     int status = -n;
     struct http_file *f = NULL;
     if (n > 0)
-        f = http_cache_get(H.cache, H.root, path, (size_t)n, c->w->now_ms, &status);
+        f = http_cache_get(H.cache, b->site->root, path, (size_t)n, c->w->now_ms, &status);
     if (status == HTTP_STATUS_NO_INDEX)
         status = 403;
     if (!f) {
@@ -1280,11 +1298,10 @@ static int http_init(struct worker *w)
     const struct http_conf *hc = &w->cfg->http;
     if (mime_load(NULL) != 0)
         log_warn("/etc/mime.types: %s; using the built-in media types", strerror(errno));
-    H.root = http_root_new(hc->root, hc->index);
-    if (!H.root) {
-        log_error("http.root %s: %s", hc->root, strerror(errno));
+    if (http_sites_init(w->cfg) != 0)
         return -1;
-    }
+    H.default_site = http_site_default();
+    H.virtual_hosts = http_sites_virtual();
     H.cache = http_cache_new(CACHE_SLOTS);
     if (!H.cache) {
         log_error("http: out of memory for the file cache");
@@ -1303,9 +1320,6 @@ static int http_init(struct worker *w)
         log_error("http: out of timer lists");
         return -1;
     }
-    if (hc->access_log[0] && !(H.log = http_log_open(hc->access_log)))
-        log_error("access log %s: %s; access logging is off", hc->access_log,
-                  strerror(errno));
     settings_init();
     return 0;
 }
