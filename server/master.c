@@ -599,6 +599,9 @@ static void prepare_log_files(const struct master *m)
     prepare_log_file(m, m->cfg.error_log);
     if (m->cfg.http.access_log[0])
         prepare_log_file(m, m->cfg.http.access_log);
+    for (size_t i = 0; i < m->cfg.nsites; i++)
+        if (m->cfg.sites[i].access_log[0])
+            prepare_log_file(m, m->cfg.sites[i].access_log);
 }
 
 static void reopen_logs(struct master *m)
