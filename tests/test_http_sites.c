@@ -1,6 +1,7 @@
 /* Integration tests of the static-site features: virtual hosts (site NAME
- * { } chosen by Host) and multipart/byteranges. The real build/preforkd
- * serves files from its temp dir, spoken to over real sockets (and curl). */
+ * { } chosen by Host), precompressed files and multipart/byteranges. The
+ * real build/preforkd serves files from its temp dir, spoken to over real
+ * sockets (and curl). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -63,6 +64,12 @@ static void put_text(const char *rel, const char *text)
 static void make_dir(const char *rel)
 {
     cr_assert_eq(mkdir(in_dir(rel), 0755), 0, "mkdir %s", rel);
+}
+
+static void set_mtime(const char *rel, time_t t)
+{
+    struct timespec ts[2] = { { .tv_sec = t }, { .tv_sec = t } };
+    cr_assert_eq(utimensat(AT_FDCWD, in_dir(rel), ts, 0), 0, "%s", rel);
 }
 
 struct resp {
@@ -256,6 +263,179 @@ Test(http_sites, access_log_per_site)
     cr_assert(WAIT_UNTIL(h_file_count(a, "/f?after") == 1, 5000));
 }
 
+/* ---- precompressed ---- */
+
+static void make_precompressed(void)
+{
+    put_text("www/app.js", "var app = 'plain';\n");
+    put_text("www/app.js.gz", "GZ-BYTES-OF-APP");
+    put_text("www/app.js.br", "BR-BYTES");
+    set_mtime("www/app.js", 1700000000);
+    set_mtime("www/app.js.gz", 1700000100);
+    set_mtime("www/app.js.br", 1700000000);         /* as new as the file */
+    put_text("www/old.css", "body{}\n");
+    put_text("www/old.css.gz", "STALE");
+    set_mtime("www/old.css", 1700000100);
+    set_mtime("www/old.css.gz", 1700000000);        /* older: not served */
+    make_dir("www/dir");
+    put_text("www/dir/index.html", "<p>index</p>\n");
+    put_text("www/dir/index.html.gz", "GZ-INDEX");
+}
+
+/* GET /app.js with this Accept-Encoding ("" for none): the body. */
+static struct resp get_encoded(const char *path, const char *ae)
+{
+    if (!ae)
+        return request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    return request("GET %s HTTP/1.1\r\nHost: t\r\nAccept-Encoding: %s\r\n\r\n", path, ae);
+}
+
+Test(http_sites, precompressed_negotiation)
+{
+    make_precompressed();
+    start("http { root = \"www\" precompressed = true }\n");
+    const struct { const char *ae, *body, *encoding; } cases[] = {
+        { NULL, "var app = 'plain';\n", NULL },
+        { "gzip, deflate, br, zstd", "BR-BYTES", "br" },
+        { "gzip", "GZ-BYTES-OF-APP", "gzip" },
+        { "x-gzip", "GZ-BYTES-OF-APP", "gzip" },
+        { "br;q=0.5, gzip", "GZ-BYTES-OF-APP", "gzip" },
+        { "br;q=0.5, gzip;q=0.4", "var app = 'plain';\n", NULL },   /* identity: 1 */
+        { "br;q=0.5, gzip;q=0.4, identity;q=0.3", "BR-BYTES", "br" },
+        { "gzip;q=0, br;q=0", "var app = 'plain';\n", NULL },
+        { "gzip;q=0.5", "var app = 'plain';\n", NULL },         /* identity weighs more */
+        { "gzip;q=0.5, identity;q=0.1", "GZ-BYTES-OF-APP", "gzip" },
+        { "*", "BR-BYTES", "br" },
+        { "*;q=0", "var app = 'plain';\n", NULL },               /* nothing else: identity */
+        { "*;q=0, gzip", "GZ-BYTES-OF-APP", "gzip" },
+        { "", "var app = 'plain';\n", NULL },
+        { "deflate", "var app = 'plain';\n", NULL },
+    };
+    char v[128], plain_etag[64];
+    struct resp r = get_encoded("/app.js", NULL);
+    cr_assert_not_null(hdr(&r, "ETag", plain_etag, sizeof plain_etag));
+    free(r.body);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *ae = cases[i].ae ? cases[i].ae : "(none)";
+        r = get_encoded("/app.js", cases[i].ae);
+        cr_expect_eq(r.status, 200, "%s", ae);
+        cr_expect_str_eq(r.body, cases[i].body, "Accept-Encoding: %s", ae);
+        cr_expect_str_eq(hdr(&r, "Vary", v, sizeof v), "Accept-Encoding", "%s", ae);
+        cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/javascript", "%s", ae);
+        snprintf(v, sizeof v, "%zu", strlen(cases[i].body));
+        char len[32];
+        cr_expect_str_eq(hdr(&r, "Content-Length", len, sizeof len), v, "%s", ae);
+        if (cases[i].encoding) {
+            cr_expect_str_eq(hdr(&r, "Content-Encoding", v, sizeof v), cases[i].encoding);
+            cr_expect_str_neq(hdr(&r, "ETag", v, sizeof v), plain_etag,
+                              "a variant has its own ETag");
+        } else {
+            cr_expect_not(has_hdr(&r, "Content-Encoding"), "%s", ae);
+            cr_expect_str_eq(hdr(&r, "ETag", v, sizeof v), plain_etag);
+        }
+        free(r.body);
+    }
+    /* A .gz older than its file is not served; a directory's index is. */
+    r = get_encoded("/old.css", "gzip");
+    cr_expect_str_eq(r.body, "body{}\n");
+    cr_expect_not(has_hdr(&r, "Content-Encoding"));
+    free(r.body);
+    r = get_encoded("/dir/", "gzip, br");
+    cr_expect_str_eq(r.body, "GZ-INDEX");
+    cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/html");
+    free(r.body);
+    /* The .gz itself, asked for by name, is a file like any other. */
+    r = get_encoded("/app.js.gz", "gzip");
+    cr_expect_str_eq(r.body, "GZ-BYTES-OF-APP");
+    cr_expect_not(has_hdr(&r, "Content-Encoding"));
+    free(r.body);
+}
+
+/* Validators and ranges are the variant's own. */
+Test(http_sites, precompressed_validators_and_ranges)
+{
+    make_precompressed();
+    start("http { root = \"www\" precompressed = true }\n");
+    char etag[64], v[128];
+    struct resp r = get_encoded("/app.js", "gzip");
+    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
+    cr_expect_str_eq(hdr(&r, "Last-Modified", v, sizeof v), "Tue, 14 Nov 2023 22:15:00 GMT",
+                     "the .gz's own time");
+    free(r.body);
+    r = request("GET /app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n"
+                "If-None-Match: %s\r\n\r\n", etag);
+    cr_expect_eq(r.status, 304);
+    cr_expect_str_eq(hdr(&r, "Vary", v, sizeof v), "Accept-Encoding");
+    free(r.body);
+    r = request("GET /app.js HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n\r\n", etag);
+    cr_expect_eq(r.status, 200, "without gzip the tag is not the plain file's");
+    free(r.body);
+    r = request("GET /app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n"
+                "Range: bytes=3-7\r\n\r\n");
+    cr_expect_eq(r.status, 206);
+    cr_expect_str_eq(r.body, "BYTES");
+    cr_expect_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes 3-7/15");
+    cr_expect_str_eq(hdr(&r, "Content-Encoding", v, sizeof v), "gzip");
+    cr_expect_str_eq(hdr(&r, "Vary", v, sizeof v), "Accept-Encoding");
+    free(r.body);
+    r = request("GET /app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n"
+                "Range: bytes=20-\r\n\r\n");
+    cr_expect_eq(r.status, 416);
+    cr_expect_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes */15");
+    free(r.body);
+}
+
+/* Files above the in-memory size go out by sendfile, the variant too. */
+Test(http_sites, precompressed_large_files)
+{
+    size_t len = 200000;
+    char *plain = malloc(len), *gz = malloc(len / 2);
+    memset(plain, 'p', len);
+    memset(gz, 'z', len / 2);
+    put_file("www/big.txt", plain, len);
+    put_file("www/big.txt.gz", gz, len / 2);
+    set_mtime("www/big.txt", 1700000000);
+    start("http { root = \"www\" precompressed = true }\n");
+    struct resp r = get_encoded("/big.txt", "gzip");
+    cr_assert_eq(r.body_len, len / 2);
+    cr_expect_eq(memcmp(r.body, gz, len / 2), 0);
+    free(r.body);
+    r = get_encoded("/big.txt", NULL);
+    cr_assert_eq(r.body_len, len);
+    cr_expect_eq(memcmp(r.body, plain, len), 0);
+    free(r.body);
+    free(plain);
+    free(gz);
+}
+
+/* A real .gz, as a browser or curl --compressed would take it; and a site
+ * without precompressed sends the file as it is, without Vary. */
+Test(http_sites, precompressed_with_curl)
+{
+    put_text("www/page.html", "<p>hello, compressed world</p>\n");
+    char out[512];
+    cr_assert_eq(h_run(out, sizeof out, "gzip -k -9 %s/www/page.html", srv.dir), 0, "%s", out);
+    make_dir("www-b");
+    put_text("www-b/page.html", "<p>plain</p>\n");
+    put_text("www-b/page.html.gz", "NOT-SENT");
+    start("http { root = \"www\" precompressed = true }\n"
+          "site b {\n  server_names = \"b.test\"\n  root = \"www-b\"\n}\n");
+    cr_assert_eq(h_run(out, sizeof out, "curl -s -H 'Accept-Encoding: gzip' "
+                       "http://127.0.0.1:%d/page.html | gunzip -c", port), 0);
+    cr_expect_str_eq(out, "<p>hello, compressed world</p>\n");
+    cr_assert_eq(h_run(out, sizeof out, "curl -s --compressed -H 'Accept-Encoding: gzip' "
+                       "-D - http://127.0.0.1:%d/page.html | tr -d '\\r' | "
+                       "grep -i -e '^content-encoding' -e '^vary' -e '^<p>'", port), 0);
+    cr_expect_str_eq(out, "Content-Encoding: gzip\nVary: Accept-Encoding\n"
+                     "<p>hello, compressed world</p>\n");
+    struct resp r = request("GET /page.html HTTP/1.1\r\nHost: b.test\r\n"
+                            "Accept-Encoding: gzip\r\n\r\n");
+    cr_expect_str_eq(r.body, "<p>plain</p>\n");
+    cr_expect_not(has_hdr(&r, "Vary"));
+    cr_expect_not(has_hdr(&r, "Content-Encoding"));
+    free(r.body);
+}
+
 /* ---- multipart/byteranges ---- */
 
 static const char hundred[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -384,7 +564,7 @@ Test(http_sites, multipart_byteranges_by_sendfile)
 Test(http_sites, multipart_with_curl)
 {
     put_text("www/h.txt", hundred);
-    start("http { root = \"www\" }\n");
+    start("http { root = \"www\" precompressed = true }\n");
     char out[1024];
     cr_assert_eq(h_run(out, sizeof out, "curl -s -r 0-1,10-11 -D - "
                        "http://127.0.0.1:%d/h.txt | tr -d '\\r' | "

@@ -51,7 +51,7 @@
 #define ALLOW            "GET, HEAD, OPTIONS"
 
 enum { H_NONE, H_INM, H_IMS, H_IM, H_IUS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, H_HOST,
-       H_TE, H_COUNT };
+       H_TE, H_AE, H_COUNT };
 
 /* F_SERVED: answered one. F_CUT: closing on a request cut short (refused
  * head or body), so the client may still be sending. F_LINGER: closing,
@@ -323,7 +323,7 @@ static int on_header_field_complete(llhttp_t *p)
         [H_RANGE] = { "range", 5 }, [H_IF_RANGE] = { "if-range", 8 },
         [H_REFERER] = { "referer", 7 },
         [H_UA] = { "user-agent", 10 }, [H_HOST] = { "host", 4 },
-        [H_TE] = { "transfer-encoding", 17 },
+        [H_TE] = { "transfer-encoding", 17 }, [H_AE] = { "accept-encoding", 15 },
     };
     struct hbuf *b = p->data;
     if (!b->field.len)
@@ -752,6 +752,32 @@ static char *put_file_headers(char *p, const struct http_file *f, int status,
                        f->lastmod, f->etag);
 }
 
+/* precompressed: the variant of f the request's Accept-Encoding takes, by
+ * weight (br first when br and gzip weigh the same, either before identity
+ * when it weighs no more), or f itself. */
+static struct http_file *choose_encoding(const struct hbuf *b, struct http_file *f)
+{
+    struct span ae = b->hdr[H_AE];
+    if (!ae.len)
+        return f;               /* no Accept-Encoding: identity (as nginx) */
+    struct http_accept a;
+    http_accept_encoding(span_ptr(b, ae), ae.len, &a);
+    enum http_enc order[2] = { HTTP_ENC_BR, HTTP_ENC_GZIP };
+    uint16_t q[2] = { a.br, a.gzip };
+    if (a.gzip > a.br) {
+        order[0] = HTTP_ENC_GZIP, order[1] = HTTP_ENC_BR;
+        q[0] = a.gzip, q[1] = a.br;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (q[i] == 0 || q[i] < a.identity)
+            break;
+        struct http_file *v = http_file_variant(f, order[i]);
+        if (v)
+            return v;
+    }
+    return f;
+}
+
 /* --- multipart/byteranges (RFC 9110 14.6) --- */
 
 #define BOUNDARY_FMT "%016llx"
@@ -827,6 +853,9 @@ static void next_part(struct hbuf *b)
 static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
                        struct http_file *f)
 {
+    struct http_site *site = b->site;
+    if (site->opts->precompressed)
+        f = choose_encoding(b, f);
     struct http_byte_range rg[HTTP_RANGES_MAX];
     size_t nr = 0;
     int status = file_status(b, f, rg, &nr);
@@ -864,6 +893,8 @@ static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
     } else {
         p = put_file_headers(p, f, status, first, last);
     }
+    if (site->opts->precompressed)
+        p = PUTS(p, "Vary: Accept-Encoding\r\n");
     p = put_connection(p, &s->parser, keep);
     p = PUTS(p, "\r\n");
     if (body && status == 206 && nr > 1)
