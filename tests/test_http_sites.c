@@ -1,7 +1,7 @@
 /* Integration tests of the static-site features: virtual hosts (site NAME
- * { } chosen by Host), precompressed files and multipart/byteranges. The
- * real build/preforkd serves files from its temp dir, spoken to over real
- * sockets (and curl). */
+ * { } chosen by Host), precompressed files, error pages and
+ * multipart/byteranges. The real build/preforkd serves files from its temp
+ * dir, spoken to over real sockets (and curl). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -434,6 +434,79 @@ Test(http_sites, precompressed_with_curl)
     cr_expect_not(has_hdr(&r, "Vary"));
     cr_expect_not(has_hdr(&r, "Content-Encoding"));
     free(r.body);
+}
+
+/* ---- error pages ---- */
+
+Test(http_sites, error_pages_with_the_original_status)
+{
+    make_dir("www/errors");
+    make_dir("www/noindex");
+    put_text("www/errors/404.html", "<h1>not here</h1>\n");
+    put_text("www/errors/403.html", "<h1>not yours</h1>\n");
+    make_dir("www-a");
+    put_text("www-a/oops.txt", "site a's 404\n");
+    start("http {\n  root = \"www\"\n  error_pages = {\"404=/errors/404.html\", "
+          "\"403=/errors/403.html\", \"405=/errors/missing.html\"}\n}\n"
+          "site a {\n  server_names = \"a.test\"\n  root = \"www-a\"\n"
+          "  error_pages = {\"404=/oops.txt\"}\n}\n");
+    char v[128];
+    struct resp r = request("GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 404);
+    cr_expect_str_eq(r.body, "<h1>not here</h1>\n");
+    cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/html");
+    cr_expect_not(has_hdr(&r, "ETag"));
+    free(r.body);
+    r = request("GET /noindex/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 403);
+    cr_expect_str_eq(r.body, "<h1>not yours</h1>\n");
+    free(r.body);
+    r = request("GET /%%2e%%2e/x HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 403, "a refused path gets the 403 page too");
+    cr_expect_str_eq(r.body, "<h1>not yours</h1>\n");
+    free(r.body);
+    /* A missing page: the built-in answer, with its Allow. */
+    r = request("DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 405);
+    cr_expect_str_eq(r.body, "405 Method Not Allowed\n");
+    cr_expect_str_eq(hdr(&r, "Allow", v, sizeof v), "GET, HEAD, OPTIONS");
+    free(r.body);
+    /* HEAD: the page's length, no body; the connection stays open. */
+    int fd = h_tcp_connect(port);
+    const char two[] = "HEAD /nothing HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "GET /nothing HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
+    cr_assert_eq(read_resp(fd, &r, true), 0);
+    cr_expect_eq(r.status, 404);
+    cr_expect_str_eq(hdr(&r, "Content-Length", v, sizeof v), "18");
+    free(r.body);
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_expect_eq(r.status, 404);
+    cr_expect_str_eq(r.body, "site a's 404\n", "each site its own pages");
+    cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/plain");
+    free(r.body);
+    close(fd);
+    /* Site a has no 403 page: the built-in one. */
+    r = request("GET /%%2e%%2e/x HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    cr_expect_eq(r.status, 403);
+    cr_expect_str_eq(r.body, "403 Forbidden\n");
+    free(r.body);
+}
+
+/* A page larger than the in-memory limit goes out by sendfile. */
+Test(http_sites, large_error_page)
+{
+    size_t len = 50000;
+    char *page = malloc(len);
+    memset(page, 'e', len);
+    put_file("www/404.html", page, len);
+    start("http { root = \"www\" error_pages = {\"404=/404.html\"} }\n");
+    struct resp r = request("GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 404);
+    cr_assert_eq(r.body_len, len);
+    cr_expect_eq(memcmp(r.body, page, len), 0);
+    free(r.body);
+    free(page);
 }
 
 /* ---- multipart/byteranges ---- */

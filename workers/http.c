@@ -615,12 +615,20 @@ static char *put_location(char *p, const struct hbuf *b)
     return PUTS(p, "\r\n");
 }
 
+/* Whether an error answer leaves the connection open: not after a
+ * request whose framing or size is in doubt, nor after a server error. */
+static bool error_keeps(struct conn *c, struct http_state *s, const struct hbuf *b,
+                        int status)
+{
+    return status < 500 && status != 400 && status != 408 && status != 413 &&
+           status != 414 && status != 431 && keep_alive(c, s, b);
+}
+
 /* A short text body; always fits (ERR_RESERVE, URL_MAX bound Location). */
 static void reply_error(struct conn *c, struct http_state *s, struct hbuf *b,
                         int status, const struct http_file *f)
 {
-    bool keep = status < 500 && status != 400 && status != 408 &&
-                status != 413 && status != 414 && status != 431 && keep_alive(c, s, b);
+    bool keep = error_keeps(c, s, b, status);
     char body[64];
     int blen = snprintf(body, sizeof body, "%d %s\n", status, reason(status));
     char *p = put_status(b->out + b->out_len, status);
@@ -659,6 +667,50 @@ static char *put_body(struct hbuf *b, char *p, struct http_file *f, uint64_t fir
 static bool out_has_room(const struct hbuf *b, uint64_t copied)
 {
     return !b->out_len || b->out_len + HDR_RESERVE + copied <= OUT_CAP - ERR_RESERVE;
+}
+
+/* The site's page for an error status (error_pages), sent with that status:
+ * 1 sent, 0 none (no page, or it cannot be served: the built-in answer
+ * goes instead), -1 no room in out yet. */
+static int reply_error_page(struct conn *c, struct http_state *s, struct hbuf *b,
+                            int status)
+{
+    const char *page = http_site_error_page(b->site, status);
+    int st;
+    struct http_file *f = page ? http_cache_get(H.cache, b->site->root, page, strlen(page),
+                                                c->w->now_ms, &st)
+                               : NULL;
+    if (!f)
+        return 0;
+    bool body = f->size > 0 && !is_head(s);
+    if (!out_has_room(b, body && f->fd < 0 ? f->size : 0))
+        return -1;
+    bool keep = error_keeps(c, s, b, status);
+    char *p = put_status(b->out + b->out_len, status);
+    p += sprintf(p, "Content-Type: %s\r\nContent-Length: %llu\r\n", f->ctype,
+                 (unsigned long long)f->size);
+    if (status == 405)
+        p = PUTS(p, "Allow: " ALLOW "\r\n");
+    p = put_connection(p, &s->parser, keep);
+    p = PUTS(p, "\r\n");
+    if (body)
+        p = put_body(b, p, f, 0, f->size);
+    b->out_len = (uint32_t)(p - b->out);
+    request_done(c, s, b, status, body ? f->size : 0, keep);
+    return 1;
+}
+
+/* An error answer to a complete request: the site's page for it, or the
+ * built-in one. false: no room left in out; flush and call again. */
+static bool reply_status(struct conn *c, struct http_state *s, struct hbuf *b, int status)
+{
+    if (b->site->opts->nerror_pages) {
+        int r = reply_error_page(c, s, b, status);
+        if (r != 0)
+            return r > 0;
+    }
+    reply_error(c, s, b, status, NULL);
+    return true;
 }
 
 static bool etag_matches(const char *v, size_t len, const char *etag)
@@ -950,23 +1002,23 @@ static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
     }
     if (H.virtual_hosts)
         b->site = site_of(b);
-    if (s->parser.method != HTTP_GET && s->parser.method != HTTP_HEAD) {
-        reply_error(c, s, b, 405, NULL);
-        return true;
-    }
+    if (s->parser.method != HTTP_GET && s->parser.method != HTTP_HEAD)
+        return reply_status(c, s, b, 405);
     char path[URL_MAX + 1];
     int n = http_path_normalize(span_ptr(b, b->url), b->url.len, path, sizeof path);
     int status = -n;
     struct http_file *f = NULL;
     if (n > 0)
         f = http_cache_get(H.cache, b->site->root, path, (size_t)n, c->w->now_ms, &status);
+    if (f)
+        return reply_file(c, s, b, f);
     if (status == HTTP_STATUS_NO_INDEX)
         status = 403;
-    if (!f) {
+    if (status == 301) {
         reply_error(c, s, b, status, NULL);
         return true;
     }
-    return reply_file(c, s, b, f);
+    return reply_status(c, s, b, status);
 }
 
 /* --- parsing ------------------------------------------------------------ */
