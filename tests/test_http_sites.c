@@ -1,5 +1,5 @@
 /* Integration tests of the static-site features: virtual hosts (site NAME
- * { } chosen by Host), precompressed files, error pages and
+ * { } chosen by Host), precompressed files, error pages, expires and
  * multipart/byteranges. The real build/preforkd serves files from its temp
  * dir, spoken to over real sockets (and curl). */
 #include <criterion/criterion.h>
@@ -149,6 +149,14 @@ static char *body_for(const char *host, const char *path)
     struct resp r = request("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host);
     cr_assert_eq(r.status, 200, "%s%s: %d", host, path, r.status);
     return r.body;
+}
+
+static time_t parse_date(const char *v)
+{
+    struct tm tm = { 0 };
+    const char *end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cr_assert(end && !*end, "not a date: %s", v);
+    return timegm(&tm);
 }
 
 /* ---- virtual hosts ---- */
@@ -507,6 +515,60 @@ Test(http_sites, large_error_page)
     cr_expect_eq(memcmp(r.body, page, len), 0);
     free(r.body);
     free(page);
+}
+
+/* ---- expires ---- */
+
+/* max-age in Cache-Control, and Expires that far after Date. */
+static long max_age(const struct resp *r)
+{
+    char cc[128], ex[64], date[64];
+    if (!hdr(r, "Cache-Control", cc, sizeof cc))
+        return -1;
+    cr_assert_eq(strncmp(cc, "max-age=", 8), 0, "%s", cc);
+    long age = strtol(cc + 8, NULL, 10);
+    cr_assert_not_null(hdr(r, "Expires", ex, sizeof ex));
+    cr_assert_not_null(hdr(r, "Date", date, sizeof date));
+    cr_expect_eq(parse_date(ex) - parse_date(date), age, "Expires %s, Date %s", ex, date);
+    return age;
+}
+
+Test(http_sites, expires_by_suffix_and_directory)
+{
+    make_dir("www/assets");
+    put_text("www/a.css", "css");
+    put_text("www/x.txt", "txt");
+    put_text("www/index.html", "index");
+    put_text("www/assets/x.js", "js");
+    put_text("www/assets/y.css", "css");
+    start("http {\n  root = \"www\"\n  expires = {\"*.css=7d\", \"/assets/=30d\", "
+          "\"*.html=0\", \"*.txt=90m\"}\n}\n");
+    const struct { const char *path; long age; } cases[] = {
+        { "/a.css", 7 * 86400 }, { "/assets/x.js", 30 * 86400 },
+        { "/assets/y.css", 7 * 86400 }, { "/", 0 }, { "/index.html", 0 },
+        { "/x.txt", 90 * 60 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", cases[i].path);
+        cr_expect_eq(max_age(&r), cases[i].age, "%s", cases[i].path);
+        free(r.body);
+    }
+    char etag[64];
+    struct resp r = request("GET /a.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
+    free(r.body);
+    r = request("GET /a.css HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n\r\n", etag);
+    cr_expect_eq(r.status, 304);
+    cr_expect_eq(max_age(&r), 7 * 86400, "a 304 carries them too (RFC 9110 15.4.5)");
+    free(r.body);
+    r = request("GET /a.css HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\n\r\n");
+    cr_expect_eq(r.status, 206);
+    cr_expect_eq(max_age(&r), 7 * 86400);
+    free(r.body);
+    r = request("GET /missing.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 404);
+    cr_expect_eq(max_age(&r), -1, "not on errors");
+    free(r.body);
 }
 
 /* ---- multipart/byteranges ---- */

@@ -1,6 +1,6 @@
 /* Unit tests of the HTTP handler's pure parts: path normalisation and
  * percent-decoding, Range parsing, Accept-Encoding, HTTP dates, media
- * types, the choice of a site by Host. */
+ * types, the choice of a site by Host, expires rules. */
 #include <criterion/criterion.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -335,4 +335,26 @@ Test(http_unit, site_by_host)
     cr_expect_str_eq(site_of(""), "");
     cr_expect_str_eq(http_site_default()->name, "");
     http_sites_free();
+}
+
+Test(http_unit, expires_rules)
+{
+    struct expires_rule rules[] = {
+        { "*.css", false, 60 }, { "/assets/", true, 3600 }, { "*/index.html", false, 1 },
+        { "*.htm", false, 2 },
+    };
+    struct site_opts o = { .expires = rules, .nexpires = 4 };
+#define MATCH(path) http_expires_match(&o, path, strlen(path), "index.htm")
+    cr_expect_eq(MATCH("/a.css"), 0);
+    cr_expect_eq(MATCH("/assets/x.js"), 1);
+    cr_expect_eq(MATCH("/assets/"), 1);
+    cr_expect_eq(MATCH("/assets/a.css"), 0, "the first match wins");
+    cr_expect_eq(MATCH("/assets"), -1);
+    cr_expect_eq(MATCH("/x.js"), -1);
+    cr_expect_eq(MATCH("/docs/"), 3, "a directory: its index's name");
+    cr_expect_eq(MATCH("/docs/index.html"), 2);
+    cr_expect_eq(MATCH("/a.CSS"), -1, "suffixes are case-sensitive, as paths are");
+#undef MATCH
+    o.nexpires = 0;
+    cr_expect_eq(http_expires_match(&o, "/a.css", 6, "index.html"), -1);
 }

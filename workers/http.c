@@ -906,6 +906,7 @@ static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
                        struct http_file *f)
 {
     struct http_site *site = b->site;
+    struct http_file *plain = f;
     if (site->opts->precompressed)
         f = choose_encoding(b, f);
     struct http_byte_range rg[HTTP_RANGES_MAX];
@@ -947,6 +948,16 @@ static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
     }
     if (site->opts->precompressed)
         p = PUTS(p, "Vary: Accept-Encoding\r\n");
+    if (site->opts->nexpires) {
+        if (plain->expires == -2)
+            plain->expires = http_expires_match(site->opts, plain->key, strlen(plain->key),
+                                                http_root_index(site->root));
+        if (plain->expires >= 0) {
+            const struct http_expires_line *e = http_site_expires(site, plain->expires,
+                                                                  H.date_sec);
+            p = put(p, e->text, e->len);
+        }
+    }
     p = put_connection(p, &s->parser, keep);
     p = PUTS(p, "\r\n");
     if (body && status == 206 && nr > 1)
