@@ -1,7 +1,7 @@
 /* Integration tests of the static-site features: virtual hosts (site NAME
- * { } chosen by Host), precompressed files, error pages, expires and
- * multipart/byteranges. The real build/preforkd serves files from its temp
- * dir, spoken to over real sockets (and curl). */
+ * { } chosen by Host), precompressed files, directory listings, error pages,
+ * expires, and multipart/byteranges. The real build/preforkd serves files
+ * from its temp dir, spoken to over real sockets (and curl). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -442,6 +442,97 @@ Test(http_sites, precompressed_with_curl)
     cr_expect_not(has_hdr(&r, "Vary"));
     cr_expect_not(has_hdr(&r, "Content-Encoding"));
     free(r.body);
+}
+
+/* ---- directory listings ---- */
+
+Test(http_sites, autoindex_off_by_default)
+{
+    make_dir("www/files");
+    put_text("www/files/a.txt", "a");
+    start("http { root = \"www\" }\n");
+    struct resp r = request("GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 403);
+    free(r.body);
+}
+
+Test(http_sites, autoindex_lists_a_directory)
+{
+    make_dir("www/files");
+    make_dir("www/files/sub");
+    make_dir("www/with-index");
+    put_text("www/with-index/index.html", "the index\n");
+    put_text("www/files/b.txt", "bbbbb");
+    put_text("www/files/<a> & \"q\".txt", "odd");
+    put_text("www/files/.secret", "hidden");
+    set_mtime("www/files/b.txt", 1700000000);
+    start("http { root = \"www\" autoindex = true }\n");
+    struct resp r = request("GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    char v[128];
+    cr_assert_eq(r.status, 200);
+    cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/html; charset=utf-8");
+    cr_expect_not_null(strstr(r.body, "<title>Index of /files/</title>"));
+    const char *sub = strstr(r.body, "<a href=\"sub/\">sub/</a>");
+    const char *odd = strstr(r.body, "<a href=\"%3Ca%3E%20%26%20%22q%22.txt\">"
+                             "&lt;a&gt; &amp; &quot;q&quot;.txt</a>");
+    const char *b = strstr(r.body, "<a href=\"b.txt\">b.txt</a></td><td>5</td>"
+                           "<td>2023-11-14 22:13</td>");
+    cr_expect(sub && odd && b && sub < odd && odd < b, "order or escaping:\n%s", r.body);
+    cr_expect_null(strstr(r.body, "secret"));
+    size_t len = r.body_len;
+    free(r.body);
+    /* The link leads to the file; HEAD says the same length. */
+    r = request("GET /files/%%3Ca%%3E%%20%%26%%20%%22q%%22.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_str_eq(r.body, "odd");
+    free(r.body);
+    r = request("HEAD /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 200);
+    snprintf(v, sizeof v, "%zu", len);
+    char cl[32];
+    cr_expect_str_eq(hdr(&r, "Content-Length", cl, sizeof cl), v);
+    free(r.body);
+    /* An index still wins; no slash is still a redirect. */
+    r = request("GET /with-index/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_str_eq(r.body, "the index\n");
+    free(r.body);
+    r = request("GET /files HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 301);
+    free(r.body);
+    /* The root's own listing has no parent link. */
+    r = request("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_expect_eq(r.status, 200);
+    cr_expect_null(strstr(r.body, "../"));
+    cr_expect_not_null(strstr(r.body, "<a href=\"files/\">files/</a>"));
+    free(r.body);
+}
+
+/* A listing larger than the in-memory limit goes out by sendfile, and the
+ * connection goes on serving. */
+Test(http_sites, autoindex_large_listing)
+{
+    make_dir("www/many");
+    char name[PATH_MAX];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "www/many/a-file-with-a-rather-long-name-%04d.txt", i);
+        put_text(name, "x");
+    }
+    start("http { root = \"www\" autoindex = true }\n");
+    int fd = h_tcp_connect(port);
+    const char two[] = "GET /many/ HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "GET /many/a-file-with-a-rather-long-name-0299.txt HTTP/1.1\r\n"
+                       "Host: t\r\n\r\n";
+    cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
+    struct resp r;
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_expect_gt(r.body_len, 16384);
+    cr_expect_not_null(strstr(r.body, "name-0000.txt"));
+    cr_expect_not_null(strstr(r.body, "name-0299.txt"));
+    cr_expect_eq(strcmp(r.body + r.body_len - 8, "</html>\n"), 0);
+    free(r.body);
+    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_expect_str_eq(r.body, "x");
+    free(r.body);
+    close(fd);
 }
 
 /* ---- error pages ---- */

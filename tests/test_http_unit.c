@@ -1,12 +1,17 @@
 /* Unit tests of the HTTP handler's pure parts: path normalisation and
  * percent-decoding, Range parsing, Accept-Encoding, HTTP dates, media
- * types, the choice of a site by Host, expires rules. */
+ * types, the choice of a site by Host, expires rules, directory listings. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "workers/http_index.h"
 #include "workers/http_path.h"
 #include "workers/http_site.h"
 #include "workers/mime.h"
@@ -357,4 +362,74 @@ Test(http_unit, expires_rules)
 #undef MATCH
     o.nexpires = 0;
     cr_expect_eq(http_expires_match(&o, "/a.css", 6, "index.html"), -1);
+}
+
+static char listing_dir[] = "/tmp/preforkd-index-XXXXXX";
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    return remove(path);
+}
+
+static void touch(const char *name, const char *text)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", listing_dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Directories first, names sorted, escaped in text and links; no hidden
+ * files; symlinks only when they stay under the root. */
+Test(http_unit, directory_listing)
+{
+    char path[PATH_MAX];
+    cr_assert_not_null(mkdtemp(listing_dir));
+    touch("b.txt", "12345");
+    touch("a&<>\"'.txt", "x");
+    touch(".hidden", "h");
+    touch("javascript:alert(1)", "j");
+    snprintf(path, sizeof path, "%s/sub", listing_dir);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/A dir", listing_dir);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/out", listing_dir);
+    cr_assert_eq(symlink("/etc", path), 0);
+    snprintf(path, sizeof path, "%s/in", listing_dir);
+    cr_assert_eq(symlink("b.txt", path), 0);
+    size_t len = 0;
+    char *html = http_index_html(listing_dir, listing_dir, "/d<x>/", &len);
+    cr_assert_not_null(html);
+    cr_assert_eq(strlen(html), len);
+    const char *order[] = {
+        "<title>Index of /d&lt;x&gt;/</title>",
+        "<a href=\"../\">../</a>",
+        "<a href=\"A%20dir/\">A dir/</a></td><td>-</td><td>2",
+        "<a href=\"sub/\">sub/</a>",
+        "<a href=\"a%26%3C%3E%22%27.txt\">a&amp;&lt;&gt;&quot;&#39;.txt</a></td><td>1</td>",
+        "<a href=\"b.txt\">b.txt</a></td><td>5</td><td>2",
+        "<a href=\"in\">in</a></td><td>5</td>",
+        "<a href=\"javascript%3Aalert%281%29\">javascript:alert(1)</a>",
+    };
+    const char *at = html;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const char *found = strstr(at, order[i]);
+        cr_expect_not_null(found, "%s missing or out of order in:\n%s", order[i], html);
+        if (found)
+            at = found;
+    }
+    cr_expect_null(strstr(html, "hidden"));
+    cr_expect_null(strstr(html, "\"out"), "a symlink out of the root is not listed");
+    free(html);
+    html = http_index_html(listing_dir, listing_dir, "/", &len);
+    cr_assert_not_null(html);
+    cr_expect_null(strstr(html, "../"), "the root has no parent link");
+    free(html);
+    nftw(listing_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    errno = 0;
+    cr_expect_null(http_index_html("/tmp", listing_dir, "/gone/", &len));
+    cr_expect_eq(errno, ENOENT);
 }

@@ -23,6 +23,7 @@
 
 #include "server/log.h"
 #include "workers/http_file.h"
+#include "workers/http_index.h"
 #include "workers/http_io.h"
 #include "workers/http_log.h"
 #include "workers/http_path.h"
@@ -969,6 +970,47 @@ static bool reply_file(struct conn *c, struct http_state *s, struct hbuf *b,
     return true;
 }
 
+/* autoindex: the listing of a directory that has no index file. */
+static bool reply_listing(struct conn *c, struct http_state *s, struct hbuf *b,
+                          const char *path)
+{
+    const struct http_root *root = b->site->root;
+    char real[PATH_MAX];
+    int rc = http_root_dir(root, path, real);
+    if (rc < 0)
+        return reply_status(c, s, b, -rc);
+    size_t len = 0;
+    char *html = http_index_html(http_root_path(root), real, path, &len);
+    if (!html)
+        return reply_status(c, s, b, 500);
+    bool body = !is_head(s);
+    if (!out_has_room(b, body && len <= HTTP_FILE_SMALL ? len : 0)) {
+        free(html);
+        return false;
+    }
+    struct http_file *f = NULL;
+    if (body && len > HTTP_FILE_SMALL && !(f = http_file_from_bytes(html, len, NULL))) {
+        free(html);
+        return reply_status(c, s, b, 500);
+    }
+    bool keep = keep_alive(c, s, b);
+    char *p = put_status(b->out + b->out_len, 200);
+    p += sprintf(p, "Content-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n", len);
+    p = put_connection(p, &s->parser, keep);
+    p = PUTS(p, "\r\n");
+    if (f) {                    /* made held: this answer's hold */
+        b->send_f = f;
+        b->send_off = 0;
+        b->send_left = len;
+    } else if (body) {
+        p = put(p, html, len);
+    }
+    free(html);
+    b->out_len = (uint32_t)(p - b->out);
+    request_done(c, s, b, 200, body ? len : 0, keep);
+    return true;
+}
+
 /* OPTIONS (RFC 9110 9.3.7): the methods, no content. The same for every
  * resource, so "*" and a path get the same answer; a path that could not
  * be served (malformed, refused) gets that error instead. */
@@ -1023,8 +1065,11 @@ static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
         f = http_cache_get(H.cache, b->site->root, path, (size_t)n, c->w->now_ms, &status);
     if (f)
         return reply_file(c, s, b, f);
-    if (status == HTTP_STATUS_NO_INDEX)
+    if (status == HTTP_STATUS_NO_INDEX) {
+        if (b->site->opts->autoindex)
+            return reply_listing(c, s, b, path);
         status = 403;
+    }
     if (status == 301) {
         reply_error(c, s, b, status, NULL);
         return true;
