@@ -887,7 +887,9 @@ static char *put_multipart(struct hbuf *b, char *p, struct http_file *f, uint64_
 }
 
 /* The next part's head (or the closing delimiter) into the empty out, and
- * that part's bytes to send. */
+ * that part's bytes to send. With the delimiter the file is let go at once:
+ * while it waits in out, the next answer may already be set up, and with a
+ * file of its own (send_f must be free by then). */
 static void next_part(struct hbuf *b)
 {
     const struct http_file *f = b->send_f;
@@ -899,6 +901,8 @@ static void next_part(struct hbuf *b)
     } else {
         b->out_len = (uint32_t)put_part_tail(b->out, b->boundary);
         b->nparts = 0;
+        http_file_release(b->send_f);
+        b->send_f = NULL;
     }
 }
 
