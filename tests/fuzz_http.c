@@ -2,7 +2,9 @@
  * stream of one client connection, run through the real workers/http.c
  * (llhttp, path resolution against a real root, the file cache, response
  * building, the access log) with the worker loop and the socket calls of
- * workers/http_io.h replaced by the memory-backed fakes below. */
+ * workers/http_io.h replaced by the memory-backed fakes below. The default
+ * site has every site feature on (precompressed, autoindex, error pages,
+ * expires); a second site, chosen by Host, has none. */
 #include <errno.h>
 #include <ftw.h>
 #include <stdint.h>
@@ -211,6 +213,10 @@ static void make_root(void)
     put_text("www/style.css", "body { color: red }\n");
     put_file("www/big.bin", big, sizeof big);
     put_text("www/empty", "");
+    put_text("www/a.txt.gz", "gz\n");
+    put_text("www/a.txt.br", "br\n");
+    put_file("www/big.bin.gz", big, sizeof big / 2);
+    put_text("www/404.html", "<h1>404</h1>\n");
     put_text("www/sp ace.txt", "space\n");
     put_text("www/pct%41.txt", "percent\n");
     sub_mkdir("www/sub");
@@ -252,6 +258,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.http.keepalive_timeout = 5;
     cfg.http.header_timeout = 10;
     cfg.http.max_header_size = 4608;    /* above URL_MAX: both 414 paths */
+    static struct error_page pages[] = { { 404, "/404.html" }, { 403, "/noindex/x.js" } };
+    static struct expires_rule rules[] = { { "*.css", false, 60 }, { "/sub/", true, 3600 } };
+    cfg.http.opts = (struct site_opts){
+        .precompressed = true, .autoindex = true, .error_pages = pages, .nerror_pages = 2,
+        .expires = rules, .nexpires = 2,
+    };
+    static char *names[] = { "s.test", "*.w.test", NULL };
+    static int lines[] = { 1, 1 };
+    static struct site_conf site = {
+        .name = "s", .server_names = names, .server_name_lines = lines, .nserver_names = 2,
+        .index = "index.html",
+    };
+    snprintf(site.root, sizeof site.root, "%s/www", base);
+    cfg.sites = &site;
+    cfg.nsites = 1;
     lconf.addr.sa.ss_family = AF_UNIX;  /* no TCP_NODELAY on a fake fd */
     wl.conf = &lconf;
     wl.proto = &http_proto;
