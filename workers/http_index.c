@@ -195,12 +195,13 @@ char *http_index_html(const char *root, const char *dir, const char *path, size_
     for (size_t i = 0; i < n; i++)
         put_row(&b, &v[i]);
     puts_(&b, "</table>\n</body></html>\n");
+    put(&b, "", 1);
     free_entries(v, n);
     if (b.failed) {
         free(b.p);
         errno = ENOMEM;
         return NULL;
     }
-    *len = b.len;
+    *len = b.len - 1;
     return b.p;
 }
