@@ -371,10 +371,21 @@ static size_t count_rollout(const struct app_pool *pool, bool ready_only)
     return n;
 }
 
+/* Workers of a rolled-back deploy still running: they hold the shared
+ * sockets and might still accept, so a rollback's verdict waits for them. */
+static bool cancelled_alive(const struct master *m)
+{
+    for (size_t k = 0; k < m->apps.npools; k++)
+        for (size_t i = 0; i < m->apps.pools[k].nprocs; i++)
+            if (m->apps.pools[k].procs[i].id && m->apps.pools[k].procs[i].cancelled)
+                return true;
+    return false;
+}
+
 /* No pool is rolling any more: the reload's verdict is known. */
 static void maybe_conclude_reload(struct master *m)
 {
-    if (!m->apps.verdict_pending || !apppool_settled(m))
+    if (!m->apps.verdict_pending || !apppool_settled(m) || cancelled_alive(m))
         return;
     m->apps.verdict_pending = false;
     if (m->apps.verdict[0]) {
@@ -436,6 +447,7 @@ static void cancel_rollout(struct master *m, struct app_pool *pool)
         if (alive(p) && p->rollout) {
             stop_proc(m, pool, p, APP_DRAINING);
             p->rollout = false;     /* stopping; stop_signal came from next */
+            p->cancelled = true;
         }
     }
     pool->rolling = false;

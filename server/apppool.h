@@ -37,6 +37,7 @@ struct app_proc {
     enum app_state state;
     bool rollout;                   /* started by a deploy not yet committed */
     bool recycling;                 /* above max_rss: replaced, then stopped */
+    bool cancelled;                 /* of a deploy rolled back: stopping */
     bool aborted, killed;           /* SIGABRT (watchdog) / SIGKILL sent */
     int notify_fd, sd_fd, out_fd, err_fd;
     struct linebuf notify, out, err;
