@@ -26,6 +26,7 @@ struct frame_rule {
 static const struct frame_rule frame_rules[IPC_TYPE_MAX] = {
     [IPC_STATE]      = { "state",     sizeof(struct ipc_report) },
     [IPC_HEARTBEAT]  = { "heartbeat", sizeof(struct ipc_report) },
+    [IPC_LATENCY]    = { "latency",   PAYLOAD_ANY, 5 },
     [IPC_CMD_DRAIN]  = { "drain",     0 },
     [IPC_CMD_REOPEN] = { "reopen",    0 },
     [IPC_CMD_FAULT]  = { "fault",     PAYLOAD_ANY },

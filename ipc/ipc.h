@@ -15,6 +15,7 @@ enum ipc_type {
     /* worker -> master */
     IPC_STATE = 1,        /* payload: struct ipc_report */
     IPC_HEARTBEAT = 2,    /* payload: struct ipc_report */
+    IPC_LATENCY = 3,      /* payload: latency records (ipc/latency.h) */
     /* master -> worker */
     IPC_CMD_DRAIN = 16,   /* no payload: stop accepting, finish, exit */
     IPC_CMD_REOPEN = 17,  /* no payload: reopen log files */
