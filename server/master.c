@@ -143,6 +143,7 @@ static __attribute__((noreturn)) void run_child(struct master *m, size_t idx,
         .cfg = &m->cfg, .slot = (int)idx, .gen = m->gen,
         .master_pid = getppid(), .status_fd = status_w, .cmd_fd = cmd_r,
         .listen_fds = fds, .board = m->board,
+        .listen_ids = m->lstats.nids == m->cfg.nlistens ? m->lstats.ids : NULL,
     };
     worker_main(&a);
 }
@@ -170,6 +171,7 @@ static int spawn_worker(struct master *m, size_t idx)
     close(st[1]);
     close(cm[0]);
     ipc_queue_free(&s->q);
+    free(s->lat);
     memset(s, 0, sizeof *s);
     ipc_reader_init(&s->rd);
     ipc_queue_init(&s->q, CMD_QUEUE_LIMIT);
@@ -296,6 +298,7 @@ static size_t retire_slot(struct master *m, size_t idx)
         return idx;                 /* no memory: drain in place */
     struct slot *from = &m->slots[idx], *dst = &m->slots[to];
     ipc_queue_free(&dst->q);
+    free(dst->lat);
     *dst = *from;
     if (dst->status_fd >= 0)
         epoll_watch(m, EPOLL_CTL_MOD, dst->status_fd, EPOLLIN, EV_STATUS, to);
@@ -318,6 +321,8 @@ static void apply_report(struct master *m, struct slot *s, const struct ipc_msg 
         int64_t dt = m->now_ms - s->prev_report_ms;
         if (dt > 0 && r->requests >= s->prev_report.requests)
             s->req_rate = (double)(r->requests - s->prev_report.requests) * 1000.0 / (double)dt;
+        if (dt > 0 && r->cpu_usec >= s->prev_report.cpu_usec)
+            s->cpu_pct = (double)(r->cpu_usec - s->prev_report.cpu_usec) / 10.0 / (double)dt;
         s->prev_report = *r;
         s->prev_report_ms = m->now_ms;
     }
@@ -329,6 +334,32 @@ static void apply_report(struct master *m, struct slot *s, const struct ipc_msg 
         log_info("worker pid %d is recycling after %llu requests", (int)s->pid,
                  (unsigned long long)r->requests);
     }
+}
+
+/* Latency records: into the worker's window (made at its first) and its
+ * listeners'. An id the master never gave is a protocol error. */
+static int apply_latency(struct master *m, struct slot *s, const struct ipc_msg *msg,
+                         char *err, size_t errlen)
+{
+    const unsigned char *p = msg->payload, *end = p + msg->hdr.len;
+    struct lat_delta d;
+    int r;
+    while ((r = lat_decode(&p, end, &d)) == 1) {
+        if (d.listener >= m->lstats.n) {
+            snprintf(err, errlen, "latency record for unknown listener %u", d.listener);
+            return -1;
+        }
+        if (!d.n)
+            continue;
+        if (!s->lat)
+            s->lat = calloc(1, sizeof *s->lat);
+        if (s->lat)
+            latwin_add(s->lat, m->now_ms, &d);
+        latwin_add(&m->lstats.v[d.listener].win, m->now_ms, &d);
+    }
+    if (r < 0)
+        snprintf(err, errlen, "malformed latency record");
+    return r;
 }
 
 /* A worker that breaks the protocol is replaced, never trusted further. */
@@ -353,6 +384,11 @@ static int read_frames(struct master *m, size_t idx)
     while ((r = ipc_reader_next(&s->rd, &msg, err, sizeof err)) == 1) {
         if (msg.hdr.type >= CHAT_HELLO && msg.hdr.type <= CHAT_BYE) {
             chat_handle(m, idx, &msg);
+            continue;
+        }
+        if (msg.hdr.type == IPC_LATENCY) {
+            if ((r = apply_latency(m, s, &msg, err, sizeof err)) < 0)
+                break;
             continue;
         }
         if (msg.hdr.type != IPC_STATE && msg.hdr.type != IPC_HEARTBEAT) {
@@ -464,6 +500,8 @@ static void worker_exited(struct master *m, size_t idx, int status)
     if (!expected)
         m->restarts++;
     slot_close_channels(m, s);
+    free(s->lat);
+    s->lat = NULL;
     s->pid = 0;
     s->state = WS_STARTING;
     if (!m->ready && !expected && !m->stopping) {
@@ -795,6 +833,8 @@ static void reload(struct master *m)
     m->cfg = cfg;
     apply_fd_limit(m);
     prepare_log_files(m);
+    if (lstats_assign(&m->lstats, &m->cfg, m->now_ms) != 0)
+        log_error("reload: out of memory for latency figures; the new workers send none");
     m->last_reload = RELOAD_PENDING;
     snprintf(m->last_reload_msg, sizeof m->last_reload_msg, "%s", note);
     start_generation(m, builtin_target(&m->cfg));
@@ -1093,6 +1133,7 @@ static void run_loop(struct master *m)
         upgrade_tick(m);
         enforce_stop_deadline(m);
         control_expire(&m->ctl, m->now_ms);
+        lstats_tick(&m->lstats, m->now_ms);
     }
 }
 
@@ -1107,9 +1148,12 @@ static void cleanup(struct master *m)
     control_close(&m->ctl);
     chat_free(m);
     apppool_free(m);
-    for (size_t i = 0; i < m->nslots; i++)
+    for (size_t i = 0; i < m->nslots; i++) {
         slot_close_channels(m, &m->slots[i]);
+        free(m->slots[i].lat);
+    }
     free(m->slots);
+    lstats_free(&m->lstats);
     if (m->ls)
         listeners_close_all(m->ls, m->nls);
     if (m->pidfile_fd >= 0)
@@ -1142,6 +1186,8 @@ int master_run(struct master *m)
         daemon_ready(m->ready_fd, err);
         return 1;
     }
+    if (lstats_assign(&m->lstats, &m->cfg, m->now_ms) != 0)
+        log_error("out of memory for latency figures; workers send none");
     if (geteuid() == 0 && !m->cfg.user[0])
         log_warn("running as root without `user`: workers keep root privileges; "
                  "set user = \"www-data\" (or another unprivileged user) in %s",

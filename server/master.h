@@ -14,6 +14,7 @@
 #include "server/config.h"
 #include "server/control.h"
 #include "server/fdlimit.h"
+#include "server/latwin.h"
 #include "server/listener.h"
 #include "server/upgrade.h"
 
@@ -41,7 +42,9 @@ struct slot {
     struct ipc_report report, prev_report;
     int64_t prev_report_ms;
     double req_rate;                /* requests/s between the last two heartbeats */
+    double cpu_pct;                 /* CPU % (of one core) between them */
     size_t board_slot;              /* its loadboard entry: the slot it was spawned in */
+    struct lat_window *lat;         /* its request durations, once it sent any */
 };
 
 /* Counters of workers that have exited, so totals never go backwards. */
@@ -95,6 +98,7 @@ struct master {
     char self_path[PATH_MAX];       /* this binary, for hot upgrades */
     struct upgrade upgrade;         /* server/upgrade.c */
     struct fdlimit fds;             /* RLIMIT_NOFILE against worker_connections */
+    struct lstats lstats;           /* latency per listener (server/latwin.c) */
 };
 
 /* Worker state as status shows it: a heartbeat overdue by this much is

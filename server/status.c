@@ -234,6 +234,77 @@ static void sum_totals(const struct master *m, struct totals *t, uint64_t *activ
     }
 }
 
+/* --- latency ------------------------------------------------------------ */
+
+static const struct lstat *listener_lat(const struct master *m, const struct listener *l)
+{
+    if (l->conf.protocol == PROTO_APP)
+        return NULL;
+    return lstats_find(&m->lstats, l->conf.addr.text);
+}
+
+static struct lat_summary lat_of(const struct lat_window *w, int64_t now_ms)
+{
+    struct lat_summary s = { 0 };
+    if (w)
+        latwin_minute(w, now_ms, &s);
+    return s;
+}
+
+/* "850us", "3.1ms", "42ms", "1.25s"; "-" when nothing was timed. */
+static const char *fmt_ms(const struct lat_summary *s, double ms, char *buf, size_t cap)
+{
+    if (!s->n)
+        snprintf(buf, cap, "-");
+    else if (ms < 1)
+        snprintf(buf, cap, "%.0fus", ms * 1000);
+    else if (ms < 10)
+        snprintf(buf, cap, "%.1fms", ms);
+    else if (ms < 1000)
+        snprintf(buf, cap, "%.0fms", ms);
+    else
+        snprintf(buf, cap, "%.2fs", ms / 1000);
+    return buf;
+}
+
+/* "latency_ms":{"p50":..,"p99":..,"max":..} over the last minute, the
+ * values null when nothing was timed in it; null for what is not timed. */
+static void json_latency(struct sbuf *o, const struct lat_window *w, bool timed,
+                         int64_t now_ms)
+{
+    if (!timed) {
+        sbuf_printf(o, ",\"latency_ms\":null");
+        return;
+    }
+    struct lat_summary s = lat_of(w, now_ms);
+    if (!s.n)
+        sbuf_printf(o, ",\"latency_ms\":{\"p50\":null,\"p99\":null,\"max\":null}");
+    else
+        sbuf_printf(o, ",\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
+                    s.p50_ms, s.p99_ms, s.max_ms);
+}
+
+/* The listener's chart: requests/s and p99 per step, oldest first. */
+static void json_history(struct sbuf *o, const struct lstat *l)
+{
+    if (!l) {
+        sbuf_printf(o, ",\"history\":null");
+        return;
+    }
+    sbuf_printf(o, ",\"history\":{\"step\":%d,\"req_s\":[", LATWIN_STEP_MS / 1000);
+    for (unsigned i = 0; i < l->hist_n; i++)
+        sbuf_printf(o, "%s%.1f", i ? "," : "", (double)lstat_point(l, i)->req_s);
+    sbuf_printf(o, "],\"p99_ms\":[");
+    for (unsigned i = 0; i < l->hist_n; i++) {
+        const struct lat_point *p = lstat_point(l, i);
+        if (p->p99_ms < 0)
+            sbuf_printf(o, "%snull", i ? "," : "");
+        else
+            sbuf_printf(o, "%s%.3f", i ? "," : "", (double)p->p99_ms);
+    }
+    sbuf_printf(o, "]}");
+}
+
 static const char *state_names[] = { "starting", "idle", "busy", "draining", "unresponsive" };
 
 static const char *reload_result_name(enum reload_result r)
@@ -315,6 +386,14 @@ static void text_header(const struct master *m, struct sbuf *o)
                     m->ls[i].conf.addr.text);
         if (q.queue >= 0)
             sbuf_printf(o, " queue %d/%d", q.queue, q.backlog);
+        const struct lstat *ll = listener_lat(m, &m->ls[i]);
+        struct lat_summary ls = lat_of(ll ? &ll->win : NULL, m->now_ms);
+        if (ls.n) {
+            char p50[16], p99[16], max[16];
+            sbuf_printf(o, " p50 %s p99 %s max %s", fmt_ms(&ls, ls.p50_ms, p50, sizeof p50),
+                        fmt_ms(&ls, ls.p99_ms, p99, sizeof p99),
+                        fmt_ms(&ls, ls.max_ms, max, sizeof max));
+        }
         sbuf_printf(o, "  ");
     }
     sbuf_printf(o, "\n");
@@ -382,11 +461,11 @@ static void text_app_rows(const struct master *m, struct sbuf *o)
             snprintf(active, sizeof active, p->has_active ? "%u" : "-", p->active);
             snprintf(req, sizeof req, p->has_requests ? "%llu" : "-",
                      (unsigned long long)p->requests);
-            sbuf_printf(o, "%-8.8s %-5d %-7d %-4u %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s "
+            sbuf_printf(o, "%-8.8s %-5d %-7d %-4u %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s %-6s "
                         "%-6s %-6s %-6s %s\n", pool->name, p->slot, (int)p->pid, p->gen,
                         apppool_state_name(m, pool, p),
                         fmt_duration((double)(m->now_ms - p->started_ms) / 1000.0, up, sizeof up),
-                        active, "-", req, "-", "-", "-",
+                        active, "-", req, "-", "-", "-", "-",
                         fmt_duration(p->cpu_s, cpu, sizeof cpu), fmt_bytes(p->rss, rss, sizeof rss),
                         fmt_duration((double)(m->now_ms - p->seen_ms) / 1000.0, seen, sizeof seen),
                         p->app_status);
@@ -413,14 +492,16 @@ static void json_app_rows(const struct master *m, struct sbuf *o, bool first)
             sbuf_printf(o, p->has_active ? "%u" : "null", p->active);
             sbuf_printf(o, ",\"accepted\":null,\"requests\":");
             sbuf_printf(o, p->has_requests ? "%llu" : "null", (unsigned long long)p->requests);
-            sbuf_printf(o, ",\"cpu\":%.3f,\"rss\":%llu,\"seen\":%lld,\"app_status\":",
+            sbuf_printf(o, ",\"cpu\":%.3f,\"cpu_pct\":null,\"rss\":%llu,\"seen\":%lld,\"app_status\":",
                         p->cpu_s, (unsigned long long)p->rss,
                         (long long)(now - (m->now_ms - p->seen_ms) / 1000));
             if (p->app_status[0])
                 sbuf_json_string(o, p->app_status);
             else
                 sbuf_printf(o, "null");
-            sbuf_printf(o, ",\"dropped_output\":%llu}", (unsigned long long)p->dropped);
+            sbuf_printf(o, ",\"dropped_output\":%llu", (unsigned long long)p->dropped);
+            json_latency(o, NULL, false, m->now_ms);    /* the app times its own */
+            sbuf_printf(o, "}");
             first = false;
         }
     }
@@ -517,20 +598,23 @@ static void text_summary(const struct master *m, struct sbuf *o)
 
 static void text_rows(const struct master *m, struct sbuf *o)
 {
-    sbuf_printf(o, "%-8s %-5s %-7s %-4s %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s %-6s %-6s %s\n",
+    sbuf_printf(o, "%-8s %-5s %-7s %-4s %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s %-6s %-6s %-6s %s\n",
                 "POOL", "SLOT", "PID", "GEN", "STATE", "UP", "ACTIVE", "ACCEPTED", "REQUESTS",
-                "REQ/S", "IN", "OUT", "CPU", "RSS", m->apps.npools ? "SEEN   STATUS" : "SEEN");
+                "REQ/S", "P99", "IN", "OUT", "CPU", "RSS",
+                m->apps.npools ? "SEEN   STATUS" : "SEEN");
     for (size_t i = 0; i < m->nslots; i++) {
         if (!m->slots[i].pid)
             continue;
         struct slot_view v = view_slot(m, i);
         const struct ipc_report *r = &v.s->report;
-        char up[16], in[16], out[16], cpu[16], rss[16], seen[16];
-        sbuf_printf(o, "%-8s %-5zu %-7d %-4u %-12s %-6s %-7u %-9llu %-9llu %-8.1f %-6s %-6s %-6s %-6s %s\n",
+        char up[16], in[16], out[16], cpu[16], rss[16], seen[16], p99[16];
+        struct lat_summary ls = lat_of(v.s->lat, m->now_ms);
+        sbuf_printf(o, "%-8s %-5zu %-7d %-4u %-12s %-6s %-7u %-9llu %-9llu %-8.1f %-6s %-6s %-6s %-6s %-6s %s\n",
                     "-", v.idx, (int)v.s->pid, v.s->gen, v.state,
                     fmt_duration(v.up_s, up, sizeof up), r->active,
                     (unsigned long long)r->accepted, (unsigned long long)r->requests,
-                    v.s->req_rate, fmt_bytes(r->bytes_in, in, sizeof in),
+                    v.s->req_rate, fmt_ms(&ls, ls.p99_ms, p99, sizeof p99),
+                    fmt_bytes(r->bytes_in, in, sizeof in),
                     fmt_bytes(r->bytes_out, out, sizeof out),
                     fmt_duration(v.cpu_s, cpu, sizeof cpu), fmt_bytes(v.rss, rss, sizeof rss),
                     fmt_duration(v.seen_s, seen, sizeof seen));
@@ -580,7 +664,11 @@ static void json_header(const struct master *m, struct sbuf *o)
             sbuf_printf(o, ",\"queue\":%d", q.queue);
         else
             sbuf_printf(o, ",\"queue\":null");
-        sbuf_printf(o, ",\"backlog\":%d}", q.backlog);
+        sbuf_printf(o, ",\"backlog\":%d", q.backlog);
+        const struct lstat *ll = listener_lat(m, &m->ls[i]);
+        json_latency(o, ll ? &ll->win : NULL, ll != NULL, m->now_ms);
+        json_history(o, ll);
+        sbuf_printf(o, "}");
     }
     sbuf_printf(o, "]");
 }
@@ -624,13 +712,16 @@ static void json_rows(const struct master *m, struct sbuf *o)
         sbuf_printf(o, "%s{\"pool\":null,\"app_status\":null,\"slot\":%zu,\"pid\":%d,\"gen\":%u,\"state\":\"%s\","
                     "\"up\":%lld,\"started\":%lld,\"active\":%u,\"accepted\":%llu,"
                     "\"requests\":%llu,\"req_s\":%.1f,\"in\":%llu,\"out\":%llu,"
-                    "\"cpu\":%.3f,\"rss\":%llu,\"seen\":%lld}",
+                    "\"cpu\":%.3f,\"cpu_pct\":%.1f,\"rss\":%llu,\"seen\":%lld",
                     first ? "" : ",", v.idx, (int)v.s->pid, v.s->gen, v.state,
                     (long long)v.up_s, (long long)v.s->started_wall, r->active,
                     (unsigned long long)r->accepted, (unsigned long long)r->requests,
                     v.s->req_rate, (unsigned long long)r->bytes_in,
-                    (unsigned long long)r->bytes_out, v.cpu_s, (unsigned long long)v.rss,
+                    (unsigned long long)r->bytes_out, v.cpu_s, v.s->cpu_pct,
+                    (unsigned long long)v.rss,
                     (long long)(now - (time_t)v.seen_s));
+        json_latency(o, v.s->lat, true, m->now_ms);
+        sbuf_printf(o, "}");
         first = false;
     }
     json_app_rows(m, o, first);
@@ -694,6 +785,53 @@ static void prom_pool(const struct master *m, struct sbuf *o)
                         (unsigned long long)m->slots[i].report.requests);
 }
 
+/* A label value as the exposition format wants it escaped. */
+static void prom_label(struct sbuf *o, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            sbuf_printf(o, "\\%c", *v);
+        else if (*v == '\n')
+            sbuf_printf(o, "\\n");
+        else
+            sbuf_printf(o, "%c", *v);
+    }
+}
+
+/* Since the start, per built-in listener: cumulative buckets at every
+ * bound of ipc/latency.h. */
+static void prom_latency(const struct master *m, struct sbuf *o)
+{
+    bool any = false;
+    for (size_t i = 0; i < m->nls; i++) {
+        const struct lstat *l = listener_lat(m, &m->ls[i]);
+        if (!l)
+            continue;
+        if (!any)
+            prom_metric(o, "request_duration_seconds", "histogram",
+                        "Time from a request's first byte to its last byte handed to "
+                        "the kernel (echo, chat: per message).");
+        any = true;
+        const struct lat_total *t = &l->win.total;
+        uint64_t cum = 0;
+        char le[32];
+        for (unsigned b = 0; b < LAT_NBUCKETS; b++) {
+            cum += t->count[b];
+            sbuf_printf(o, "preforkd_request_duration_seconds_bucket{listener=\"");
+            prom_label(o, l->key);
+            sbuf_printf(o, "\",le=\"%s\"} %llu\n",
+                        b < LAT_NBOUNDS ? lat_bound_text(b, le, sizeof le) : "+Inf",
+                        (unsigned long long)cum);
+        }
+        sbuf_printf(o, "preforkd_request_duration_seconds_sum{listener=\"");
+        prom_label(o, l->key);
+        sbuf_printf(o, "\"} %.9f\n", (double)t->sum_ns / 1e9);
+        sbuf_printf(o, "preforkd_request_duration_seconds_count{listener=\"");
+        prom_label(o, l->key);
+        sbuf_printf(o, "\"} %llu\n", (unsigned long long)t->n);
+    }
+}
+
 void status_render(const struct master *m, enum status_format fmt, struct sbuf *out)
 {
     switch (fmt) {
@@ -713,6 +851,7 @@ void status_render(const struct master *m, enum status_format fmt, struct sbuf *
     case STATUS_PROMETHEUS:
         prom_master(m, out);
         prom_pool(m, out);
+        prom_latency(m, out);
         prom_pools(m, out);
         break;
     }

@@ -494,6 +494,7 @@ static void process_input(struct chat_conn *cc)
 {
     size_t start = 0;
     char *nl = NULL;
+    uint64_t handled = cc->c->w->stats.requests;
     while (!cc->closing && !cc->dead && !worker_uplink_congested(cc->c->w)) {
         if (!(nl = memchr(cc->in + start, '\n', cc->inlen - start)))
             break;
@@ -514,6 +515,10 @@ static void process_input(struct chat_conn *cc)
     memmove(cc->in, cc->in + start, cc->inlen - start);
     cc->inlen -= start;
     cc->paused = worker_uplink_congested(cc->c->w);
+    /* Timed per line: from this wakeup to its relay queued or answer put. */
+    handled = cc->c->w->stats.requests - handled;
+    if (handled)
+        worker_lat_done(cc->c->ls, worker_now_ns(cc->c->w), (uint32_t)handled);
 }
 
 static void read_input(struct chat_conn *cc)

@@ -21,6 +21,8 @@
 struct echo_state {
     size_t head, len;           /* pending bytes are buf[head..len) */
     int eof;
+    uint32_t unsent;            /* reads not yet all echoed (timing) */
+    int64_t t_first;            /* the wakeup of the first of them */
     unsigned char buf[ECHO_BUF];
 };
 
@@ -42,8 +44,14 @@ static int echo_write(struct conn *c, struct echo_state *s)
         return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
     s->head += (size_t)n;
     c->w->stats.bytes_out += (uint64_t)n;
-    if (s->head == s->len)
+    if (s->head == s->len) {
         s->head = s->len = 0;
+        /* Timed per read: from the wakeup that read the first of them
+         * to the last byte handed back. */
+        if (s->unsent)
+            worker_lat_done(c->ls, s->t_first, s->unsent);
+        s->unsent = 0;
+    }
     return 1;
 }
 
@@ -61,6 +69,8 @@ static int echo_read(struct conn *c, struct echo_state *s)
     s->len += (size_t)n;
     c->w->stats.bytes_in += (uint64_t)n;
     c->w->stats.requests++;
+    if (!s->unsent++)
+        s->t_first = worker_now_ns(c->w);
     return 1;
 }
 
@@ -104,6 +114,7 @@ static void echo_open(struct conn *c)
     struct echo_state *s = (struct echo_state *)c->state;
     s->head = s->len = 0;
     s->eof = 0;
+    s->unsent = 0;
     if (conn_set_interest(c, EPOLLIN) != 0)
         conn_close(c);
 }
@@ -160,6 +171,8 @@ static void echo_datagram(struct worker *w, struct wlistener *l)
     int sent = sendmmsg(l->fd, msgs, (unsigned)n, MSG_DONTWAIT);
     for (int i = 0; i < sent; i++)
         w->stats.bytes_out += msgs[i].msg_len;
+    if (sent > 0)
+        worker_lat_done(l, worker_now_ns(w), (uint32_t)sent);
 }
 
 const struct proto echo_proto = {

@@ -89,6 +89,9 @@ struct hbuf {
     uint8_t nparts, next_part;
     uint64_t boundary;
     struct http_byte_range parts[HTTP_RANGES_MAX];
+    int64_t t_start;            /* request timing: its first byte's wakeup */
+    struct { int64_t start; uint32_t n; } answered[4]; /* not yet all sent */
+    uint8_t nanswered;
     char *out;                  /* OUT_CAP bytes after in[] */
     char in[];                  /* max_header_size bytes */
 };
@@ -206,6 +209,8 @@ static struct hbuf *buf_get(struct conn *c)
     b->send_f = NULL;
     b->send_left = 0;
     b->nparts = 0;
+    b->nanswered = 0;
+    b->t_start = worker_now_ns(c->w);
     b->out = b->in + H.in_cap;
     buf_reset_request(b);
     state_of(c)->b = b;
@@ -263,6 +268,7 @@ static int on_message_begin(llhttp_t *p)
 {
     struct hbuf *b = p->data;
     conn_timer_set(b->c, H.header_tl);
+    b->t_start = worker_now_ns(b->c->w);
     return 0;
 }
 
@@ -554,10 +560,35 @@ static int log_field_len(struct span sp)
     return (int)(sp.len < LOG_FIELD_MAX ? sp.len : LOG_FIELD_MAX);
 }
 
+/* Timing: answered requests wait in b->answered (runs of one start time;
+ * a fifth start joins the fourth run) until flush_out has handed their
+ * last byte to the kernel. */
+static void lat_answered(struct hbuf *b)
+{
+    uint8_t k = b->nanswered;
+    if (!PREFORKD_LATENCY)
+        return;
+    if (k && (b->answered[k - 1].start == b->t_start || k == 4)) {
+        b->answered[k - 1].n++;
+        return;
+    }
+    b->answered[k].start = b->t_start;
+    b->answered[k].n = 1;
+    b->nanswered++;
+}
+
+static void lat_sent(struct conn *c, struct hbuf *b)
+{
+    for (uint8_t k = 0; k < b->nanswered; k++)
+        worker_lat_done(c->ls, b->answered[k].start, b->answered[k].n);
+    b->nanswered = 0;
+}
+
 static void request_done(struct conn *c, struct http_state *s, struct hbuf *b,
                          int status, uint64_t bytes, bool keep)
 {
     c->w->stats.requests++;
+    lat_answered(b);
     s->flags |= F_SERVED;
     if (!keep)
         s->flags |= F_CLOSE;
@@ -1090,6 +1121,7 @@ static void next_request(struct http_state *s, struct hbuf *b)
     b->len -= b->parsed;
     b->parsed = 0;
     buf_reset_request(b);
+    b->t_start = worker_now_ns(b->c->w);    /* until llhttp sees its first byte */
     llhttp_resume(&s->parser);
 }
 
@@ -1223,6 +1255,8 @@ static int flush_out(struct conn *c, struct hbuf *b)
         http_file_release(b->send_f);
         b->send_f = NULL;
     }
+    if (b->nanswered)
+        lat_sent(c, b);
     return 1;
 }
 

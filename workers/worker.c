@@ -63,6 +63,14 @@ int64_t monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* One clock read per wakeup: milliseconds for timers, nanoseconds for
+ * request timing. */
+static void set_clock(struct worker *w)
+{
+    w->now_ns = worker_clock_ns();
+    w->now_ms = w->now_ns / 1000000;
+}
+
 /* --- protocols ---------------------------------------------------------- */
 
 static const struct proto *proto_for(enum proto_kind kind)
@@ -493,6 +501,38 @@ static void send_report(struct worker *w, uint16_t type)
     w->last_state_ms = w->now_ms;
 }
 
+/* Durations since the last delivered latency frame, packed per listener
+ * into frames of at most PIPE_BUF (ipc/latency.h). Like reports, a frame a
+ * full pipe refuses is dropped, but its counts stay and go with the next. */
+static int send_latency_frame(struct worker *w, const unsigned char *buf, size_t len)
+{
+    if (w->up.len > 0)
+        return ipc_queue_push(&w->up, IPC_LATENCY, (uint16_t)w->slot, w->gen, buf, len);
+    return ipc_send(w->status_fd, IPC_LATENCY, (uint16_t)w->slot, w->gen, buf, len);
+}
+
+static void send_latency(struct worker *w)
+{
+    unsigned char buf[IPC_MAX_PAYLOAD];
+    size_t len = 0, first = 0;
+    for (size_t i = 0; i <= w->nls; i++) {
+        struct wlistener *l = i < w->nls ? &w->ls[i] : NULL;
+        if (l && (!l->lat.n || l->lat_id == LAT_NO_LISTENER))
+            continue;
+        if (len && (!l || len + LAT_RECORD_MAX > sizeof buf)) {
+            if (send_latency_frame(w, buf, len) != 0)
+                return;             /* the rest waits for the next heartbeat */
+            for (size_t k = first; k < i; k++)
+                if (w->ls[k].lat.n && w->ls[k].lat_id != LAT_NO_LISTENER)
+                    memset(&w->ls[k].lat, 0, sizeof w->ls[k].lat);
+            len = 0;
+            first = i;
+        }
+        if (l)
+            len += lat_encode(&l->lat, l->lat_id, buf + len);
+    }
+}
+
 /* Once a second, each protocol in use gets on_tick (e.g. to flush logs). */
 static void tick_protocols(struct worker *w)
 {
@@ -510,8 +550,10 @@ static void report_if_due(struct worker *w)
         if (!w->draining)           /* keeps this worker's entry fresh */
             loadboard_touch(w->board, (size_t)w->slot, w->now_ms);
         accept_sweep(w);
-        if (PREFORKD_REPORT_EVERY_MS > 0)
+        if (PREFORKD_REPORT_EVERY_MS > 0) {
+            send_latency(w);
             send_report(w, IPC_HEARTBEAT);
+        }
         w->next_report_ms = w->now_ms + TICK_EVERY_MS;
         /* The parent check backs up PR_SET_PDEATHSIG. */
         if (getppid() != w->master_pid && !w->draining) {
@@ -707,6 +749,7 @@ static int setup_listeners(struct worker *w, const struct worker_args *a)
         l->fd = a->listen_fds[i];
         l->conf = &a->cfg->listens[i];
         l->proto = proto_for(l->conf->protocol);
+        l->lat_id = a->listen_ids ? a->listen_ids[i] : LAT_NO_LISTENER;
     }
     for (size_t i = 0; i < w->nls; i++) {
         const struct proto *p = proto_once(w, i);
@@ -749,7 +792,7 @@ static int setup_worker(struct worker *w, const struct worker_args *a)
     w->cmd_fd = a->cmd_fd;
     w->max_conns = (size_t)a->cfg->worker_connections;
     w->recycle_at = recycle_threshold(a->cfg->max_requests);
-    w->now_ms = monotonic_ms();
+    set_clock(w);
     w->reported_state = WS_STARTING;
     ipc_reader_init(&w->cmd_rd);
     ipc_queue_init(&w->up, UPLINK_LIMIT);
@@ -811,7 +854,7 @@ static void run_once(struct worker *w, const sigset_t *waitmask)
         log_error("epoll_pwait: %s", strerror(errno));
         _exit(1);
     }
-    w->now_ms = monotonic_ms();
+    set_clock(w);
     for (int i = 0; i < n; i++) {
         struct ev *ev = evs[i].data.ptr;
         ev->on_event(w, ev, evs[i].events);
@@ -876,6 +919,7 @@ void worker_main(const struct worker_args *a)
     }
     if (w.nconns)
         log_warn("graceful_timeout: closing %zu connections", w.nconns);
+    send_latency(&w);
     send_report(&w, IPC_HEARTBEAT);
     worker_exit(&w, 0);
 }

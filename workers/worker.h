@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "ipc/ipc.h"
+#include "ipc/latency.h"
 #include "server/config.h"
 
 struct worker;
@@ -35,6 +37,8 @@ struct wlistener {
     const struct proto *proto;
     bool in_epoll;
     unsigned accepts;               /* for re-ordering the wait queue */
+    uint16_t lat_id;                /* the master's id of this listener */
+    struct lat_acc lat;             /* durations not yet sent to the master */
 };
 
 struct conn {
@@ -99,6 +103,7 @@ struct worker {
     struct tlist timers[8];
     size_t ntimers;
     int64_t now_ms;                 /* monotonic, updated every wakeup */
+    int64_t now_ns;                 /* the same instant, in nanoseconds */
     int64_t accept_resume_ms;       /* EMFILE pause; 0 = none */
     int64_t drain_deadline_ms;
     int64_t next_report_ms;
@@ -120,6 +125,7 @@ struct worker_args {
     pid_t master_pid;
     int status_fd, cmd_fd;
     const int *listen_fds;          /* parallel to cfg->listens */
+    const uint16_t *listen_ids;     /* parallel too: latency ids, or NULL */
     struct loadboard *board;        /* shared counts, or NULL */
 };
 
@@ -150,5 +156,33 @@ static inline bool worker_uplink_congested(const struct worker *w)
 /* Millisecond monotonic clock, as cached for this wakeup. */
 int64_t monotonic_ms(void);
 static inline int64_t worker_now(const struct worker *w) { return w->now_ms; }
+
+/* Request timing (see ipc/latency.h). A request starts at the wakeup that
+ * read its first byte (worker_now_ns: the loop's cached clock, taken once
+ * per wakeup anyway) and ends when its last byte is handed to the kernel:
+ * worker_lat_done reads the clock then, once per batch of responses
+ * (clock_gettime(CLOCK_MONOTONIC) is served by the vDSO, no system call,
+ * with the usual tsc/kvm-clock clocksources), and adds a bucket count.
+ * `make bench`'s A/B: build with -DPREFORKD_LATENCY=0 to compile it out. */
+#ifndef PREFORKD_LATENCY
+#define PREFORKD_LATENCY 1
+#endif
+static inline int64_t worker_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+static inline int64_t worker_now_ns(const struct worker *w) { return w->now_ns; }
+/* times requests that started at start_ns end now, on listener l. */
+static inline void worker_lat_done(struct wlistener *l, int64_t start_ns, uint32_t times)
+{
+#if PREFORKD_LATENCY
+    int64_t d = worker_clock_ns() - start_ns;
+    lat_acc_add(&l->lat, d > 0 ? (uint64_t)d : 0, times);
+#else
+    (void)l, (void)start_ns, (void)times;
+#endif
+}
 
 #endif
