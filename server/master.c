@@ -234,11 +234,13 @@ static void flush_commands(struct master *m, size_t idx)
     }
 }
 
-/* Drain age counts for the draining cap (cap_draining). */
-static void mark_draining(struct master *m, struct slot *s)
+/* Drain age counts for the draining cap (cap_draining); the reason shows
+ * in status when it exits (a planned retirement, not a restart). */
+static void mark_draining(struct master *m, struct slot *s, const char *reason)
 {
     s->draining = true;
     s->drain_started_ms = m->now_ms;
+    s->retire_reason = reason;
 }
 
 static void send_command_payload(struct master *m, size_t idx, uint16_t type,
@@ -261,7 +263,7 @@ static void send_command_payload(struct master *m, size_t idx, uint16_t type,
         log_warn("slot %zu pid %d is not keeping up with chat traffic (%zu bytes "
                  "queued): dropping its chat lines and recycling it", idx,
                  (int)s->pid, s->q.len);
-        mark_draining(m, s);
+        mark_draining(m, s, "chat backlog");
         kill(s->pid, SIGTERM);
     }
 }
@@ -278,12 +280,12 @@ static void send_command(struct master *m, size_t idx, uint16_t type)
     send_command_payload(m, idx, type, NULL, 0);
 }
 
-static void drain_worker(struct master *m, size_t idx)
+static void drain_worker(struct master *m, size_t idx, const char *reason)
 {
     struct slot *s = &m->slots[idx];
     if (s->pid == 0 || s->draining)
         return;
-    mark_draining(m, s);
+    mark_draining(m, s, reason);
     send_command(m, idx, IPC_CMD_DRAIN);
 }
 
@@ -330,7 +332,7 @@ static void apply_report(struct master *m, struct slot *s, const struct ipc_msg 
     if (r->state < WS_NSTATES)
         s->state = (enum worker_state)r->state;
     if (s->state == WS_DRAINING && !s->draining) {
-        mark_draining(m, s);        /* max_requests reached: recycling */
+        mark_draining(m, s, "max_requests");    /* reached: recycling */
         log_info("worker pid %d is recycling after %llu requests", (int)s->pid,
                  (unsigned long long)r->requests);
     }
@@ -443,11 +445,19 @@ void master_describe_exit(int status, char *buf, size_t cap)
         snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
 }
 
-static void record_exit(struct master *m, size_t idx, int status, int64_t lived)
+static void record_exit(struct master *m, size_t idx, int status, int64_t lived,
+                        const char *retired)
 {
     struct exit_record *e = &m->exits[m->nexits++ % EXIT_RING];
     *e = (struct exit_record){ .pid = m->slots[idx].pid, .slot = (int)idx,
-        .status = status, .when = time(NULL), .lived_ms = lived };
+        .status = status, .when = time(NULL), .lived_ms = lived, .retired = retired };
+    if (retired) {
+        m->retirements++;
+        m->last_retired = *e;
+    } else {
+        m->restarts++;
+        m->last_restart = *e;
+    }
 }
 
 int64_t master_backoff_ms(unsigned streak)
@@ -492,13 +502,12 @@ static void worker_exited(struct master *m, size_t idx, int status)
     log_msg(expected && clean ? LOG_LVL_INFO : LOG_LVL_WARN,
             "worker slot %zu pid %d %s after %.3fs", idx, (int)s->pid, how,
             (double)lived / 1000.0);
-    record_exit(m, idx, status, lived);
+    record_exit(m, idx, status, lived,
+                !expected ? NULL : s->retire_reason ? s->retire_reason : "stop");
     m->retired.accepted += s->report.accepted;
     m->retired.requests += s->report.requests;
     m->retired.bytes_in += s->report.bytes_in;
     m->retired.bytes_out += s->report.bytes_out;
-    if (!expected)
-        m->restarts++;
     slot_close_channels(m, s);
     free(s->lat);
     s->lat = NULL;
@@ -568,7 +577,7 @@ static void begin_stop(struct master *m, bool now)
         return;
     }
     for (size_t i = 0; i < m->nslots; i++)
-        drain_worker(m, i);
+        drain_worker(m, i, "stop");
     /* Workers enforce graceful_timeout themselves; this is the backstop. */
     m->stop_deadline_ms = m->now_ms + (int64_t)m->cfg.graceful_timeout * 1000 + 1000;
 }
@@ -613,7 +622,7 @@ static void scale_by(struct master *m, int delta)
         m->target++;
     } else if (m->target > 1) {
         m->target--;
-        drain_worker(m, m->target);
+        drain_worker(m, m->target, "scale down");
     }
     log_info("worker count now %zu", m->target);
 }
@@ -786,7 +795,7 @@ static void start_generation(struct master *m, size_t new_target)
     m->target = old_target > new_target ? old_target : new_target;
     for (size_t i = 0; i < old_target; i++) {
         if (m->slots[i].pid)
-            drain_worker(m, retire_slot(m, i));
+            drain_worker(m, retire_slot(m, i), "reload");
         m->slots[i].respawn_at_ms = m->now_ms;
     }
     m->target = new_target;

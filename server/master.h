@@ -44,6 +44,7 @@ struct slot {
     double req_rate;                /* requests/s between the last two heartbeats */
     double cpu_pct;                 /* CPU % (of one core) between them */
     size_t board_slot;              /* its loadboard entry: the slot it was spawned in */
+    const char *retire_reason;      /* why it drains: "reload", "max_requests", ... */
     struct lat_window *lat;         /* its request durations, once it sent any */
 };
 
@@ -53,11 +54,12 @@ struct totals {
 };
 
 struct exit_record {
-    pid_t pid;
+    pid_t pid;                      /* 0: none */
     int slot;
     int status;                     /* as from waitpid */
     time_t when;
     int64_t lived_ms;
+    const char *retired;            /* a planned exit's reason; NULL: unexpected */
 };
 
 struct master {
@@ -77,7 +79,9 @@ struct master {
     int64_t now_ms;
     time_t started_wall;
     unsigned crash_streak;          /* workers in a row that died young */
-    unsigned long restarts;
+    unsigned long restarts;         /* unexpected exits */
+    unsigned long retirements;      /* planned exits: drains, max_requests, scale down */
+    struct exit_record last_restart, last_retired;
     struct exit_record exits[EXIT_RING];
     unsigned long nexits;
     struct totals retired;

@@ -575,12 +575,22 @@ static void text_summary(const struct master *m, struct sbuf *o)
                 total, c[2], c[1], c[0], c[3]);
     if (c[4])
         sbuf_printf(o, ", unresponsive %zu", c[4]);
+    /* Unexpected exits and planned retirements apart: a drained worker's
+     * exit 0 is no restart. */
     sbuf_printf(o, "   restarts %lu", m->restarts);
-    const struct exit_record *e = last_exit(m);
-    if (e) {
-        char how[32], ago[32];
+    char how[32], ago[32];
+    const struct exit_record *e = &m->last_restart;
+    if (e->pid) {
         describe_exit(e, how, sizeof how);
         sbuf_printf(o, " (last: pid %d %s, %s ago)", (int)e->pid, how,
+                    fmt_duration((double)(time(NULL) - e->when), ago, sizeof ago));
+    }
+    sbuf_printf(o, "   retired %lu", m->retirements);
+    e = &m->last_retired;
+    if (e->pid) {
+        describe_exit(e, how, sizeof how);
+        sbuf_printf(o, " (last: pid %d %s, %s%s%s ago)", (int)e->pid, e->retired,
+                    strcmp(how, "exit 0") ? how : "", strcmp(how, "exit 0") ? ", " : "",
                     fmt_duration((double)(time(NULL) - e->when), ago, sizeof ago));
     }
     if (m->crash_streak)
@@ -673,6 +683,26 @@ static void json_header(const struct master *m, struct sbuf *o)
     sbuf_printf(o, "]");
 }
 
+/* An exit record with its reason ("retired": null for an unexpected one). */
+static void json_exit(struct sbuf *o, const char *key, const struct exit_record *e)
+{
+    sbuf_printf(o, ",\"%s\":", key);
+    if (!e->pid) {
+        sbuf_printf(o, "null");
+        return;
+    }
+    sbuf_printf(o, "{\"pid\":%d,\"slot\":%d,\"exit_code\":%d,\"signal\":%d,"
+                "\"time\":%lld,\"lived_ms\":%lld,\"reason\":", (int)e->pid, e->slot,
+                WIFEXITED(e->status) ? WEXITSTATUS(e->status) : -1,
+                WIFSIGNALED(e->status) ? WTERMSIG(e->status) : 0,
+                (long long)e->when, (long long)e->lived_ms);
+    if (e->retired)
+        sbuf_json_string(o, e->retired);
+    else
+        sbuf_printf(o, "null");
+    sbuf_printf(o, "}");
+}
+
 static void json_summary(const struct master *m, struct sbuf *o)
 {
     size_t c[NSTATE_NAMES], total;
@@ -690,6 +720,9 @@ static void json_summary(const struct master *m, struct sbuf *o)
                     WIFEXITED(e->status) ? WEXITSTATUS(e->status) : -1,
                     WIFSIGNALED(e->status) ? WTERMSIG(e->status) : 0,
                     (long long)e->when, (long long)e->lived_ms);
+    json_exit(o, "last_restart", &m->last_restart);
+    sbuf_printf(o, ",\"retirements\":%lu", m->retirements);
+    json_exit(o, "last_retired", &m->last_retired);
     struct totals t;
     uint64_t active;
     sum_totals(m, &t, &active);
@@ -751,6 +784,9 @@ static void prom_master(const struct master *m, struct sbuf *o)
                 m->last_reload == RELOAD_PENDING);
     prom_metric(o, "worker_restarts_total", "counter", "Unexpected worker exits.");
     sbuf_printf(o, "preforkd_worker_restarts_total %lu\n", m->restarts);
+    prom_metric(o, "worker_retirements_total", "counter",
+                "Planned worker exits (reload, max_requests, scale down, stop).");
+    sbuf_printf(o, "preforkd_worker_retirements_total %lu\n", m->retirements);
     prom_metric(o, "accepted_connections_total", "counter", "Connections accepted.");
     sbuf_printf(o, "preforkd_accepted_connections_total %llu\n", (unsigned long long)t.accepted);
     prom_metric(o, "requests_total", "counter", "Requests served (echo: reads echoed).");

@@ -331,3 +331,30 @@ Test(status, worker_oversized_frame_replaced)
 {
     corrupt_pipe_replaced("oversized", "frame length 60000 exceeds");
 }
+
+/* A reload's drained workers are retirements, not restarts; a killed
+ * worker is a restart, shown as the last one. */
+Test(status, restarts_apart_from_retirements)
+{
+    start_echo(2, "");
+    cr_assert_eq(kill(srv.pid, SIGHUP), 0);
+    cr_assert(WAIT_UNTIL(h_status_number(&srv, "retirements") == 2 &&
+                         h_status_number(&srv, "idle") == 2, 8000));
+    cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0);
+    cr_assert(strstr(out, "restarts 0   retired 2 (last: pid "), "%s", out);
+    cr_assert(strstr(out, " reload, "), "%s", out);
+    cr_assert(!strstr(out, "restarts 0 (last"), "%s", out);
+    pid_t w[4];
+    cr_assert(WAIT_UNTIL(h_children(&srv, srv.pid, w, 4) == 2, 5000));
+    kill(w[0], SIGKILL);
+    cr_assert(WAIT_UNTIL(h_status_number(&srv, "restarts") == 1, 5000));
+    cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0);
+    char want[64];
+    snprintf(want, sizeof want, "restarts 1 (last: pid %d signal 9, ", (int)w[0]);
+    cr_assert(strstr(out, want), "%s", out);
+    cr_assert_eq(h_run(out, sizeof out, "%s status --json -c %s", h_bin(), srv.conf), 0);
+    cr_assert(strstr(out, "\"last_retired\":{") && strstr(out, "\"reason\":\"reload\""), "%s", out);
+    snprintf(want, sizeof want, "\"last_restart\":{\"pid\":%d,", (int)w[0]);
+    cr_assert(strstr(out, want), "%s", out);
+}
+
