@@ -725,6 +725,23 @@ static int apply_address(struct load_ctx *ctx, const struct rule *r,
     return 0;
 }
 
+/* "" = off; else a TCP host:port (the master's own status listener). */
+static int apply_status_listen(struct load_ctx *ctx, const struct rule *r,
+                               const char *text, void *field)
+{
+    struct address *a = field;
+    (void)r;
+    memset(a, 0, sizeof *a);
+    if (!*text)
+        return 0;
+    if (parse_address(text, ctx->out->dir, a, ctx->msg, sizeof ctx->msg) < 0)
+        return -1;
+    if (a->socktype != SOCK_STREAM || a->sa.ss_family == AF_UNIX)
+        return bad(ctx, "must be \"\" (off) or a TCP host:port such as "
+                   "\"127.0.0.1:9100\", got \"%s\"", text);
+    return 0;
+}
+
 /* ---- option checks of app sections ---- */
 
 static int apply_app_protocol(struct load_ctx *ctx, const struct rule *r,
@@ -904,6 +921,9 @@ static const struct rule rules[] = {
       IN_CONFIG(control_socket) },
     { SEC_ROOT, "error_log", "stderr", apply_error_log, 0, 0, IN_CONFIG(error_log) },
     { SEC_ROOT, "log_level", "info", apply_log_level, 0, 0, IN_CONFIG(log_level) },
+    { SEC_ROOT, "status_listen", "", apply_status_listen, 0, 0, IN_CONFIG(status_listen) },
+    { SEC_ROOT, "graceful_stop_delay", "0", apply_number, 0, 3600,
+      IN_CONFIG(graceful_stop_delay) },
     { SEC_HTTP, "root", "www", apply_dir_path, 0, 0, IN_CONFIG(http.root) },
     { SEC_HTTP, "index", "index.html", apply_index, 0, 0, IN_CONFIG(http.index) },
     { SEC_HTTP, "access_log", "", apply_log_path, 0, 0, IN_CONFIG(http.access_log) },
@@ -987,9 +1007,19 @@ static int begin_listen(struct load_ctx *ctx, enum section section)
     return apply_defaults(ctx, section);
 }
 
+/* status_allow's default, as libconfuse and config.status_allow have it. */
+#define STATUS_ALLOW_DEFAULT "{\"127.0.0.1\", \"::1\"}"
+static const char *const status_allow_default[] = { "127.0.0.1", "::1" };
+
 /* Defaults first; the file's values then overwrite them one by one. */
 static int load_defaults(struct load_ctx *ctx)
 {
+    struct config *c = ctx->out;
+
+    for (size_t i = 0; i < sizeof status_allow_default / sizeof *status_allow_default; i++)
+        if (cidr_parse(status_allow_default[i], &c->status_allow[c->nstatus_allow++],
+                       ctx->msg, sizeof ctx->msg) < 0)
+            return report(ctx, 0, "status_allow: %s", ctx->msg);
     return apply_defaults(ctx, SEC_ROOT) < 0 ? -1 : apply_defaults(ctx, SEC_HTTP);
 }
 
@@ -1651,6 +1681,27 @@ static int on_app_list(cfg_t *sec, cfg_opt_t *opt)
     return rc < 0 ? report(ctx, sec->line, "app.%s: %s", name, ctx->msg) : 0;
 }
 
+/* status_allow: the whole list again after each word (`+=` appends to the
+ * default), into config.status_allow. */
+static int on_status_allow(cfg_t *sec, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    unsigned int n = cfg_opt_size(opt);
+    struct config *c;
+
+    if (!ctx)
+        return -1;
+    c = ctx->out;
+    if (n > STATUS_ALLOW_MAX)
+        return report(ctx, sec->line, "status_allow: at most %d entries", STATUS_ALLOW_MAX);
+    for (unsigned int i = 0; i < n; i++)
+        if (cidr_parse(cfg_opt_getnstr(opt, i), &c->status_allow[i], ctx->msg,
+                       sizeof ctx->msg) < 0)
+            return report(ctx, sec->line, "status_allow: %s", ctx->msg);
+    c->nstatus_allow = n;
+    return 0;
+}
+
 /* Runs at a listen section's closing brace; libconfuse then knows only the
  * line of that brace, so the section's first line comes from our own scan. */
 static int on_listen_end(cfg_t *parent, cfg_opt_t *opt)
@@ -2058,6 +2109,7 @@ static void set_callbacks(cfg_t *cc)
     cfg_set_validate_func(cc, "site|error_pages", on_site_list);
     cfg_set_validate_func(cc, "site|expires", on_site_list);
     cfg_set_validate_func(cc, "site", on_site_end);
+    cfg_set_validate_func(cc, "status_allow", on_status_allow);
 }
 
 /* Options are all strings: `workers = 4` and `workers = "4"` lex the same,
@@ -2065,7 +2117,7 @@ static void set_callbacks(cfg_t *cc)
  * apps of one name are refused (CFGF_NO_TITLE_DUPES), not merged. */
 static cfg_t *new_parser(void)
 {
-    cfg_opt_t root[NRULES + 5], http[NRULES + 3], listen[NRULES + 1];
+    cfg_opt_t root[NRULES + 6], http[NRULES + 3], listen[NRULES + 1];
     cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1], site[NRULES + 4];
     size_t n = section_opts(SEC_ROOT, root), a = section_opts(SEC_APP, app);
     size_t h = section_opts(SEC_HTTP, http), s = section_opts(SEC_SITE, site);
@@ -2084,6 +2136,7 @@ static cfg_t *new_parser(void)
     app[a++] = (cfg_opt_t)CFG_STR_LIST("environment", NULL, CFGF_NODEFAULT);
     app[a++] = (cfg_opt_t)CFG_SEC("listen", app_listen, CFGF_MULTI);
     app[a] = (cfg_opt_t)CFG_END();
+    root[n++] = (cfg_opt_t)CFG_STR_LIST("status_allow", STATUS_ALLOW_DEFAULT, CFGF_NONE);
     root[n++] = (cfg_opt_t)CFG_SEC("listen", listen, CFGF_MULTI);
     root[n++] = (cfg_opt_t)CFG_SEC("http", http, CFGF_NONE);
     root[n++] = (cfg_opt_t)CFG_SEC("app", app, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
@@ -2131,6 +2184,12 @@ static int check_whole(struct load_ctx *ctx)
 
     if (c->nlistens == 0)
         return report(ctx, 0, "listen: at least one listen section is required");
+    if (c->status_listen.text[0]) {
+        const struct listen_conf *dup = find_same_address(c, &c->status_listen);
+        if (dup)
+            return report(ctx, dup->line, "listen: address \"%s\" is also status_listen",
+                          dup->addr.text);
+    }
     for (size_t i = 0; i < c->nlistens; i++)
         if (c->listens[i].protocol == PROTO_HTTP && !is_dir(c->http.root))
             return report(ctx, ctx->root_line, "http.root: \"%s\" is not an existing directory",

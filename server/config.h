@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "server/cidr.h"
+
 /* PROTO_APP: a listener of an app pool; the user's program speaks on it. */
 enum proto_kind { PROTO_HTTP, PROTO_ECHO, PROTO_CHAT, PROTO_APP };
 
@@ -93,6 +95,7 @@ enum app_ready { READY_NOTIFY, READY_EXEC, READY_DELAY };
 enum app_reload { RELOAD_SMOOTH, RELOAD_FLEET };
 
 #define APP_NAME_MAX 32
+#define STATUS_ALLOW_MAX 64
 
 /* One `app NAME { }` section: a pool that execs the user's program. Its
  * listeners are the entries of config.listens whose .app is its index, in
@@ -141,6 +144,11 @@ struct config {
     struct http_conf http;
     struct site_conf *sites;         /* heap array, may be empty */
     size_t nsites;
+    /* Live view: the master's own HTTP status listener */
+    struct address status_listen;    /* text "" = off; else TCP host:port */
+    struct cidr status_allow[STATUS_ALLOW_MAX];    /* clients it answers */
+    size_t nstatus_allow;
+    int graceful_stop_delay;         /* s between /healthz 503 and closing */
 };
 
 /* Parse and validate PATH into *cfg. 0 on success; -1 with err filled as

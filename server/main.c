@@ -42,7 +42,8 @@ static void usage(FILE *out)
         "                                        set the worker count now (not persisted)\n"
         "       preforkd show KEY [-c FILE]      print a resolved setting (pidfile,\n"
         "                                        control_socket, error_log,\n"
-        "                                        graceful_timeout, workers)\n"
+        "                                        graceful_timeout, graceful_stop_delay,\n"
+        "                                        workers)\n"
         "       preforkd -v | -h\n"
         "default FILE: %s\n", DEFAULT_CONF);
 }
@@ -107,7 +108,8 @@ static int control_dir_ready(const char *sock, char *err, size_t errlen)
 static int open_listeners(struct master *m, char *err, size_t errlen)
 {
     sdnotify_take_listen_fds();     /* socket activation: adopted, not bound */
-    if (listeners_open_all(&m->cfg, &m->ls, err, errlen) != 0)
+    if (listeners_open_all(&m->cfg, &m->ls, err, errlen) != 0 ||
+        status_http_bind(&m->shttp, &m->cfg.status_listen, err, errlen) != 0)
         return -1;
     sdnotify_close_unadopted();
     m->nls = m->cfg.nlistens;
@@ -131,6 +133,7 @@ static int prepare_master(const struct options *o, struct master *m)
     char err[1024], abs[PATH_MAX];
     memset(m, 0, sizeof *m);
     m->pidfile_fd = m->ready_fd = m->sd_fd = m->upgrade.pipe_fd = -1;
+    status_http_init(&m->shttp);
     m->foreground = o->foreground;
     ssize_t n = readlink("/proc/self/exe", m->self_path, sizeof m->self_path - 1);
     m->self_path[n > 0 ? n : 0] = '\0';
@@ -215,6 +218,8 @@ static int show_setting(const struct options *o)
         printf("%s\n", cfg.error_log);
     else if (strcmp(o->show, "graceful_timeout") == 0)
         printf("%d\n", cfg.graceful_timeout);
+    else if (strcmp(o->show, "graceful_stop_delay") == 0)
+        printf("%d\n", cfg.graceful_stop_delay);
     else if (strcmp(o->show, "workers") == 0)
         printf("%d\n", cfg.workers);
     else {

@@ -119,6 +119,7 @@ static void close_master_fds(struct master *m, size_t keep)
     if (m->upgrade.pipe_fd >= 0)
         close(m->upgrade.pipe_fd);
     control_close_in_child(&m->ctl);
+    status_http_close_in_child(&m->shttp);
     apppool_close_in_child(m);
     for (size_t i = 0; i < m->nslots; i++) {
         if (i == keep)
@@ -556,10 +557,24 @@ void master_abort_start(struct master *m, const char *why)
     apppool_stop(m, true);
 }
 
+/* graceful_stop_delay: /healthz says draining at once, and the listeners
+ * stay open that long, so a load balancer stops sending before anything
+ * is refused. A second TERM waits too; INT or QUIT stop at once. */
 static void begin_stop(struct master *m, bool now)
 {
     if (m->stopping && (m->stop_now || !now))
         return;
+    master_set_health(m, false);
+    if (!now && !m->stopping && m->cfg.graceful_stop_delay > 0 && m->ready &&
+        (!m->stop_at_ms || m->now_ms < m->stop_at_ms)) {
+        if (!m->stop_at_ms) {
+            m->stop_at_ms = m->now_ms + (int64_t)m->cfg.graceful_stop_delay * 1000;
+            log_info("graceful stop in %d s (graceful_stop_delay); serving until then",
+                     m->cfg.graceful_stop_delay);
+        }
+        return;
+    }
+    m->stop_at_ms = 0;
     m->stopping = true;
     m->stop_now = now;
     sdnotify_send(m->sd_fd, "STOPPING=1");
@@ -582,9 +597,22 @@ static void begin_stop(struct master *m, bool now)
     m->stop_deadline_ms = m->now_ms + (int64_t)m->cfg.graceful_timeout * 1000 + 1000;
 }
 
+/* After a hot upgrade's hand-over: no graceful_stop_delay, the new master
+ * serves the same sockets already. */
 void master_begin_stop(struct master *m)
 {
+    m->stop_at_ms = m->now_ms;
     begin_stop(m, false);
+}
+
+void master_set_health(struct master *m, bool ok)
+{
+    ok = ok && !m->stopping && !m->stop_at_ms;
+    if (ok == !m->health_draining)
+        return;
+    m->health_draining = !ok;
+    if (m->shttp.lfd >= 0)
+        log_info("/healthz now answers %s", ok ? "200 ok" : "503 draining");
 }
 
 /* Past the deadline: SIGKILL what is left, then give up waiting. */
@@ -826,12 +854,20 @@ static void reload(struct master *m)
                   (unsigned long long)mono.tv_sec * 1000000ull +
                   (unsigned long long)mono.tv_nsec / 1000);
     m->sd_reloading = m->sd_fd >= 0;
-    if (m->stopping)
+    if (m->stopping || m->stop_at_ms)
         return reject_reload(m, "stopping");
     if (config_load(m->cfg.path, &cfg, err, sizeof err) != 0)
         return reject_reload(m, err);
     keep_restart_settings(m, &cfg, note, sizeof note);
     if (build_listeners(m, &cfg, &ls, err, sizeof err) != 0) {
+        config_free(&cfg);
+        return reject_reload(m, err);
+    }
+    if (status_http_reconfigure(&m->shttp, &cfg, err, sizeof err) != 0) {
+        for (size_t i = 0; i < cfg.nlistens; i++)
+            if (!ls_is_shared(m, ls[i].fd))
+                listener_close(&ls[i]);
+        free(ls);
         config_free(&cfg);
         return reject_reload(m, err);
     }
@@ -1021,6 +1057,8 @@ static int64_t next_wakeup(const struct master *m)
         next = m->sd_next_ping_ms;
     if (m->stopping && m->stop_deadline_ms < next)
         next = m->stop_deadline_ms;
+    if (m->stop_at_ms && m->stop_at_ms < next)
+        next = m->stop_at_ms;
     for (size_t i = 0; i < m->target && i < m->nslots; i++)
         if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms < next)
             next = m->slots[i].respawn_at_ms;
@@ -1112,6 +1150,8 @@ static void dispatch(struct master *m, const struct epoll_event *ee)
         break;
     case EV_APP: apppool_on_event(m, (uint32_t)idx, ee->events); break;
     case EV_UPGRADE: upgrade_on_event(m); break;
+    case EV_SHTTP_LISTEN: status_http_on_listen(m, &m->shttp); break;
+    case EV_SHTTP_CLIENT: status_http_on_client(m, &m->shttp, idx, ee->events); break;
     }
 }
 
@@ -1140,8 +1180,11 @@ static void run_loop(struct master *m)
         check_ready(m);
         notify_systemd(m);
         upgrade_tick(m);
+        if (m->stop_at_ms && m->now_ms >= m->stop_at_ms)
+            begin_stop(m, false);   /* graceful_stop_delay is over */
         enforce_stop_deadline(m);
         control_expire(&m->ctl, m->now_ms);
+        status_http_expire(&m->shttp, m->now_ms);
         lstats_tick(&m->lstats, m->now_ms);
     }
 }
@@ -1155,6 +1198,7 @@ static void cleanup(struct master *m)
         m->pidfile_fd = -1;
     }
     control_close(&m->ctl);
+    status_http_close(&m->shttp);
     chat_free(m);
     apppool_free(m);
     for (size_t i = 0; i < m->nslots; i++) {
@@ -1195,6 +1239,15 @@ int master_run(struct master *m)
         daemon_ready(m->ready_fd, err);
         return 1;
     }
+    if (status_http_watch(&m->shttp, m->epfd, ev_data(EV_SHTTP_LISTEN, 0),
+                          ev_data(EV_SHTTP_CLIENT, 0)) != 0) {
+        snprintf(err, sizeof err, "status_listen: epoll: %s", strerror(errno));
+        log_error("%s", err);
+        daemon_ready(m->ready_fd, err);
+        return 1;
+    }
+    if (m->shttp.lfd >= 0)
+        log_info("status listener on http://%s/", m->shttp.addr.text);
     if (lstats_assign(&m->lstats, &m->cfg, m->now_ms) != 0)
         log_error("out of memory for latency figures; workers send none");
     if (geteuid() == 0 && !m->cfg.user[0])

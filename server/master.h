@@ -16,13 +16,14 @@
 #include "server/fdlimit.h"
 #include "server/latwin.h"
 #include "server/listener.h"
+#include "server/statushttp.h"
 #include "server/upgrade.h"
 
 #define EXIT_RING 16
 
 /* What an epoll event is about: the high 32 bits of its data. */
 enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD, EV_CTL_LISTEN, EV_CTL_CLIENT, EV_APP,
-               EV_UPGRADE };
+               EV_UPGRADE, EV_SHTTP_LISTEN, EV_SHTTP_CLIENT };
 
 /* The last reload's outcome: pending while app pools deploy. */
 enum reload_result { RELOAD_OK, RELOAD_REJECTED, RELOAD_PENDING, RELOAD_ROLLED_BACK };
@@ -103,6 +104,9 @@ struct master {
     struct upgrade upgrade;         /* server/upgrade.c */
     struct fdlimit fds;             /* RLIMIT_NOFILE against worker_connections */
     struct lstats lstats;           /* latency per listener (server/latwin.c) */
+    struct status_http shttp;       /* status_listen (server/statushttp.c) */
+    bool health_draining;           /* /healthz says 503 draining */
+    int64_t stop_at_ms;             /* graceful_stop_delay: the stop proper; 0 none */
 };
 
 /* Worker state as status shows it: a heartbeat overdue by this much is
@@ -126,6 +130,9 @@ void master_describe_exit(int status, char *buf, size_t cap);
 
 /* Graceful stop, as SIGTERM does (after a hot upgrade handed over). */
 void master_begin_stop(struct master *m);
+/* /healthz: 200 ok, or 503 draining (a stop or an upgrade began); ok is
+ * refused while stopping. */
+void master_set_health(struct master *m, bool ok);
 
 /* Start-up cannot complete: tell the waiting parent why, stop now. */
 void master_abort_start(struct master *m, const char *why);

@@ -681,6 +681,12 @@ static void json_header(const struct master *m, struct sbuf *o)
         sbuf_printf(o, "}");
     }
     sbuf_printf(o, "]");
+    sbuf_printf(o, ",\"health\":\"%s\",\"status_listen\":",
+                m->health_draining ? "draining" : "ok");
+    if (m->shttp.lfd >= 0)
+        sbuf_json_string(o, m->shttp.addr.text);
+    else
+        sbuf_printf(o, "null");
 }
 
 /* An exit record with its reason ("retired": null for an unexpected one). */

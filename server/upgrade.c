@@ -44,9 +44,12 @@ static int lift(int fd, int floor)
 static __attribute__((noreturn)) void exec_new_master(struct master *m, int verdict_w,
                                                       pid_t old)
 {
-    int n = (int)m->nls, floor = 3 + n + 2, lifted[n + 2];
-    for (int i = 0; i < n; i++)
+    /* The status listener goes last among the sockets: adopted by address. */
+    int n = (int)m->nls + (m->shttp.lfd >= 0), floor = 3 + n + 2, lifted[n + 2];
+    for (int i = 0; i < (int)m->nls; i++)
         lifted[i] = lift(m->ls[i].fd, floor);
+    if (m->shttp.lfd >= 0)
+        lifted[n - 1] = lift(m->shttp.lfd, floor);
     lifted[n] = lift(m->pidfile_fd, floor);
     lifted[n + 1] = lift(verdict_w, floor);
     for (int i = 0; i < n + 2; i++)
@@ -112,6 +115,7 @@ void upgrade_start(struct master *m)
     epoll_ctl(m->epfd, EPOLL_CTL_ADD, p[0], &ee);
     u->child = pid;
     u->pipe_fd = p[0];
+    master_set_health(m, false);    /* /healthz: 503 from the start of an upgrade */
     u->len = 0;
     u->awaiting_exit = false;
     u->deadline_ms = m->now_ms + upgrade_timeout_ms(m);
@@ -134,6 +138,7 @@ static void upgrade_failed(struct master *m, const char *why)
     struct upgrade *u = &m->upgrade;
     log_error("upgrade failed, still serving as master %d: %s", (int)getpid(), why);
     record(m, false, why);
+    master_set_health(m, true);
     close_pipe(m);
     if (u->child > 0)
         kill(u->child, SIGKILL);    /* reaped by upgrade_reaped */
@@ -155,6 +160,7 @@ static void hand_over(struct master *m)
     u->child = 0;                   /* not ours to wait for any more */
     for (size_t i = 0; i < m->nls; i++)
         m->ls[i].adopted = true;    /* the new master's paths now */
+    status_http_close(&m->shttp);   /* the new master answers on it alone */
     master_begin_stop(m);
 }
 

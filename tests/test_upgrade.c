@@ -218,3 +218,69 @@ Test(upgrade, one_at_a_time)
     cr_assert(WAIT_UNTIL(master_pid() != old && h_pid_gone(old), 15000), "no hand-over");
     cr_assert_eq(h_file_count(srv.log, "upgrade: started the new master"), 1);
 }
+
+/* The status listener goes to the new master with the listeners (the same
+ * socket: not one /healthz request refused); the old master says 503
+ * draining from the start of the upgrade; the new one says ok. */
+struct healthz_poll {
+    int port;
+    _Atomic bool stop;
+    _Atomic long ok, draining, refused, other;
+};
+
+static void *poll_healthz(void *arg)
+{
+    struct healthz_poll *h = arg;
+    char buf[1024];
+    while (!h->stop) {
+        int fd = h_tcp_connect(h->port);
+        if (fd < 0) {
+            h->refused++;
+            continue;
+        }
+        size_t len = 0;
+        (void)!write(fd, "GET /healthz HTTP/1.0\r\n\r\n", 25);
+        while (len + 1 < sizeof buf && h_read_some(fd, buf + len, sizeof buf - 1 - len,
+                                                   5000, &len) == 0)
+            ;
+        buf[len] = '\0';
+        close(fd);
+        if (strncmp(buf, "HTTP/1.1 200", 12) == 0)
+            h->ok++;
+        else if (strncmp(buf, "HTTP/1.1 503", 12) == 0 && strstr(buf, "draining"))
+            h->draining++;
+        else
+            h->other++;
+    }
+    return NULL;
+}
+
+Test(upgrade, status_listener_passes_to_the_new_master)
+{
+    int sport = h_free_port(SOCK_STREAM);
+    server_write_conf(&srv, "workers = 1\nstatus_listen = \"127.0.0.1:%d\"\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n",
+                      sport, port);
+    cr_assert_eq(ctl("start"), 0, "%s", out);
+    pid_t old = master_pid();
+    struct healthz_poll h = { .port = sport };
+    pthread_t t;
+    pthread_create(&t, NULL, poll_healthz, &h);
+    cr_assert(WAIT_UNTIL(h.ok > 0, 5000));
+    cr_assert_eq(ctl("upgrade"), 0, "%s", out);
+    cr_assert(WAIT_UNTIL(h_pid_gone(old), 10000));
+    long ok_before = h.ok;
+    cr_assert(WAIT_UNTIL(h.ok > ok_before + 5, 5000), "the new master does not say ok");
+    h.stop = true;
+    pthread_join(t, NULL);
+    cr_assert_eq(h.refused, 0, "%ld /healthz connections refused", (long)h.refused);
+    cr_assert_eq(h.other, 0, "%ld odd answers", (long)h.other);
+    cr_assert_geq(h_file_count(srv.log, "adopted the socket passed in LISTEN_FDS"), 1);
+    char *body = (char *)h_http_body(sport, "GET /status.json HTTP/1.0\r\n\r\n", out,
+                                     sizeof out, 5000);
+    char want[64];
+    snprintf(want, sizeof want, "\"master_pid\":%d,", (int)master_pid());
+    cr_assert(strstr(body, want), "%.300s", body);
+    cr_log_info("/healthz during an upgrade: %ld ok, %ld draining, 0 refused",
+                (long)h.ok, (long)h.draining);
+}
