@@ -19,6 +19,7 @@
 #include "server/sdnotify.h"
 #include "server/status.h"
 #include "server/upgrade.h"
+#include "server/top.h"
 
 #define PREFORKD_VERSION "0.1.0"
 #define DEFAULT_CONF "etc/preforkd.conf"
@@ -28,7 +29,7 @@ struct options {
     const char *show;               /* `show KEY`: print a resolved setting */
     const char *scale;              /* `scale N`: set the worker count */
     const char *pool;               /* `scale N --pool NAME`: of an app pool */
-    int foreground, test_only, status;
+    int foreground, test_only, status, top;
     enum status_format format;
 };
 
@@ -38,6 +39,8 @@ static void usage(FILE *out)
         "usage: preforkd [-c FILE] [-f]          start (daemonizes unless -f)\n"
         "       preforkd -t [-c FILE]            test the configuration\n"
         "       preforkd status [-c FILE] [--json | --prometheus]\n"
+        "       preforkd top [-c FILE]           live view of the workers (q quits;\n"
+        "                                        one frame when not on a terminal)\n"
         "       preforkd scale N [--pool NAME] [-c FILE]\n"
         "                                        set the worker count now (not persisted)\n"
         "       preforkd show KEY [-c FILE]      print a resolved setting (pidfile,\n"
@@ -59,8 +62,9 @@ static int parse_args(int argc, char **argv, struct options *o)
         { NULL, 0, NULL, 0 },
     };
     *o = (struct options){ .conf = DEFAULT_CONF, .format = STATUS_TEXT };
-    if (argc > 1 && strcmp(argv[1], "status") == 0) {
-        o->status = 1;
+    if (argc > 1 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "top") == 0)) {
+        o->status = argv[1][0] == 's';
+        o->top = argv[1][0] == 't';
         argv[1] = argv[0];
         argc--;
         argv++;
@@ -239,6 +243,8 @@ int main(int argc, char **argv)
         return test_config(&o);
     if (o.status)
         return status_client(o.conf, o.format);
+    if (o.top)
+        return top_main(o.conf);
     if (o.show)
         return show_setting(&o);
     if (o.scale) {
