@@ -20,14 +20,17 @@
 # give the lowest and highest of the same ratio taken round by round: a range
 # that straddles 1.00 says the machine's noise decides that row. Below the table: the cost of
 # status reporting (a preforkd built without heartbeats, build/bench-noreport,
-# alternated with the normal one on the ka load) and the latency of
+# alternated with the normal one on the ka load), the cost of request
+# timing (build/bench-notiming: compiled with -DPREFORKD_LATENCY=0, the same
+# alternation) and the latency of
 # `preforkd status` with 64 workers. With BASE=/path/to/another/preforkd
 # (make bench BASE=...), that build runs every row in the same rounds too and
 # an A/B table follows (this build / that one): how a change is measured. wrk errors (socket errors, non-2xx) are
 # printed in full at the end; they make the numbers of that run suspect.
 #
 # usage: tests/bench.sh [-d DURATION_S] [-r ROUNDS] [-w WORKERS]
-# environment: PREFORKD_BIN, PREFORKD_NOREPORT_BIN, IDLECONNS_BIN (the
+# environment: PREFORKD_BIN, PREFORKD_NOREPORT_BIN, PREFORKD_NOTIMING_BIN,
+# IDLECONNS_BIN (the
 # GNUmakefile sets them), IDLE_CONNS (2000), STATUS_WORKERS (64).
 set -euo pipefail
 # shellcheck source=tests/lib.sh
@@ -47,6 +50,7 @@ WRK_THREADS=2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PREFORKD_BIN=${PREFORKD_BIN:-$ROOT/build/preforkd}
 PREFORKD_NOREPORT_BIN=${PREFORKD_NOREPORT_BIN:-$ROOT/build/bench-noreport/preforkd}
+PREFORKD_NOTIMING_BIN=${PREFORKD_NOTIMING_BIN:-$ROOT/build/bench-notiming/preforkd}
 IDLECONNS_BIN=${IDLECONNS_BIN:-$ROOT/build/idleconns}
 
 usage() {
@@ -313,13 +317,15 @@ start_server() {
     SERVER_NAME=$name
     SERVER_PORT=$(pick_port)
     case $name in
-    preforkd | preforkd-noreport | preforkd-base)
+    preforkd | preforkd-noreport | preforkd-notiming | preforkd-base)
         local bin=$PREFORKD_BIN timeout=30
         if [[ $name == preforkd-noreport ]]; then
             bin=$PREFORKD_NOREPORT_BIN
             timeout=86400                    # no heartbeats: keep the watchdog quiet
         elif [[ $name == preforkd-base ]]; then
             bin=$PREFORKD_BASE_BIN
+        elif [[ $name == preforkd-notiming ]]; then
+            bin=$PREFORKD_NOTIMING_BIN
         fi
         preforkd_conf "$dir/preforkd.conf" "$SERVER_PORT" "$WORKERS" "$timeout"
         setsid "$bin" -f -c "$dir/preforkd.conf" >"$TMP/$name.out" 2>&1 &
@@ -382,18 +388,20 @@ EOF
 }
 
 # One server's session in a round: warm-up, idle memory, then the loads. The
-# no-report preforkd only runs the ka load (the report-cost comparison).
+# no-report and no-timing preforkd only run the ka load (the cost
+# comparisons).
 bench_server() {
-    local round=$1 name=$2
+    local round=$1 name=$2 full=1
+    [[ $name == preforkd-noreport || $name == preforkd-notiming ]] && full=0
     log "round $round: $name"
     start_server "$name"
     timeout -k 5 30 wrk -t "$WRK_THREADS" -c "$KA_CONNS" -d 1s \
         "http://127.0.0.1:$SERVER_PORT/1k.bin" >/dev/null 2>&1 || true
-    if [[ $name != preforkd-noreport ]]; then
+    if ((full)); then
         run_idle_memory "$round" "$name"
     fi
     run_load "$round" "$name" ka "$KA_CONNS" /1k.bin
-    if [[ $name != preforkd-noreport ]]; then
+    if ((full)); then
         run_load "$round" "$name" close "$KA_CONNS" /1k.bin -H 'Connection: close'
         run_load "$round" "$name" big "$BIG_CONNS" /10m.bin
     fi
@@ -559,6 +567,19 @@ print_report_cost() {
             (1 - on / off) * 100, on, off }'
 }
 
+print_timing_cost() {
+    local on off
+    on=$(median preforkd ka_rps)
+    off=$(median preforkd-notiming ka_rps)
+    if [[ -z $on || -z $off ]]; then
+        echo "request timing cost: n/a (a run failed)"
+        return 0
+    fi
+    awk -v on="$on" -v off="$off" 'BEGIN {
+        printf "request timing cost: %.1f%% (timing on vs compiled out: %.0f vs %.0f req/s, 1 KiB keep-alive, medians; negative = noise)\n",
+            (1 - on / off) * 100, on, off }'
+}
+
 print_problems() {
     if [[ -s $PROBLEMS ]]; then
         echo
@@ -613,7 +634,7 @@ main() {
     for tool in wrk nginx lighttpd curl pgrep timeout; do
         command -v "$tool" >/dev/null || die "$tool not found (make bench-deps installs it)"
     done
-    for bin in "$PREFORKD_BIN" "$PREFORKD_NOREPORT_BIN" "$IDLECONNS_BIN"; do
+    for bin in "$PREFORKD_BIN" "$PREFORKD_NOREPORT_BIN" "$PREFORKD_NOTIMING_BIN" "$IDLECONNS_BIN"; do
         [[ -x $bin ]] || die "$bin not built (run it through make bench)"
     done
     raise_fd_limit
@@ -623,7 +644,7 @@ main() {
     machine=$(print_machine)
     log "$machine"
 
-    local servers=(preforkd preforkd-noreport nginx lighttpd) round i
+    local servers=(preforkd preforkd-noreport preforkd-notiming nginx lighttpd) round i
     if [[ -n ${PREFORKD_BASE_BIN:-} ]]; then
         [[ -x $PREFORKD_BASE_BIN ]] || die "PREFORKD_BASE_BIN $PREFORKD_BASE_BIN is not executable"
         servers+=(preforkd-base)
@@ -647,6 +668,7 @@ main() {
     print_ab_table
     echo
     print_report_cost
+    print_timing_cost
     cat "$TMP/status-line"
     cat "$TMP/reload-lines"
     print_problems
