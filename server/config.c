@@ -1972,9 +1972,13 @@ static const char *scan_word(struct load_ctx *ctx, const char *text, const char 
  * every listen section (top-level or in an app), of every app section and
  * of each app's last command, of every site section and of each site's last
  * server_names. TEXT has no comments left. */
+/* Sections nest two deep at most; a deeper '{' is libconfuse's to refuse. */
+#define MAX_OPEN_BRACES 16
+
 static int find_section_lines(struct load_ctx *ctx, const char *text)
 {
     struct scan s = { .line = 1 };
+    int open_line[MAX_OPEN_BRACES];
 
     for (const char *p = text; *p; p++) {
         if (*p == '"' || *p == '\'') {
@@ -1985,6 +1989,8 @@ static int find_section_lines(struct load_ctx *ctx, const char *text)
         } else if (*p == '\n') {
             s.line++;
         } else if (*p == '{') {
+            if (s.depth >= 0 && s.depth < MAX_OPEN_BRACES)
+                open_line[s.depth] = s.line;
             if (s.depth++ == 0)
                 s.in = s.next;
             s.next = T_NONE;
@@ -1994,6 +2000,10 @@ static int find_section_lines(struct load_ctx *ctx, const char *text)
             return -1;
         }
     }
+    /* libconfuse 3.3 takes end of file as the end of an open section. */
+    if (s.depth > 0)
+        return report(ctx, open_line[s.depth <= MAX_OPEN_BRACES ? s.depth - 1 : 0],
+                      "'{' is never closed (missing '}')");
     return 0;
 }
 

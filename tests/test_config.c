@@ -1882,3 +1882,19 @@ Test(config, names)
     cr_expect_str_eq(log_level_name(LOG_LVL_INFO), "info");
     cr_expect_str_eq(log_level_name(LOG_LVL_DEBUG), "debug");
 }
+
+/* libconfuse 3.3 takes the end of the file as the end of an open section:
+ * a file cut short would load. */
+Test(config, unterminated_section)
+{
+    expect_error("listen { address = \"127.0.0.1:7007\" protocol = \"echo\"\n", 1,
+                 "'{' is never closed (missing '}')");
+    expect_error("# a comment { with a brace\n"
+                 "listen { address = \"127.0.0.1:7007\" protocol = \"echo\" }\n"
+                 "http {\n  root = \"/tmp\"   // }\n", 3,
+                 "'{' is never closed (missing '}')");
+    expect_error("listen { address = \"127.0.0.1:7007\" protocol = \"echo\" }\n"
+                 "app web { command = {\"/bin/true\"}\n"
+                 "  listen { address = \"127.0.0.1:7008\" }\n", 2,
+                 "'{' is never closed (missing '}')");
+}
