@@ -931,6 +931,8 @@ static const struct rule rules[] = {
       IN_CONFIG(http.keepalive_timeout) },
     { SEC_HTTP, "header_timeout", "10", apply_number, 1, 3600,
       IN_CONFIG(http.header_timeout) },
+    { SEC_HTTP, "send_timeout", "60", apply_number, 1, 3600,
+      IN_CONFIG(http.send_timeout) },
     { SEC_HTTP, "max_header_size", "8192", apply_number, 1024, 1048576,
       IN_CONFIG(http.max_header_size) },
     { SEC_HTTP, "precompressed", "false", apply_bool, 0, 0, IN_CONFIG(http.opts.precompressed) },

@@ -64,6 +64,7 @@ struct http_conf {
     char access_log[PATH_MAX];       /* absolute, or "" = off */
     int keepalive_timeout;           /* seconds */
     int header_timeout;              /* seconds */
+    int send_timeout;                /* seconds without the client taking a byte */
     int max_header_size;             /* bytes */
     struct site_opts opts;           /* of the default site */
 };

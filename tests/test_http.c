@@ -3,6 +3,8 @@
  * status codes, headers, validators, ranges, traversal, keep-alive,
  * pipelining, timeouts, limits, sendfile, the access log, idle clients. */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -725,4 +727,49 @@ Test(http, access_log_reopened_on_sigusr1)
     free(request("GET /r?after HTTP/1.1\r\nHost: t\r\n\r\n").body);
     cr_assert(WAIT_UNTIL(h_file_count(path, "/r?after") == 1, 5000));
     cr_assert_eq(h_file_count(rotated, "/r?after"), 0);
+}
+
+/* Connect with a small receive buffer, ask for /big, take nothing for
+ * wait_ms, then read to EOF: the bytes that came. */
+static size_t slow_read_big(int wait_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    static const char req[] = "GET /big HTTP/1.1\r\nHost: t\r\n\r\n";
+    cr_assert_eq(h_write_full(fd, req, sizeof req - 1), 0);
+    h_sleep_ms(wait_ms);            /* the slow reader itself, not a wait for a result */
+    static char buf[1 << 16];
+    size_t total = 0, before;
+    do {
+        before = total;
+        if (h_read_some(fd, buf, sizeof buf, 5000, &total) != 0)
+            break;
+    } while (total > before);
+    close(fd);
+    return total;
+}
+
+/* send_timeout: a client that takes no byte for that long is closed
+ * (nginx's send_timeout); one that is merely slow is served. */
+Test(http, send_timeout_closes_a_reader_that_takes_nothing)
+{
+    static char big[8 << 20];
+    memset(big, 'b', sizeof big);
+    write_www("big", big, sizeof big);
+    start_http("send_timeout = 1\nheader_timeout = 30", "");
+    size_t got = slow_read_big(3000);
+    cr_assert_lt(got, sizeof big, "the whole file went to a client silent for 3 s");
+}
+
+Test(http, send_timeout_spares_a_reader_within_it)
+{
+    static char big[8 << 20];
+    memset(big, 'b', sizeof big);
+    write_www("big", big, sizeof big);
+    start_http("send_timeout = 30", "");
+    size_t got = slow_read_big(3000);
+    cr_assert_gt(got, sizeof big, "a client silent for 3 s of 30 lost its download: %zu", got);
 }

@@ -115,7 +115,7 @@ static struct {
     bool virtual_hosts;         /* any site NAME { }: look Host up */
     struct http_site *default_site;
     uint64_t boundary;          /* of the next multipart answer */
-    struct tlist *header_tl, *keepalive_tl, *grace_tl, *linger_tl;
+    struct tlist *header_tl, *keepalive_tl, *grace_tl, *linger_tl, *send_tl;
     llhttp_settings_t settings;
     time_t date_sec;
     size_t date_len;
@@ -1354,8 +1354,9 @@ static void pump(struct conn *c, struct http_state *s, bool readable)
             conn_close(c);
             return;
         }
-        if (r == 0) {           /* the client is slow to read: wait */
-            conn_timer_set(c, H.header_tl);
+        if (r == 0) {           /* the client is slow to read: wait, re-armed
+                                   each time it takes bytes (send_timeout) */
+            conn_timer_set(c, H.send_tl);
             if (conn_set_interest(c, EPOLLOUT) != 0)
                 conn_close(c);
             return;
@@ -1490,6 +1491,7 @@ static int http_init(struct worker *w)
     H.in_cap = (uint32_t)hc->max_header_size;
     H.keepalive = hc->keepalive_timeout > 0;
     H.header_tl = worker_timer_list(w, (int64_t)hc->header_timeout * 1000);
+    H.send_tl = worker_timer_list(w, (int64_t)hc->send_timeout * 1000);
     H.keepalive_tl = worker_timer_list(w, (int64_t)(H.keepalive ? hc->keepalive_timeout : 1) * 1000);
     H.grace_tl = worker_timer_list(w, DRAIN_GRACE_MS);
     H.linger_tl = worker_timer_list(w, LINGER_MS);
