@@ -1158,7 +1158,9 @@ static void dispatch(struct master *m, const struct epoll_event *ee)
 static void run_loop(struct master *m)
 {
     struct epoll_event evs[64];
-    while (!(m->stopping && live_workers(m) == 0) &&
+    /* Stopped: no worker left and no status client owed an answer (each
+     * has a deadline), or past the stop deadline's SIGKILL round. */
+    while (!(m->stopping && live_workers(m) == 0 && status_http_clients(&m->shttp) == 0) &&
            !(m->stopping && m->stop_kills > 1)) {
         /* A turn's work takes milliseconds: longer, the master was stopped. */
         forgive_own_stall(m, monotonic_ms(), m->now_ms);

@@ -130,6 +130,23 @@ void status_http_close(struct status_http *h)
     close_all(h);
 }
 
+void status_http_stop_listening(struct status_http *h)
+{
+    if (h->lfd < 0)
+        return;
+    epoll_ctl(h->epfd, EPOLL_CTL_DEL, h->lfd, NULL);
+    close(h->lfd);
+    h->lfd = -1;
+}
+
+size_t status_http_clients(const struct status_http *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < SHTTP_MAX_CLIENTS; i++)
+        n += h->clients[i].fd >= 0;
+    return n;
+}
+
 void status_http_close_in_child(struct status_http *h)
 {
     for (size_t i = 0; i < SHTTP_MAX_CLIENTS; i++)

@@ -67,6 +67,10 @@ int status_http_watch(struct status_http *h, int epfd, uint64_t listen_tag,
 int status_http_reconfigure(struct status_http *h, const struct config *cfg,
                             char *err, size_t errlen);
 void status_http_close(struct status_http *h);
+/* After a hot upgrade handed over: accept no more (the new master answers
+ * on the same socket), but finish the clients already accepted. */
+void status_http_stop_listening(struct status_http *h);
+size_t status_http_clients(const struct status_http *h);
 void status_http_close_in_child(struct status_http *h);
 
 void status_http_on_listen(struct master *m, struct status_http *h);

@@ -160,7 +160,8 @@ static void hand_over(struct master *m)
     u->child = 0;                   /* not ours to wait for any more */
     for (size_t i = 0; i < m->nls; i++)
         m->ls[i].adopted = true;    /* the new master's paths now */
-    status_http_close(&m->shttp);   /* the new master answers on it alone */
+    status_http_stop_listening(&m->shttp);  /* the new master answers on it alone;
+                                               clients already here get their answer */
     master_begin_stop(m);
 }
 
