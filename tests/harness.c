@@ -573,3 +573,59 @@ void h_load_stop(struct h_load *l)
     for (int i = 0; i < l->nthreads; i++)
         pthread_join(l->threads[i], NULL);
 }
+
+const char *h_resp_header(const struct h_resp *r, const char *name, char *out, size_t cap)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\r\n%s: ", name);
+    const char *p = strstr(r->head, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    size_t n = strcspn(p, "\r");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    return out;
+}
+
+int h_read_resp(int fd, struct h_resp *r, bool no_body)
+{
+    size_t n = 0;
+    memset(r, 0, sizeof *r);
+    while (n + 1 < sizeof r->head) {
+        if (h_read_full(fd, r->head + n, 1, 5000) != 0)
+            return -1;
+        n++;
+        r->head[n] = '\0';
+        if (n >= 4 && memcmp(r->head + n - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
+        return -1;
+    char v[64];
+    r->body_len = h_resp_header(r, "Content-Length", v, sizeof v) ? strtoull(v, NULL, 10) : 0;
+    if (no_body || r->status == 304)
+        r->body_len = 0;
+    r->body = malloc(r->body_len + 1);
+    if (!r->body || (r->body_len && h_read_full(fd, r->body, r->body_len, 10000) != 0))
+        return -1;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+bool h_closed_by_peer(int fd, int ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    char c;
+    return poll(&p, 1, ms) == 1 && read(fd, &c, 1) <= 0;
+}
+
+int h_request(int port, struct h_resp *r, const char *req, size_t len)
+{
+    int fd = h_tcp_connect(port), rc = -1;
+    memset(r, 0, sizeof *r);
+    if (fd >= 0 && h_write_full(fd, req, len) == 0)
+        rc = h_read_resp(fd, r, strncmp(req, "HEAD ", 5) == 0);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}

@@ -126,4 +126,23 @@ void h_load_start(struct h_load *l, int port, const char *request, const char *g
 void h_load_start_n(struct h_load *l, int n, int port, const char *request, const char *good);
 void h_load_stop(struct h_load *l);
 
+/* One HTTP response, as read by h_read_resp (head kept whole, body malloc'd). */
+struct h_resp {
+    int status;
+    char head[8192];
+    char *body;
+    size_t body_len;
+};
+/* Value of a header in r->head (case-sensitive name) into out, or NULL. */
+const char *h_resp_header(const struct h_resp *r, const char *name, char *out, size_t cap);
+/* Read one response from fd: the head byte by byte (so pipelined responses
+ * stay apart), then Content-Length bytes of body (none with no_body: after
+ * HEAD, or for 304). 0, or -1 on a short or malformed answer. */
+int h_read_resp(int fd, struct h_resp *r, bool no_body);
+/* Send the request on a new connection to port and read the response into
+ * r (no body after HEAD). 0, or -1 with r->status 0. */
+int h_request(int port, struct h_resp *r, const char *req, size_t len);
+/* Whether the peer closed fd within ms (EOF, nothing more to read). */
+bool h_closed_by_peer(int fd, int ms);
+
 #endif

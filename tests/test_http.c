@@ -59,100 +59,40 @@ static void mkdir_www(const char *name)
     cr_assert_eq(mkdir(path, 0755), 0);
 }
 
-struct resp {
-    int status;
-    char head[8192];
-    char *body;
-    size_t body_len;
-};
-
-/* Value of a header in r->head (case-sensitive name), or NULL. */
-static const char *hdr(const struct resp *r, const char *name, char *out, size_t cap)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\r\n%s: ", name);
-    const char *p = strstr(r->head, pat);
-    if (!p)
-        return NULL;
-    p += strlen(pat);
-    size_t n = strcspn(p, "\r");
-    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
-    return out;
-}
-
-/* Read one response from fd (byte by byte for the head, so pipelined
- * responses stay separate). no_body: after HEAD or for 304. */
-static int read_resp(int fd, struct resp *r, bool no_body)
-{
-    size_t n = 0;
-    memset(r, 0, sizeof *r);
-    while (n + 1 < sizeof r->head) {
-        if (h_read_full(fd, r->head + n, 1, 5000) != 0)
-            return -1;
-        n++;
-        r->head[n] = '\0';
-        if (n >= 4 && memcmp(r->head + n - 4, "\r\n\r\n", 4) == 0)
-            break;
-    }
-    if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
-        return -1;
-    char v[64];
-    r->body_len = hdr(r, "Content-Length", v, sizeof v) ? strtoull(v, NULL, 10) : 0;
-    if (no_body || r->status == 304)
-        r->body_len = 0;
-    r->body = malloc(r->body_len + 1);
-    if (r->body_len && h_read_full(fd, r->body, r->body_len, 10000) != 0)
-        return -1;
-    r->body[r->body_len] = '\0';
-    return 0;
-}
-
 /* One request on a fresh connection. */
-static struct resp request(const char *fmt, ...)
+static struct h_resp request(const char *fmt, ...)
 {
     char req[8192];
     va_list ap;
     va_start(ap, fmt);
     int len = vsnprintf(req, sizeof req, fmt, ap);
     va_end(ap);
-    int fd = h_tcp_connect(port);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(h_write_full(fd, req, (size_t)len), 0);
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, strncmp(req, "HEAD ", 5) == 0), 0, "no response to %s", req);
-    close(fd);
+    struct h_resp r;
+    cr_assert_eq(h_request(port, &r, req, (size_t)len), 0, "no response to %s", req);
     return r;
 }
 
 static int status_of(const char *target)
 {
-    struct resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", target);
+    struct h_resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", target);
     free(r.body);
     return r.status;
-}
-
-/* Whether the peer closed fd within ms (EOF, nothing more). */
-static bool closed_by_peer(int fd, int ms)
-{
-    struct pollfd p = { .fd = fd, .events = POLLIN };
-    char c;
-    return poll(&p, 1, ms) == 1 && read(fd, &c, 1) <= 0;
 }
 
 Test(http, get_file_with_headers)
 {
     write_www("hello.txt", "hello, world\n", 13);
     start_http("", "");
-    struct resp r = request("GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     char v[128];
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "hello, world\n");
-    cr_assert_str_eq(hdr(&r, "Content-Length", v, sizeof v), "13");
-    cr_assert_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/plain");
-    cr_assert_not_null(hdr(&r, "Date", v, sizeof v));
+    cr_assert_str_eq(h_resp_header(&r, "Content-Length", v, sizeof v), "13");
+    cr_assert_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), "text/plain");
+    cr_assert_not_null(h_resp_header(&r, "Date", v, sizeof v));
     cr_assert(strstr(v, " GMT") != NULL, "Date: %s", v);
-    cr_assert_not_null(hdr(&r, "Last-Modified", v, sizeof v));
-    cr_assert_not_null(hdr(&r, "ETag", v, sizeof v));
+    cr_assert_not_null(h_resp_header(&r, "Last-Modified", v, sizeof v));
+    cr_assert_not_null(h_resp_header(&r, "ETag", v, sizeof v));
     cr_assert_eq(v[0], '"');
     free(r.body);
 }
@@ -165,15 +105,15 @@ Test(http, head_has_no_body)
     const char req[] = "HEAD /a.html HTTP/1.1\r\nHost: t\r\n\r\n"
                        "GET /a.html HTTP/1.1\r\nHost: t\r\n\r\n";
     cr_assert_eq(h_write_full(fd, req, sizeof req - 1), 0);
-    struct resp r;
+    struct h_resp r;
     char v[64];
-    cr_assert_eq(read_resp(fd, &r, true), 0);
+    cr_assert_eq(h_read_resp(fd, &r, true), 0);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(hdr(&r, "Content-Length", v, sizeof v), "8");
-    cr_assert_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/html");
+    cr_assert_str_eq(h_resp_header(&r, "Content-Length", v, sizeof v), "8");
+    cr_assert_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), "text/html");
     free(r.body);
     /* The next bytes must be the GET's response, not a HEAD body. */
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "<p>x</p>");
     free(r.body);
@@ -184,10 +124,10 @@ Test(http, not_modified_by_etag_and_date)
 {
     write_www("c.css", "body{}", 6);
     start_http("", "");
-    struct resp r = request("GET /c.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /c.css HTTP/1.1\r\nHost: t\r\n\r\n");
     char etag[64], lm[64];
-    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
-    cr_assert_not_null(hdr(&r, "Last-Modified", lm, sizeof lm));
+    cr_assert_not_null(h_resp_header(&r, "ETag", etag, sizeof etag));
+    cr_assert_not_null(h_resp_header(&r, "Last-Modified", lm, sizeof lm));
     free(r.body);
     r = request("GET /c.css HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n\r\n", etag);
     cr_assert_eq(r.status, 304);
@@ -210,10 +150,10 @@ Test(http, precondition_failed)
 {
     write_www("p.txt", "v1", 2);
     start_http("", "");
-    struct resp r = request("GET /p.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /p.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     char etag[64], lm[64], v[64];
-    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
-    cr_assert_not_null(hdr(&r, "Last-Modified", lm, sizeof lm));
+    cr_assert_not_null(h_resp_header(&r, "ETag", etag, sizeof etag));
+    cr_assert_not_null(h_resp_header(&r, "Last-Modified", lm, sizeof lm));
     free(r.body);
     const struct { const char *header; int status; } cases[] = {
         { "If-Match: %s", 200 },
@@ -241,7 +181,7 @@ Test(http, precondition_failed)
     r = request("GET /p.txt HTTP/1.1\r\nHost: t\r\nIf-Match: \"other\"\r\n"
                 "Range: bytes=0-0\r\n\r\n");
     cr_expect_eq(r.status, 412, "before Range");
-    cr_expect(!hdr(&r, "Connection", v, sizeof v) || strcmp(v, "close") != 0,
+    cr_expect(!h_resp_header(&r, "Connection", v, sizeof v) || strcmp(v, "close") != 0,
               "a 412 keeps the connection");
     free(r.body);
 }
@@ -251,10 +191,10 @@ Test(http, byte_ranges)
     write_www("digits", "0123456789", 10);
     start_http("", "");
     char v[64];
-    struct resp r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n\r\n");
+    struct h_resp r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n\r\n");
     cr_assert_eq(r.status, 206);
     cr_assert_str_eq(r.body, "234");
-    cr_assert_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes 2-4/10");
+    cr_assert_str_eq(h_resp_header(&r, "Content-Range", v, sizeof v), "bytes 2-4/10");
     free(r.body);
     r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=7-\r\n\r\n");
     cr_assert_eq(r.status, 206);
@@ -266,13 +206,13 @@ Test(http, byte_ranges)
     free(r.body);
     r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=10-\r\n\r\n");
     cr_assert_eq(r.status, 416);
-    cr_assert_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes */10");
+    cr_assert_str_eq(h_resp_header(&r, "Content-Range", v, sizeof v), "bytes */10");
     free(r.body);
     /* If-Range: the range only for the version the client has. */
     r = request("GET /digits HTTP/1.1\r\nHost: t\r\n\r\n");
     char etag[64], lastmod[64];
-    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
-    cr_assert_not_null(hdr(&r, "Last-Modified", lastmod, sizeof lastmod));
+    cr_assert_not_null(h_resp_header(&r, "ETag", etag, sizeof etag));
+    cr_assert_not_null(h_resp_header(&r, "Last-Modified", lastmod, sizeof lastmod));
     free(r.body);
     r = request("GET /digits HTTP/1.1\r\nHost: t\r\nRange: bytes=2-4\r\n"
                 "If-Range: %s\r\n\r\n", etag);
@@ -331,7 +271,7 @@ Test(http, not_found_and_traversal_refused)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int st = status_of(bad[i]);
         cr_assert(st == 403 || st == 404 || st == 400, "%s gave %d", bad[i], st);
-        struct resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", bad[i]);
+        struct h_resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", bad[i]);
         cr_assert_null(strstr(r.body, "secret"), "%s leaked the file", bad[i]);
         free(r.body);
     }
@@ -346,14 +286,14 @@ Test(http, directories)
     mkdir_www("empty");
     start_http("", "");
     char v[256];
-    struct resp r = request("GET /docs?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /docs?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_assert_eq(r.status, 301);
-    cr_assert_str_eq(hdr(&r, "Location", v, sizeof v), "/docs/?x=1");
+    cr_assert_str_eq(h_resp_header(&r, "Location", v, sizeof v), "/docs/?x=1");
     free(r.body);
     r = request("GET /docs/ HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "docs index");
-    cr_assert_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/html");
+    cr_assert_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), "text/html");
     free(r.body);
     cr_assert_eq(status_of("/empty/"), 403);
 }
@@ -368,12 +308,12 @@ Test(http, method_not_allowed_and_body_limit)
     const char req[] = "POST /f HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
                        "GET /f HTTP/1.1\r\nHost: t\r\n\r\n";
     cr_assert_eq(h_write_full(fd, req, sizeof req - 1), 0);
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    struct h_resp r;
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 405);
-    cr_assert_str_eq(hdr(&r, "Allow", v, sizeof v), "GET, HEAD, OPTIONS");
+    cr_assert_str_eq(h_resp_header(&r, "Allow", v, sizeof v), "GET, HEAD, OPTIONS");
     free(r.body);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 200);
     free(r.body);
     close(fd);
@@ -406,11 +346,11 @@ Test(http, refused_upload_gets_its_answer)
         cr_assert_gt(n, 0, "body write failed after %zu bytes: %s", sent, strerror(errno));
         sent += (size_t)n;
     }
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, false), 0, "no answer after the body");
+    struct h_resp r;
+    cr_assert_eq(h_read_resp(fd, &r, false), 0, "no answer after the body");
     cr_assert_eq(r.status, 413);
     free(r.body);
-    cr_assert(closed_by_peer(fd, 5000));
+    cr_assert(h_closed_by_peer(fd, 5000));
     close(fd);
 }
 
@@ -419,7 +359,7 @@ Test(http, host_header_required_in_http11)
 {
     write_www("f", "f", 1);
     start_http("", "");
-    struct resp r = request("GET /f HTTP/1.1\r\n\r\n");
+    struct h_resp r = request("GET /f HTTP/1.1\r\n\r\n");
     cr_assert_eq(r.status, 400);
     free(r.body);
     r = request("GET /f HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
@@ -430,7 +370,7 @@ Test(http, host_header_required_in_http11)
     free(r.body);
     int fd = h_tcp_connect(port);
     cr_assert_eq(h_write_full(fd, "GET /f HTTP/1.0\r\n\r\n", 20), 0);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 200);
     free(r.body);
     close(fd);
@@ -442,7 +382,7 @@ Test(http, uri_and_header_limits)
     static char big[6000];
     memset(big, 'a', sizeof big - 1);
     big[0] = '/';
-    struct resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", big);
+    struct h_resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", big);
     cr_assert_eq(r.status, 414);
     free(r.body);
     big[3000] = '\0';
@@ -464,11 +404,11 @@ Test(http, header_timeout_gives_408)
     const char part[] = "GET / HTTP/1.1\r\nHost: t\r\n";
     cr_assert_eq(h_write_full(fd, part, sizeof part - 1), 0);
     int64_t t0 = h_now_ms();
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    struct h_resp r;
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 408);
     cr_assert_geq(h_now_ms() - t0, 800);
-    cr_assert(closed_by_peer(fd, 3000));
+    cr_assert(h_closed_by_peer(fd, 3000));
     free(r.body);
     close(fd);
 }
@@ -480,11 +420,11 @@ Test(http, keepalive_and_pipelining)
     write_www("three", "333", 3);
     start_http("", "");
     int fd = h_tcp_connect(port);
-    struct resp r;
+    struct h_resp r;
     for (int i = 0; i < 5; i++) {      /* several requests, one connection */
         const char req[] = "GET /two HTTP/1.1\r\nHost: t\r\n\r\n";
         cr_assert_eq(h_write_full(fd, req, sizeof req - 1), 0);
-        cr_assert_eq(read_resp(fd, &r, false), 0);
+        cr_assert_eq(h_read_resp(fd, &r, false), 0);
         cr_assert_str_eq(r.body, "22");
         free(r.body);
     }
@@ -493,7 +433,7 @@ Test(http, keepalive_and_pipelining)
     cr_assert_eq(h_write_full(fd, three, sizeof three - 1), 0);
     const char *want[] = { "1", "333", "22" };
     for (int i = 0; i < 3; i++) {
-        cr_assert_eq(read_resp(fd, &r, false), 0);
+        cr_assert_eq(h_read_resp(fd, &r, false), 0);
         cr_assert_str_eq(r.body, want[i], "response %d in order", i);
         free(r.body);
     }
@@ -508,28 +448,28 @@ Test(http, connection_close_and_http10)
     int fd = h_tcp_connect(port);
     const char req[] = "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     cr_assert_eq(h_write_full(fd, req, sizeof req - 1), 0);
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, false), 0);
-    cr_assert_str_eq(hdr(&r, "Connection", v, sizeof v), "close");
-    cr_assert(closed_by_peer(fd, 3000));
+    struct h_resp r;
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
+    cr_assert_str_eq(h_resp_header(&r, "Connection", v, sizeof v), "close");
+    cr_assert(h_closed_by_peer(fd, 3000));
     free(r.body);
     close(fd);
     fd = h_tcp_connect(port);
     const char r10[] = "GET /x HTTP/1.0\r\n\r\n";
     cr_assert_eq(h_write_full(fd, r10, sizeof r10 - 1), 0);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 200);
-    cr_assert(closed_by_peer(fd, 3000), "HTTP/1.0 closes by default");
+    cr_assert(h_closed_by_peer(fd, 3000), "HTTP/1.0 closes by default");
     free(r.body);
     close(fd);
     fd = h_tcp_connect(port);
     const char ka[] = "GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
     cr_assert_eq(h_write_full(fd, ka, sizeof ka - 1), 0);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
-    cr_assert_str_eq(hdr(&r, "Connection", v, sizeof v), "keep-alive");
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
+    cr_assert_str_eq(h_resp_header(&r, "Connection", v, sizeof v), "keep-alive");
     free(r.body);
     cr_assert_eq(h_write_full(fd, ka, sizeof ka - 1), 0);
-    cr_assert_eq(read_resp(fd, &r, false), 0, "still open after keep-alive");
+    cr_assert_eq(h_read_resp(fd, &r, false), 0, "still open after keep-alive");
     free(r.body);
     close(fd);
 }
@@ -543,7 +483,7 @@ Test(http, large_file_by_sendfile)
         data[i] = (unsigned char)(i * 2654435761u >> 13);
     write_www("big.bin", data, len);
     start_http("", "");
-    struct resp r = request("GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_assert_eq(r.status, 200);
     cr_assert_eq(r.body_len, len);
     cr_assert_eq(memcmp(r.body, data, len), 0, "body differs");
@@ -561,7 +501,7 @@ Test(http, large_file_by_sendfile)
         cr_assert_eq(h_write_full(fds[i], get, sizeof get - 1), 0);
     }
     for (int i = 0; i < 2; i++) {
-        cr_assert_eq(read_resp(fds[i], &r, false), 0);
+        cr_assert_eq(h_read_resp(fds[i], &r, false), 0);
         cr_assert_eq(r.body_len, len);
         cr_assert_eq(memcmp(r.body, data, len), 0, "body %d differs", i);
         free(r.body);
@@ -584,11 +524,11 @@ Test(http, pipelined_behind_sendfile)
     const char two[] = "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
                        "GET /small HTTP/1.1\r\nHost: t\r\n\r\n";
     cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    struct h_resp r;
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_assert_eq(r.body_len, len);
     free(r.body);
-    cr_assert_eq(read_resp(fd, &r, false), 0, "the second answer never came");
+    cr_assert_eq(h_read_resp(fd, &r, false), 0, "the second answer never came");
     cr_assert_str_eq(r.body, "small");
     free(r.body);
     close(fd);
@@ -599,7 +539,7 @@ Test(http, access_log_combined_format)
 {
     write_www("logme", "L", 1);
     start_http("access_log = \"access.log\"", "");
-    struct resp r = request("GET /logme HTTP/1.1\r\nHost: t\r\nReferer: http://r/\r\n"
+    struct h_resp r = request("GET /logme HTTP/1.1\r\nHost: t\r\nReferer: http://r/\r\n"
                             "User-Agent: tester/1\r\n\r\n");
     free(r.body);
     char path[PATH_MAX];
@@ -634,7 +574,7 @@ Test(http, idle_clients_do_not_block_others)
     for (int i = 0; i < IDLE; i += 2)
         cr_assert_eq(h_write_full(fds[i], "GET /ping HTTP/1.1\r\n", 20), 0);
     for (int i = 0; i < 5; i++) {
-        struct resp r = request("GET /ping HTTP/1.1\r\nHost: t\r\n\r\n");
+        struct h_resp r = request("GET /ping HTTP/1.1\r\nHost: t\r\n\r\n");
         cr_assert_eq(r.status, 200);
         cr_assert_str_eq(r.body, "pong");
         free(r.body);
@@ -669,9 +609,9 @@ Test(http, bundled_site_loads)
     const char *types[] = { "text/html", "text/css", "image/png" };
     char v[64];
     for (int i = 0; i < 3; i++) {
-        struct resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", paths[i]);
+        struct h_resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", paths[i]);
         cr_assert_eq(r.status, 200, "%s", paths[i]);
-        cr_assert_str_eq(hdr(&r, "Content-Type", v, sizeof v), types[i]);
+        cr_assert_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), types[i]);
         if (i == 0) {
             cr_assert_not_null(strstr(r.body, "href=\"style.css\""));
             cr_assert_not_null(strstr(r.body, "src=\"logo.png\""));
@@ -687,25 +627,25 @@ Test(http, draining_closes_idle_and_finishes_inflight)
     write_www("d", "drain", 5);
     start_http("", "");
     int idle = h_tcp_connect(port), busy = h_tcp_connect(port);
-    struct resp r;
+    struct h_resp r;
     const char req[] = "GET /d HTTP/1.1\r\nHost: t\r\n\r\n";
     cr_assert_eq(h_write_full(idle, req, sizeof req - 1), 0);
-    cr_assert_eq(read_resp(idle, &r, false), 0);
+    cr_assert_eq(h_read_resp(idle, &r, false), 0);
     free(r.body);
     cr_assert_eq(h_write_full(busy, req, 20), 0);       /* half a request */
     char v[32];
     pid_t w;
     cr_assert(WAIT_UNTIL(h_children(&srv, srv.pid, &w, 1) == 1, 5000));
     cr_assert_eq(kill(srv.pid, SIGTERM), 0);
-    cr_assert(closed_by_peer(idle, 3000), "idle keep-alive connection closed");
+    cr_assert(h_closed_by_peer(idle, 3000), "idle keep-alive connection closed");
     /* The idle one was closed, so the drain has begun: finish the request. */
     cr_assert_eq(h_write_full(busy, req + 20, sizeof req - 1 - 20), 0);
-    cr_assert_eq(read_resp(busy, &r, false), 0, "in-flight request answered");
+    cr_assert_eq(h_read_resp(busy, &r, false), 0, "in-flight request answered");
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "drain");
-    cr_assert_str_eq(hdr(&r, "Connection", v, sizeof v), "close");
+    cr_assert_str_eq(h_resp_header(&r, "Connection", v, sizeof v), "close");
     free(r.body);
-    cr_assert(closed_by_peer(busy, 3000));
+    cr_assert(h_closed_by_peer(busy, 3000));
     cr_assert(WAIT_UNTIL(h_pid_gone(srv.pid), 5000), "server exited after draining");
     close(idle);
     close(busy);

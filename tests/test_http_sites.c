@@ -72,81 +72,30 @@ static void set_mtime(const char *rel, time_t t)
     cr_assert_eq(utimensat(AT_FDCWD, in_dir(rel), ts, 0), 0, "%s", rel);
 }
 
-struct resp {
-    int status;
-    char head[8192];
-    char *body;
-    size_t body_len;
-};
-
-/* Value of a header in r->head (case-sensitive name), or NULL. */
-static const char *hdr(const struct resp *r, const char *name, char *out, size_t cap)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\r\n%s: ", name);
-    const char *p = strstr(r->head, pat);
-    if (!p)
-        return NULL;
-    p += strlen(pat);
-    size_t n = strcspn(p, "\r");
-    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
-    return out;
-}
-
-static bool has_hdr(const struct resp *r, const char *name)
+static bool has_hdr(const struct h_resp *r, const char *name)
 {
     char v[512];
-    return hdr(r, name, v, sizeof v) != NULL;
-}
-
-/* One response from fd; no_body after HEAD or for 304. */
-static int read_resp(int fd, struct resp *r, bool no_body)
-{
-    size_t n = 0;
-    memset(r, 0, sizeof *r);
-    while (n + 1 < sizeof r->head) {
-        if (h_read_full(fd, r->head + n, 1, 5000) != 0)
-            return -1;
-        n++;
-        r->head[n] = '\0';
-        if (n >= 4 && memcmp(r->head + n - 4, "\r\n\r\n", 4) == 0)
-            break;
-    }
-    if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
-        return -1;
-    char v[64];
-    r->body_len = hdr(r, "Content-Length", v, sizeof v) ? strtoull(v, NULL, 10) : 0;
-    if (no_body || r->status == 304)
-        r->body_len = 0;
-    r->body = malloc(r->body_len + 1);
-    if (r->body_len && h_read_full(fd, r->body, r->body_len, 10000) != 0)
-        return -1;
-    r->body[r->body_len] = '\0';
-    return 0;
+    return h_resp_header(r, name, v, sizeof v) != NULL;
 }
 
 /* One request on a fresh connection. */
 __attribute__((format(printf, 1, 2)))
-static struct resp request(const char *fmt, ...)
+static struct h_resp request(const char *fmt, ...)
 {
     char req[8192];
     va_list ap;
     va_start(ap, fmt);
     int len = vsnprintf(req, sizeof req, fmt, ap);
     va_end(ap);
-    int fd = h_tcp_connect(port);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(h_write_full(fd, req, (size_t)len), 0);
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, strncmp(req, "HEAD ", 5) == 0), 0, "no response to %s", req);
-    close(fd);
+    struct h_resp r;
+    cr_assert_eq(h_request(port, &r, req, (size_t)len), 0, "no response to %s", req);
     return r;
 }
 
 /* GET path with Host host: the body (the caller frees). */
 static char *body_for(const char *host, const char *path)
 {
-    struct resp r = request("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host);
+    struct h_resp r = request("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host);
     cr_assert_eq(r.status, 200, "%s%s: %d", host, path, r.status);
     return r.body;
 }
@@ -200,7 +149,7 @@ Test(http_sites, chosen_by_host)
         free(body);
     }
     /* An absolute-form target names the site; Host is then ignored. */
-    struct resp r = request("GET http://b.test/f HTTP/1.1\r\nHost: example.org\r\n\r\n");
+    struct h_resp r = request("GET http://b.test/f HTTP/1.1\r\nHost: example.org\r\n\r\n");
     cr_expect_str_eq(r.body, "site b\n");
     free(r.body);
     /* HTTP/1.0 without Host: the default site. */
@@ -212,10 +161,10 @@ Test(http_sites, chosen_by_host)
     const char two[] = "GET /f HTTP/1.1\r\nHost: b.test\r\n\r\n"
                        "GET /f HTTP/1.1\r\nHost: a.example.org\r\n\r\n";
     cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_expect_str_eq(r.body, "site b\n");
     free(r.body);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_expect_str_eq(r.body, "site a\n");
     free(r.body);
     close(fd);
@@ -291,7 +240,7 @@ static void make_precompressed(void)
 }
 
 /* GET /app.js with this Accept-Encoding ("" for none): the body. */
-static struct resp get_encoded(const char *path, const char *ae)
+static struct h_resp get_encoded(const char *path, const char *ae)
 {
     if (!ae)
         return request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
@@ -320,26 +269,26 @@ Test(http_sites, precompressed_negotiation)
         { "deflate", "var app = 'plain';\n", NULL },
     };
     char v[128], plain_etag[64];
-    struct resp r = get_encoded("/app.js", NULL);
-    cr_assert_not_null(hdr(&r, "ETag", plain_etag, sizeof plain_etag));
+    struct h_resp r = get_encoded("/app.js", NULL);
+    cr_assert_not_null(h_resp_header(&r, "ETag", plain_etag, sizeof plain_etag));
     free(r.body);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *ae = cases[i].ae ? cases[i].ae : "(none)";
         r = get_encoded("/app.js", cases[i].ae);
         cr_expect_eq(r.status, 200, "%s", ae);
         cr_expect_str_eq(r.body, cases[i].body, "Accept-Encoding: %s", ae);
-        cr_expect_str_eq(hdr(&r, "Vary", v, sizeof v), "Accept-Encoding", "%s", ae);
-        cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/javascript", "%s", ae);
+        cr_expect_str_eq(h_resp_header(&r, "Vary", v, sizeof v), "Accept-Encoding", "%s", ae);
+        cr_expect_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), "text/javascript", "%s", ae);
         snprintf(v, sizeof v, "%zu", strlen(cases[i].body));
         char len[32];
-        cr_expect_str_eq(hdr(&r, "Content-Length", len, sizeof len), v, "%s", ae);
+        cr_expect_str_eq(h_resp_header(&r, "Content-Length", len, sizeof len), v, "%s", ae);
         if (cases[i].encoding) {
-            cr_expect_str_eq(hdr(&r, "Content-Encoding", v, sizeof v), cases[i].encoding);
-            cr_expect_str_neq(hdr(&r, "ETag", v, sizeof v), plain_etag,
+            cr_expect_str_eq(h_resp_header(&r, "Content-Encoding", v, sizeof v), cases[i].encoding);
+            cr_expect_str_neq(h_resp_header(&r, "ETag", v, sizeof v), plain_etag,
                               "a variant has its own ETag");
         } else {
             cr_expect_not(has_hdr(&r, "Content-Encoding"), "%s", ae);
-            cr_expect_str_eq(hdr(&r, "ETag", v, sizeof v), plain_etag);
+            cr_expect_str_eq(h_resp_header(&r, "ETag", v, sizeof v), plain_etag);
         }
         free(r.body);
     }
@@ -350,7 +299,7 @@ Test(http_sites, precompressed_negotiation)
     free(r.body);
     r = get_encoded("/dir/", "gzip, br");
     cr_expect_str_eq(r.body, "GZ-INDEX");
-    cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/html");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), "text/html");
     free(r.body);
     /* The .gz itself, asked for by name, is a file like any other. */
     r = get_encoded("/app.js.gz", "gzip");
@@ -365,15 +314,15 @@ Test(http_sites, precompressed_validators_and_ranges)
     make_precompressed();
     start("http { root = \"www\" precompressed = true }\n");
     char etag[64], v[128];
-    struct resp r = get_encoded("/app.js", "gzip");
-    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
-    cr_expect_str_eq(hdr(&r, "Last-Modified", v, sizeof v), "Tue, 14 Nov 2023 22:15:00 GMT",
+    struct h_resp r = get_encoded("/app.js", "gzip");
+    cr_assert_not_null(h_resp_header(&r, "ETag", etag, sizeof etag));
+    cr_expect_str_eq(h_resp_header(&r, "Last-Modified", v, sizeof v), "Tue, 14 Nov 2023 22:15:00 GMT",
                      "the .gz's own time");
     free(r.body);
     r = request("GET /app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n"
                 "If-None-Match: %s\r\n\r\n", etag);
     cr_expect_eq(r.status, 304);
-    cr_expect_str_eq(hdr(&r, "Vary", v, sizeof v), "Accept-Encoding");
+    cr_expect_str_eq(h_resp_header(&r, "Vary", v, sizeof v), "Accept-Encoding");
     free(r.body);
     r = request("GET /app.js HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n\r\n", etag);
     cr_expect_eq(r.status, 200, "without gzip the tag is not the plain file's");
@@ -382,14 +331,14 @@ Test(http_sites, precompressed_validators_and_ranges)
                 "Range: bytes=3-7\r\n\r\n");
     cr_expect_eq(r.status, 206);
     cr_expect_str_eq(r.body, "BYTES");
-    cr_expect_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes 3-7/15");
-    cr_expect_str_eq(hdr(&r, "Content-Encoding", v, sizeof v), "gzip");
-    cr_expect_str_eq(hdr(&r, "Vary", v, sizeof v), "Accept-Encoding");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Range", v, sizeof v), "bytes 3-7/15");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Encoding", v, sizeof v), "gzip");
+    cr_expect_str_eq(h_resp_header(&r, "Vary", v, sizeof v), "Accept-Encoding");
     free(r.body);
     r = request("GET /app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n"
                 "Range: bytes=20-\r\n\r\n");
     cr_expect_eq(r.status, 416);
-    cr_expect_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes */15");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Range", v, sizeof v), "bytes */15");
     free(r.body);
 }
 
@@ -404,7 +353,7 @@ Test(http_sites, precompressed_large_files)
     put_file("www/big.txt.gz", gz, len / 2);
     set_mtime("www/big.txt", 1700000000);
     start("http { root = \"www\" precompressed = true }\n");
-    struct resp r = get_encoded("/big.txt", "gzip");
+    struct h_resp r = get_encoded("/big.txt", "gzip");
     cr_assert_eq(r.body_len, len / 2);
     cr_expect_eq(memcmp(r.body, gz, len / 2), 0);
     free(r.body);
@@ -436,7 +385,7 @@ Test(http_sites, precompressed_with_curl)
                        "grep -i -e '^content-encoding' -e '^vary' -e '^<p>'", port), 0);
     cr_expect_str_eq(out, "Content-Encoding: gzip\nVary: Accept-Encoding\n"
                      "<p>hello, compressed world</p>\n");
-    struct resp r = request("GET /page.html HTTP/1.1\r\nHost: b.test\r\n"
+    struct h_resp r = request("GET /page.html HTTP/1.1\r\nHost: b.test\r\n"
                             "Accept-Encoding: gzip\r\n\r\n");
     cr_expect_str_eq(r.body, "<p>plain</p>\n");
     cr_expect_not(has_hdr(&r, "Vary"));
@@ -451,7 +400,7 @@ Test(http_sites, autoindex_off_by_default)
     make_dir("www/files");
     put_text("www/files/a.txt", "a");
     start("http { root = \"www\" }\n");
-    struct resp r = request("GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_expect_eq(r.status, 403);
     free(r.body);
 }
@@ -467,10 +416,10 @@ Test(http_sites, autoindex_lists_a_directory)
     put_text("www/files/.secret", "hidden");
     set_mtime("www/files/b.txt", 1700000000);
     start("http { root = \"www\" autoindex = true }\n");
-    struct resp r = request("GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
     char v[128];
     cr_assert_eq(r.status, 200);
-    cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/html; charset=utf-8");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), "text/html; charset=utf-8");
     cr_expect_not_null(strstr(r.body, "<title>Index of /files/</title>"));
     const char *sub = strstr(r.body, "<a href=\"sub/\">sub/</a>");
     const char *odd = strstr(r.body, "<a href=\"%3Ca%3E%20%26%20%22q%22.txt\">"
@@ -489,7 +438,7 @@ Test(http_sites, autoindex_lists_a_directory)
     cr_expect_eq(r.status, 200);
     snprintf(v, sizeof v, "%zu", len);
     char cl[32];
-    cr_expect_str_eq(hdr(&r, "Content-Length", cl, sizeof cl), v);
+    cr_expect_str_eq(h_resp_header(&r, "Content-Length", cl, sizeof cl), v);
     free(r.body);
     /* An index still wins; no slash is still a redirect. */
     r = request("GET /with-index/ HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -522,14 +471,14 @@ Test(http_sites, autoindex_large_listing)
                        "GET /many/a-file-with-a-rather-long-name-0299.txt HTTP/1.1\r\n"
                        "Host: t\r\n\r\n";
     cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    struct h_resp r;
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_expect_gt(r.body_len, 16384);
     cr_expect_not_null(strstr(r.body, "name-0000.txt"));
     cr_expect_not_null(strstr(r.body, "name-0299.txt"));
     cr_expect_eq(strcmp(r.body + r.body_len - 8, "</html>\n"), 0);
     free(r.body);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_expect_str_eq(r.body, "x");
     free(r.body);
     close(fd);
@@ -550,10 +499,10 @@ Test(http_sites, error_pages_with_the_original_status)
           "site a {\n  server_names = \"a.test\"\n  root = \"www-a\"\n"
           "  error_pages = {\"404=/oops.txt\"}\n}\n");
     char v[128];
-    struct resp r = request("GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_expect_eq(r.status, 404);
     cr_expect_str_eq(r.body, "<h1>not here</h1>\n");
-    cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/html");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), "text/html");
     cr_expect_not(has_hdr(&r, "ETag"));
     free(r.body);
     r = request("GET /noindex/ HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -568,21 +517,21 @@ Test(http_sites, error_pages_with_the_original_status)
     r = request("DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_expect_eq(r.status, 405);
     cr_expect_str_eq(r.body, "405 Method Not Allowed\n");
-    cr_expect_str_eq(hdr(&r, "Allow", v, sizeof v), "GET, HEAD, OPTIONS");
+    cr_expect_str_eq(h_resp_header(&r, "Allow", v, sizeof v), "GET, HEAD, OPTIONS");
     free(r.body);
     /* HEAD: the page's length, no body; the connection stays open. */
     int fd = h_tcp_connect(port);
     const char two[] = "HEAD /nothing HTTP/1.1\r\nHost: t\r\n\r\n"
                        "GET /nothing HTTP/1.1\r\nHost: a.test\r\n\r\n";
     cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
-    cr_assert_eq(read_resp(fd, &r, true), 0);
+    cr_assert_eq(h_read_resp(fd, &r, true), 0);
     cr_expect_eq(r.status, 404);
-    cr_expect_str_eq(hdr(&r, "Content-Length", v, sizeof v), "18");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Length", v, sizeof v), "18");
     free(r.body);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_expect_eq(r.status, 404);
     cr_expect_str_eq(r.body, "site a's 404\n", "each site its own pages");
-    cr_expect_str_eq(hdr(&r, "Content-Type", v, sizeof v), "text/plain");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Type", v, sizeof v), "text/plain");
     free(r.body);
     close(fd);
     /* Site a has no 403 page: the built-in one. */
@@ -600,7 +549,7 @@ Test(http_sites, large_error_page)
     memset(page, 'e', len);
     put_file("www/404.html", page, len);
     start("http { root = \"www\" error_pages = {\"404=/404.html\"} }\n");
-    struct resp r = request("GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct h_resp r = request("GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_expect_eq(r.status, 404);
     cr_assert_eq(r.body_len, len);
     cr_expect_eq(memcmp(r.body, page, len), 0);
@@ -611,15 +560,15 @@ Test(http_sites, large_error_page)
 /* ---- expires ---- */
 
 /* max-age in Cache-Control, and Expires that far after Date. */
-static long max_age(const struct resp *r)
+static long max_age(const struct h_resp *r)
 {
     char cc[128], ex[64], date[64];
-    if (!hdr(r, "Cache-Control", cc, sizeof cc))
+    if (!h_resp_header(r, "Cache-Control", cc, sizeof cc))
         return -1;
     cr_assert_eq(strncmp(cc, "max-age=", 8), 0, "%s", cc);
     long age = strtol(cc + 8, NULL, 10);
-    cr_assert_not_null(hdr(r, "Expires", ex, sizeof ex));
-    cr_assert_not_null(hdr(r, "Date", date, sizeof date));
+    cr_assert_not_null(h_resp_header(r, "Expires", ex, sizeof ex));
+    cr_assert_not_null(h_resp_header(r, "Date", date, sizeof date));
     cr_expect_eq(parse_date(ex) - parse_date(date), age, "Expires %s, Date %s", ex, date);
     return age;
 }
@@ -640,13 +589,13 @@ Test(http_sites, expires_by_suffix_and_directory)
         { "/x.txt", 90 * 60 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", cases[i].path);
+        struct h_resp r = request("GET %s HTTP/1.1\r\nHost: t\r\n\r\n", cases[i].path);
         cr_expect_eq(max_age(&r), cases[i].age, "%s", cases[i].path);
         free(r.body);
     }
     char etag[64];
-    struct resp r = request("GET /a.css HTTP/1.1\r\nHost: t\r\n\r\n");
-    cr_assert_not_null(hdr(&r, "ETag", etag, sizeof etag));
+    struct h_resp r = request("GET /a.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    cr_assert_not_null(h_resp_header(&r, "ETag", etag, sizeof etag));
     free(r.body);
     r = request("GET /a.css HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n\r\n", etag);
     cr_expect_eq(r.status, 304);
@@ -668,10 +617,10 @@ static const char hundred[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM
                               "0123456789abcdefghijklmnopqrstuvwxyzAB";
 
 /* The boundary from the answer's Content-Type. */
-static const char *boundary_of(const struct resp *r, char *out, size_t cap)
+static const char *boundary_of(const struct h_resp *r, char *out, size_t cap)
 {
     char ct[256];
-    cr_assert_not_null(hdr(r, "Content-Type", ct, sizeof ct));
+    cr_assert_not_null(h_resp_header(r, "Content-Type", ct, sizeof ct));
     const char *pfx = "multipart/byteranges; boundary=";
     cr_assert_eq(strncmp(ct, pfx, strlen(pfx)), 0, "%s", ct);
     snprintf(out, cap, "%.63s", ct + strlen(pfx));
@@ -683,7 +632,7 @@ Test(http_sites, multipart_byteranges)
     cr_assert_eq(strlen(hundred), 100);
     put_text("www/h.txt", hundred);
     start("http { root = \"www\" }\n");
-    struct resp r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,5-6,-3\r\n\r\n");
+    struct h_resp r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,5-6,-3\r\n\r\n");
     char b[64], want[1024], v[64];
     cr_assert_eq(r.status, 206);
     boundary_of(&r, b, sizeof b);
@@ -700,12 +649,12 @@ Test(http_sites, multipart_byteranges)
     size_t len = strlen(want);
     r = request("HEAD /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,5-6,-3\r\n\r\n");
     snprintf(want, sizeof want, "%zu", len);
-    cr_expect_str_eq(hdr(&r, "Content-Length", v, sizeof v), want);
+    cr_expect_str_eq(h_resp_header(&r, "Content-Length", v, sizeof v), want);
     free(r.body);
     /* Overlapping or touching ranges become one: a plain 206. */
     r = request("GET /h.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=4-6,0-4\r\n\r\n");
     cr_expect_eq(r.status, 206);
-    cr_expect_str_eq(hdr(&r, "Content-Range", v, sizeof v), "bytes 0-6/100");
+    cr_expect_str_eq(h_resp_header(&r, "Content-Range", v, sizeof v), "bytes 0-6/100");
     cr_expect_str_eq(r.body, "0123456");
     free(r.body);
     /* An unsatisfiable one is dropped. */
@@ -755,8 +704,8 @@ Test(http_sites, multipart_byteranges_by_sendfile)
                        "Range: bytes=10-19,1000000-2999999,-5\r\n\r\n"
                        "GET /small HTTP/1.1\r\nHost: t\r\n\r\n";
     cr_assert_eq(h_write_full(fd, two, sizeof two - 1), 0);
-    struct resp r;
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    struct h_resp r;
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_assert_eq(r.status, 206);
     char b[64], head[256];
     boundary_of(&r, b, sizeof b);
@@ -780,7 +729,7 @@ Test(http_sites, multipart_byteranges_by_sendfile)
     cr_expect_eq((size_t)(end - p), strlen(head));
     cr_expect_eq(memcmp(p, head, strlen(head)), 0);
     free(r.body);
-    cr_assert_eq(read_resp(fd, &r, false), 0);
+    cr_assert_eq(h_read_resp(fd, &r, false), 0);
     cr_expect_str_eq(r.body, "small");
     free(r.body);
     close(fd);

@@ -80,14 +80,6 @@ static int read_answer(int fd, struct answer *a, bool no_body)
     return len ? h_read_full(fd, a->body, len, 5000) : 0;
 }
 
-/* Whether the peer closed fd within ms (EOF, nothing more). */
-static bool closed_by_peer(int fd, int ms)
-{
-    struct pollfd p = { .fd = fd, .events = POLLIN };
-    char c;
-    return poll(&p, 1, ms) == 1 && read(fd, &c, 1) <= 0;
-}
-
 /* Whether the connection still serves: a GET of /f answered 200. */
 static bool serves_next(int fd)
 {
@@ -118,7 +110,7 @@ static void expect(const char *req, int status, enum conn conn)
     int fd = send_raw(req, strlen(req), &a);
     cr_expect_eq(a.status, status, "\"%.300s\": %d, expected %d", req, a.status, status);
     if (conn == CLOSED)
-        cr_expect(closed_by_peer(fd, 3000), "\"%.300s\": not closed after %d", req, a.status);
+        cr_expect(h_closed_by_peer(fd, 3000), "\"%.300s\": not closed after %d", req, a.status);
     else
         cr_expect(serves_next(fd), "\"%.300s\": connection not kept after %d", req, a.status);
     close(fd);
