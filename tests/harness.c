@@ -165,6 +165,8 @@ static void remove_tree(const char *path)
 
 void server_cleanup(struct server *s)
 {
+    if (s->pid > 0)
+        h_remember_tree(&s->tree, s->pid);
     if (s->pid > 0 && server_stop(s, SIGINT, 3000) < 0) {
         kill(s->pid, SIGKILL);
         waitpid(s->pid, NULL, 0);
@@ -172,6 +174,7 @@ void server_cleanup(struct server *s)
     for (size_t i = 0; i < s->nknown; i++)
         if (is_our_preforkd(s->known_workers[i]))
             kill(s->known_workers[i], SIGKILL);
+    h_kill_remembered(&s->tree);
     if (s->dir[0] && !getenv("PREFORKD_KEEP_TEST_DIRS"))
         remove_tree(s->dir);
 }

@@ -11,6 +11,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* Pids a test started, directly or not (apps fork their own), killed
+ * at cleanup: processes it started, by pid. */
+struct h_pids {
+    pid_t pid[512];
+    size_t n;
+};
+/* Add every descendant of parent to the set. */
+void h_remember_tree(struct h_pids *set, pid_t parent);
+
 struct server {
     char dir[64];               /* temp dir, removed by server_cleanup */
     char conf[PATH_MAX];
@@ -20,6 +29,8 @@ struct server {
     char out[PATH_MAX];         /* the binary's own stdout+stderr */
     pid_t pid;                  /* master, when started with -f by us */
     pid_t known_workers[256];   /* every worker pid seen, for cleanup */
+    struct h_pids tree;         /* the master's descendants, any command:
+                                   h_remember_tree(&s->tree, s->pid) */
     size_t nknown;
 };
 
@@ -93,13 +104,6 @@ double h_status_number(const struct server *s, const char *key);
 /* Connect to a Unix stream socket; -1 on failure. */
 int h_unix_connect(const char *path);
 
-/* Every descendant of parent (apps fork their own), added to a set that
- * a test kills at teardown: processes it started, by pid. */
-struct h_pids {
-    pid_t pid[512];
-    size_t n;
-};
-void h_remember_tree(struct h_pids *set, pid_t parent);
 /* SIGKILL the members still alive (zombies count as gone). */
 void h_kill_remembered(struct h_pids *set);
 

@@ -26,24 +26,17 @@ static const char *capp(void)
     return p ? p : "build/capp";
 }
 
-static struct h_pids tree;     /* the master and apps it started */
-
 static void setup(void)
 {
     server_init(&srv);
     port = h_free_port(SOCK_STREAM);
     port2 = h_free_port(SOCK_STREAM);
-    tree.n = 0;
 }
 
-/* Stop only what this test started: the master, then any app process of
- * its tree that outlived it (by pid, seen while it ran). */
+/* server_cleanup stops the master and whatever it started, by pid. */
 static void teardown(void)
 {
-    if (srv.pid > 0)
-        h_remember_tree(&tree, srv.pid);
     server_cleanup(&srv);
-    h_kill_remembered(&tree);
 }
 
 TestSuite(app, .init = setup, .fini = teardown, .timeout = 120);
@@ -123,7 +116,7 @@ static void start_ok(void)
 {
     cr_assert_eq(server_start(&srv, NULL), 0, "preforkd did not start: %s",
                  h_read_file(srv.log) ?: "");
-    h_remember_tree(&tree, srv.pid);
+    h_remember_tree(&srv.tree, srv.pid);
 }
 
 Test(app, fds_are_exactly_listeners_and_notify_pipe)
@@ -151,7 +144,7 @@ Test(app, environment_user_and_directory)
                    "directory = \"/tmp\"\nenvironment = {\"A=1\"}", false);
     char *env[] = { "PREFORKD_TEST_LEAK=yes", NULL };
     cr_assert_eq(server_start(&srv, env), 0, "%s", h_read_file(srv.log) ?: "");
-    h_remember_tree(&tree, srv.pid);
+    h_remember_tree(&srv.tree, srv.pid);
     char buf[4096];
     const char *body = get_body(port, buf, sizeof buf);
     cr_assert(strstr(body, "uid=65534 leak=-"), "%s", body);

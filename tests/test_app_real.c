@@ -17,21 +17,16 @@
 static struct server srv;
 static int port;
 static char out[1 << 16];
-static struct h_pids tree;     /* the master and what it started */
-
 static void setup(void)
 {
     server_init(&srv);
     port = h_free_port(SOCK_STREAM);
-    tree.n = 0;
 }
 
+/* server_cleanup stops the master and whatever it started, by pid. */
 static void teardown(void)
 {
-    if (srv.pid > 0)
-        h_remember_tree(&tree, srv.pid);
     server_cleanup(&srv);
-    h_kill_remembered(&tree);
 }
 
 TestSuite(app_real, .init = setup, .fini = teardown, .timeout = 180);
@@ -65,7 +60,7 @@ static void serve_and_deploy(const char *conf_fmt, int deploys, bool strict,
 {
     write_conf(conf_fmt, "v0");
     cr_assert_eq(server_start(&srv, NULL), 0, "did not start: %s", h_read_file(srv.log) ?: "");
-    h_remember_tree(&tree, srv.pid);
+    h_remember_tree(&srv.tree, srv.pid);
     char buf[2048];
     cr_assert(WAIT_UNTIL(strcmp(get_body(buf, sizeof buf), "v0\n") == 0, 10000), "%s", buf);
     struct h_load l;
@@ -78,7 +73,7 @@ static void serve_and_deploy(const char *conf_fmt, int deploys, bool strict,
         write_conf(conf_fmt, answer);
         int rc = h_run(out, sizeof out, "%s/etc/preforkctl -c %s reload", h_root(), srv.conf);
         cr_assert_eq(rc, 0, "deploy %d: %s", d, out);
-        h_remember_tree(&tree, srv.pid);
+        h_remember_tree(&srv.tree, srv.pid);
         snprintf(want, sizeof want, "%s\n", answer);
         /* uvicorn notices SIGTERM on its next 0.1 s tick and accepts until
          * then: the new answer only, but shortly after the verdict. */

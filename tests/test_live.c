@@ -25,23 +25,17 @@ static struct server srv;
 static int port, sport;                 /* a listener; the status listener */
 static char out[1 << 17];
 
-static struct h_pids tree;      /* the master and what it started */
-
 static void setup(void)
 {
     server_init(&srv);
     port = h_free_port(SOCK_STREAM);
     sport = h_free_port(SOCK_STREAM);
-    tree.n = 0;
 }
 
-/* Stop only what this test started (app processes included, by pid). */
+/* server_cleanup stops the master and whatever it started, by pid. */
 static void teardown(void)
 {
-    if (srv.pid > 0)
-        h_remember_tree(&tree, srv.pid);
     server_cleanup(&srv);
-    h_kill_remembered(&tree);
 }
 
 

@@ -20,7 +20,6 @@ static struct server srv;
 static int port;
 static char out[1 << 16];
 static char bin[PATH_MAX];          /* the binary the daemon runs: a copy */
-static struct h_pids tree;
 
 static pid_t master_pid(void)
 {
@@ -34,7 +33,6 @@ static void setup(void)
 {
     server_init(&srv);
     port = h_free_port(SOCK_STREAM);
-    tree.n = 0;
     /* A copy, so a test can put another "binary on disk" in its place. */
     snprintf(bin, sizeof bin, "%s/preforkd", srv.dir);
     cr_assert_eq(h_run(out, sizeof out, "cp %s %s", h_bin(), bin), 0, "%s", out);
@@ -46,13 +44,12 @@ static void teardown(void)
 {
     pid_t p = master_pid();
     if (p > 0) {
-        h_remember_tree(&tree, p);
+        h_remember_tree(&srv.tree, p);
         kill(p, SIGINT);
         WAIT_UNTIL(h_pid_gone(p), 3000);
-        if (tree.n < sizeof tree.pid / sizeof tree.pid[0])
-            tree.pid[tree.n++] = p;
+        if (srv.tree.n < sizeof srv.tree.pid / sizeof srv.tree.pid[0])
+            srv.tree.pid[srv.tree.n++] = p;
     }
-    h_kill_remembered(&tree);
     server_cleanup(&srv);
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -112,8 +113,10 @@ static void listen_on_its_own(struct opts *o)
     }
     o->fds[o->nfds++] = fd;
     for (int i = 1; i < o->procs; i++)
-        if (fork() == 0)
+        if (fork() == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);   /* stopping the first stops all */
             return;
+        }
 }
 
 /* "fds=0,1,2,3,5 listen_pid_ok=1 worker=0 ..." for the hygiene tests. */
@@ -197,7 +200,10 @@ int main(int argc, char **argv)
     struct opts o;
     parse(argc, argv, &o);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGTERM, on_term);
+    /* No SA_RESTART: a blocking accept() that lost the race for a
+     * connection to a sibling must see SIGTERM, not wait for the next one. */
+    struct sigaction sa = { .sa_handler = on_term };
+    sigaction(SIGTERM, &sa, NULL);
     printf("capp %d starting with %u listeners\n", (int)getpid(), o.nfds);
     if (o.long_line) {              /* 3000 bytes: logged in marked pieces */
         char line[3001];
