@@ -1069,24 +1069,27 @@ static int finish_listen(struct load_ctx *ctx, int fallback_line)
 
 /* ---- app sections ---- */
 
-/* The app section being parsed: the last one libconfuse has opened. */
-static cfg_t *current_app(struct load_ctx *ctx)
+/* The titled section of this kind being parsed: the last one opened. */
+static cfg_t *last_section(struct load_ctx *ctx, const char *kind)
 {
-    unsigned int n = cfg_size(ctx->root, "app");
+    unsigned int n = cfg_size(ctx->root, kind);
 
-    return n > 0 ? cfg_getnsec(ctx->root, "app", n - 1) : NULL;
+    return n > 0 ? cfg_getnsec(ctx->root, kind, n - 1) : NULL;
 }
 
-static int check_app_name(struct load_ctx *ctx, const char *name, int line)
+#define TITLE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+/* A section title: 1 to max characters of `allowed` (described as
+ * `shown`); stored in out. */
+static int check_title(struct load_ctx *ctx, const char *kind, const char *name, int line,
+                       size_t max, const char *allowed, const char *shown, char *out)
 {
-    static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                  "abcdefghijklmnopqrstuvwxyz0123456789_-";
     size_t len = strlen(name);
 
-    if (len == 0 || len > APP_NAME_MAX || strspn(name, allowed) != len)
-        return report(ctx, line, "app \"%s\": a name is 1 to %d characters from "
-                      "A-Z a-z 0-9 _ -", name, APP_NAME_MAX);
-    memcpy(ctx->app.name, name, len + 1);
+    if (len == 0 || len > max || strspn(name, allowed) != len)
+        return report(ctx, line, "%s \"%s\": a name is 1 to %zu characters from %s",
+                      kind, name, max, shown);
+    memcpy(out, name, len + 1);
     return 0;
 }
 
@@ -1099,12 +1102,13 @@ static int begin_app(struct load_ctx *ctx)
 
     if (ctx->app_open)
         return 0;
-    sec = current_app(ctx);
+    sec = last_section(ctx, "app");
     title = sec ? cfg_title(sec) : NULL;
     memset(&ctx->app, 0, sizeof ctx->app);
     ctx->app_open = true;
     ctx->app.line = line_at(&ctx->app_lines, ctx->out->napps, sec ? sec->line : 0);
-    if (check_app_name(ctx, title ? title : "", ctx->app.line) < 0)
+    if (check_title(ctx, "app", title ? title : "", ctx->app.line, APP_NAME_MAX,
+                    TITLE_CHARS, "A-Z a-z 0-9 _ -", ctx->app.name) < 0)
         return -1;
     return apply_defaults(ctx, SEC_APP);
 }
@@ -1320,27 +1324,6 @@ static int finish_app(struct load_ctx *ctx, cfg_t *sec)
 
 /* ---- site sections and the site options of http ---- */
 
-/* The site section being parsed: the last one libconfuse has opened. */
-static cfg_t *current_site(struct load_ctx *ctx)
-{
-    unsigned int n = cfg_size(ctx->root, "site");
-
-    return n > 0 ? cfg_getnsec(ctx->root, "site", n - 1) : NULL;
-}
-
-static int check_site_name(struct load_ctx *ctx, const char *name, int line)
-{
-    static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                  "abcdefghijklmnopqrstuvwxyz0123456789_-.";
-    size_t len = strlen(name);
-
-    if (len == 0 || len > SITE_NAME_MAX || strspn(name, allowed) != len)
-        return report(ctx, line, "site \"%s\": a name is 1 to %d characters from "
-                      "A-Z a-z 0-9 _ - .", name, SITE_NAME_MAX);
-    memcpy(ctx->site.name, name, len + 1);
-    return 0;
-}
-
 /* As an app section, a site section begins at its first callback. */
 static int begin_site(struct load_ctx *ctx)
 {
@@ -1349,13 +1332,14 @@ static int begin_site(struct load_ctx *ctx)
 
     if (ctx->site_open)
         return 0;
-    sec = current_site(ctx);
+    sec = last_section(ctx, "site");
     title = sec ? cfg_title(sec) : NULL;
     memset(&ctx->site, 0, sizeof ctx->site);
     ctx->site_open = true;
     ctx->name_lines.n = 0;
     ctx->site.line = line_at(&ctx->site_lines, ctx->out->nsites, sec ? sec->line : 0);
-    if (check_site_name(ctx, title ? title : "", ctx->site.line) < 0)
+    if (check_title(ctx, "site", title ? title : "", ctx->site.line, SITE_NAME_MAX,
+                    TITLE_CHARS ".", "A-Z a-z 0-9 _ - .", ctx->site.name) < 0)
         return -1;
     return apply_defaults(ctx, SEC_SITE);
 }
@@ -1727,7 +1711,7 @@ static int on_app_end(cfg_t *parent, cfg_opt_t *opt)
     (void)parent, (void)opt;
     if (!loading || begin_app(loading) < 0)
         return -1;
-    return finish_app(loading, current_app(loading));
+    return finish_app(loading, last_section(loading, "app"));
 }
 
 /* A word of a site's lists (as on_app_list: after each word, and again at
@@ -1769,7 +1753,7 @@ static int on_site_end(cfg_t *parent, cfg_opt_t *opt)
     (void)parent, (void)opt;
     if (!loading || begin_site(loading) < 0)
         return -1;
-    return finish_site(loading, current_site(loading));
+    return finish_site(loading, last_section(loading, "site"));
 }
 
 /* The http section closed: its lists join config.http.opts (again, should
