@@ -252,9 +252,9 @@ static struct lat_summary lat_of(const struct lat_window *w, int64_t now_ms)
 }
 
 /* "850us", "3.1ms", "42ms", "1.25s"; "-" when nothing was timed. */
-static const char *fmt_ms(const struct lat_summary *s, double ms, char *buf, size_t cap)
+const char *status_fmt_ms(double ms, char *buf, size_t cap)
 {
-    if (!s->n)
+    if (ms < 0)
         snprintf(buf, cap, "-");
     else if (ms < 1)
         snprintf(buf, cap, "%.0fus", ms * 1000);
@@ -265,6 +265,12 @@ static const char *fmt_ms(const struct lat_summary *s, double ms, char *buf, siz
     else
         snprintf(buf, cap, "%.2fs", ms / 1000);
     return buf;
+}
+
+/* A figure of a latency summary, "-" when it counted nothing. */
+static const char *fmt_ms(const struct lat_summary *s, double ms, char *buf, size_t cap)
+{
+    return status_fmt_ms(s->n ? ms : -1, buf, cap);
 }
 
 /* "latency_ms":{"p50":..,"p99":..,"max":..} over the last minute, the

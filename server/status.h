@@ -26,6 +26,9 @@ int control_client(const char *conf_path, const char *line);
 int control_request(const char *sock_path, const char *line,
                     char *buf, size_t cap);
 
+/* Milliseconds as "35us", "1.2ms", "120ms", "1.50s"; negative: "-". */
+const char *status_fmt_ms(double ms, char *buf, size_t cap);
+
 /* Render the master's view: the table of SPEC.md, JSON or Prometheus. */
 void status_render(const struct master *m, enum status_format fmt, struct sbuf *out);
 

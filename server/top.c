@@ -156,20 +156,6 @@ static const char *fmt_dur(double s, char *buf, size_t cap)
     return buf;
 }
 
-static const char *fmt_ms(double ms, char *buf, size_t cap)
-{
-    if (ms < 0)
-        snprintf(buf, cap, "-");
-    else if (ms < 1)
-        snprintf(buf, cap, "%.0fus", ms * 1000);
-    else if (ms < 10)
-        snprintf(buf, cap, "%.1fms", ms);
-    else if (ms < 1000)
-        snprintf(buf, cap, "%.0fms", ms);
-    else
-        snprintf(buf, cap, "%.2fs", ms / 1000);
-    return buf;
-}
 
 static const char *fmt_bytes(double b, char *buf, size_t cap)
 {
@@ -265,7 +251,7 @@ static void parse_frame(const char *json, struct frame *f, double now)
             double lp = num(member(l, "latency_ms"), "p99", -1);
             if (lp >= 0 && len < sizeof f->head[2])
                 len += (size_t)snprintf(f->head[2] + len, sizeof f->head[2] - len,
-                                        " p99 %s", fmt_ms(lp, p99, sizeof p99));
+                                        " p99 %s", status_fmt_ms(lp, p99, sizeof p99));
             l = ws(skip_value(l));
             if (*l == ',')
                 l++;
@@ -372,7 +358,7 @@ static void draw(struct screen *sc, struct frame *f, const char *error)
         snprintf(rate, sizeof rate, r->req_s < 0 ? "-" : "%.1f", r->req_s);
         snprintf(active, sizeof active, r->active < 0 ? "-" : "%.0f", r->active);
         put_line(sc, &used, "%-10s %-7ld %-4d %-12s %8s %6s %7s %5.0f %6s %7s", pool, r->pid,
-                 r->gen, r->state, rate, active, fmt_ms(r->p99, p99, sizeof p99),
+                 r->gen, r->state, rate, active, status_fmt_ms(r->p99, p99, sizeof p99),
                  r->cpu_pct, fmt_bytes(r->rss, rss, sizeof rss),
                  fmt_dur(r->up, up, sizeof up));
     }
