@@ -140,7 +140,14 @@ Test(app, environment_user_and_directory)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root to switch users");
-    write_app_conf(cmd("\"--report-fds\""), "workers = 1\nuser = \"nobody\"\n"
+    /* nobody must reach the program: the checkout may sit in a directory
+     * only root can enter (mktemp -d makes them 0700), so use a copy. */
+    char app[PATH_MAX + 8], args[PATH_MAX + 64];
+    snprintf(app, sizeof app, "%s/capp", srv.dir);
+    cr_assert_eq(h_run(out, sizeof out, "cp %s %s && chmod 0755 %s %s", capp(), app, app,
+                       srv.dir), 0, "%s", out);
+    snprintf(args, sizeof args, "\"%s\", \"--report-fds\"", app);
+    write_app_conf(args, "workers = 1\nuser = \"nobody\"\n"
                    "directory = \"/tmp\"\nenvironment = {\"A=1\"}", false);
     char *env[] = { "PREFORKD_TEST_LEAK=yes", NULL };
     cr_assert_eq(server_start(&srv, env), 0, "%s", h_read_file(srv.log) ?: "");
