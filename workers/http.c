@@ -57,7 +57,7 @@ enum { H_NONE, H_INM, H_IMS, H_IM, H_IUS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, 
 /* F_SERVED: answered one. F_CUT: closing on a request cut short (refused
  * head or body), so the client may still be sending. F_LINGER: closing,
  * answer sent, reading and dropping what still comes. */
-enum { F_CLOSE = 1, F_PEER = 2, F_SERVED = 4, F_CUT = 8, F_LINGER = 16 };
+enum { F_CLOSE = 1, F_SERVED = 4, F_CUT = 8, F_LINGER = 16 };
 
 struct span { uint32_t off, len; };
 
@@ -101,8 +101,6 @@ struct http_state {
     llhttp_t parser;
     struct hbuf *b;             /* NULL while idle */
     uint8_t flags;
-    uint8_t peer_family;
-    uint8_t peer[16];
 };
 
 /* Per worker process. */
@@ -490,25 +488,6 @@ static void settings_init(void)
 
 /* --- access log and counters --------------------------------------------- */
 
-static void peer_text(struct conn *c, struct http_state *s, char *out, size_t cap)
-{
-    if (!(s->flags & F_PEER)) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        s->flags |= F_PEER;
-        if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
-            s->peer_family = (uint8_t)ss.ss_family;
-            if (ss.ss_family == AF_INET)
-                memcpy(s->peer, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-            else if (ss.ss_family == AF_INET6)
-                memcpy(s->peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
-        }
-    }
-    if ((s->peer_family != AF_INET && s->peer_family != AF_INET6) ||
-        !inet_ntop(s->peer_family, s->peer, out, (socklen_t)cap))
-        snprintf(out, cap, "-");
-}
-
 /* Copy a request field for the log, escaping what could forge a line
  * or a field ('"', '\\', control and non-ASCII bytes, as nginx does). */
 static char *put_escaped(char *p, const struct hbuf *b, struct span sp)
@@ -541,7 +520,7 @@ static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
     if (!line)
         return;
     char ip[INET6_ADDRSTRLEN];
-    peer_text(c, s, ip, sizeof ip);
+    peer_addr_text(&c->peer, ip, sizeof ip);
     const llhttp_t *p = &s->parser;
     char *o = line + sprintf(line, "%s - - %s \"%s ", ip, http_log_time(),
                              b->url_done ? llhttp_method_name(p->method) : "-");

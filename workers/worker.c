@@ -240,7 +240,13 @@ void conn_close(struct conn *c)
         listeners_enable(w, true);
 }
 
-static void conn_open(struct worker *w, struct wlistener *l, int fd)
+void conn_admit(struct conn *c)
+{
+    c->proto->on_open(c);
+}
+
+static void conn_open(struct worker *w, struct wlistener *l, int fd,
+                      const struct sockaddr *sa)
 {
     struct conn *c = conn_alloc(w, l->proto);
     if (!c) {
@@ -250,6 +256,7 @@ static void conn_open(struct worker *w, struct wlistener *l, int fd)
     }
     c->fd = fd;
     c->ls = l;
+    peer_from_sockaddr(&c->peer, sa);
     /* Not in epoll until on_open first waits (conn_set_interest): an HTTP
      * request that is answered and closed at once (its bytes came with the
      * accept, TCP_DEFER_ACCEPT) costs no epoll_ctl at all. */
@@ -261,7 +268,7 @@ static void conn_open(struct worker *w, struct wlistener *l, int fd)
     w->stats.accepted++;
     w->stats.active = (uint32_t)w->nconns;
     publish_load(w);
-    l->proto->on_open(c);
+    conn_admit(c);
 }
 
 /* --- listeners ---------------------------------------------------------- */
@@ -370,7 +377,11 @@ static void on_listener(struct worker *w, struct ev *ev, uint32_t events)
             listeners_enable(w, false);     /* back on when a slot frees */
             return;
         }
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof ss;
+        ss.ss_family = AF_UNSPEC;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -379,7 +390,7 @@ static void on_listener(struct worker *w, struct ev *ev, uint32_t events)
             pause_accepting(w, errno);      /* EMFILE, ENFILE, ENOBUFS, ... */
             return;
         }
-        conn_open(w, l, fd);
+        conn_open(w, l, fd, (struct sockaddr *)&ss);
         if (w->draining)
             return;
     }
@@ -581,13 +592,17 @@ static void report_if_due(struct worker *w)
 static void accept_pending(struct worker *w, struct wlistener *l)
 {
     while (l->conf->addr.socktype == SOCK_STREAM && w->nconns < w->max_conns) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof ss;
+        ss.ss_family = AF_UNSPEC;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (accept_error_is_transient(errno))
                 continue;
             return;
         }
-        conn_open(w, l, fd);
+        conn_open(w, l, fd, (struct sockaddr *)&ss);
     }
 }
 

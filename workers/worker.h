@@ -14,6 +14,7 @@
 #include "ipc/ipc.h"
 #include "ipc/latency.h"
 #include "server/config.h"
+#include "workers/peer.h"
 
 struct worker;
 struct conn;
@@ -54,6 +55,7 @@ struct conn {
     int64_t deadline_ms;
     struct conn *free_next;         /* pool link while unused */
     struct conn *anext, *aprev;     /* the worker's list of live conns */
+    struct peer_addr peer;          /* the client (see conn_admit) */
     /* protocol state follows, proto->state_size bytes, max-aligned */
     _Alignas(max_align_t) unsigned char state[];
 };
@@ -138,6 +140,10 @@ __attribute__((noreturn)) void worker_main(const struct worker_args *a);
 int conn_set_interest(struct conn *c, uint32_t events);
 /* Close and free; c must not be used afterwards. */
 void conn_close(struct conn *c);
+/* c->peer is the client's address now (set at accept, or by a stage in
+ * front of the protocol such as a PROXY header): hand c to its protocol. */
+void conn_admit(struct conn *c);
+
 /* Find or make the timer list for a duration (call from proto->init). */
 struct tlist *worker_timer_list(struct worker *w, int64_t dur_ms);
 /* Arm c's deadline at now + tl->dur_ms (re-arming moves it to the tail). */
