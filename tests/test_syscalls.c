@@ -120,7 +120,12 @@ static struct tally tally_between(const char *text, const char *from, const char
         int fd;
         snprintf(line, sizeof line, "%.*s", (int)strcspn(p, "\n"), p);
         t.calls++;
-        if (sscanf(line, "accept4(%*d, %*[^)]) = %d", &fd) == 1 && fd >= 0 && fd < 4096)
+        /* accept4(5, {sa_family=AF_INET, sin_port=htons(..), ...}, [..], ..) = 7:
+         * the address has parentheses of its own, so read the result after
+         * the last " = ". */
+        const char *res = strrchr(line, '=');
+        if (strncmp(line, "accept4(", 8) == 0 && res && sscanf(res, "= %d", &fd) == 1 &&
+            fd >= 0 && fd < 4096)
             conn_fd[fd] = true;
         else if (sscanf(line, "epoll_ctl(%*d, EPOLL_CTL_%*[A-Z], %d,", &fd) == 1 &&
                  fd >= 0 && fd < 4096 && conn_fd[fd])
