@@ -561,3 +561,60 @@ Test(percpu, reload_keeps_the_mode_of_a_kept_address)
     cr_expect(strstr(j, "needs a restart"), "%s", j);
     cr_assert_eq(exchange(port, 10000), 0);
 }
+
+/* --- hot upgrade ---------------------------------------------------------- */
+
+static pid_t pidfile_pid(void)
+{
+    char *t = h_read_file(srv.pidfile);
+    pid_t p = t ? (pid_t)atoi(t) : 0;
+    free(t);
+    return p;
+}
+
+/* preforkctl upgrade under a load from both CPUs: the new master gets every
+ * CPU socket back, in order (each CPU's connections still go to the worker
+ * pinned there), the same sockets, and nothing fails. */
+Test(percpu, upgrade_passes_every_cpu_socket_in_order)
+{
+    SKIP_UNDER_VALGRIND("a second master started under load");
+    int cpus[2];
+    need_two_cpus(cpus);
+    start_echo(2, "per-cpu");
+    unsigned long before[64], after[64];
+    size_t nbefore = master_socket_inodes(before, 64);
+    static struct cload l;
+    cload_start(&l, cpus);
+    pid_t old = srv.pid;
+    int rc = h_run(out, sizeof out, "PREFORKD_BIN=%s %s/etc/preforkctl -c %s upgrade",
+                   h_bin(), h_root(), srv.conf);
+    pid_t now = pidfile_pid();
+    h_remember_tree(&srv.tree, now);
+    if (srv.tree.n < sizeof srv.tree.pid / sizeof srv.tree.pid[0])
+        srv.tree.pid[srv.tree.n++] = now;
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_neq(now, old);
+    cr_assert(WAIT_UNTIL(h_pid_gone(old), 15000), "old master still there");
+    int ok = atomic_load(&l.ok);
+    cr_assert(WAIT_UNTIL(atomic_load(&l.ok) > ok + 50, 10000));
+    cload_stop(&l);
+    srv.pid = now;
+    size_t nafter = master_socket_inodes(after, 64);
+    size_t kept = 0;
+    for (size_t i = 0; i < nbefore; i++)
+        kept += has_inode(after, nafter, before[i]);
+    cr_expect_geq(kept, 2, "the new master holds the same two CPU sockets");
+    const char *j = status_json();
+    cr_assert(j && strstr(j, "\"accept\":\"per-cpu\",\"queues\":[{"), "%s", j ? j : "");
+    cr_log_info("upgrade under per-cpu load: %d ok, %d failed, %d over 1 s", l.ok, l.failed, l.slow);
+    cr_assert_eq(l.failed, 0);
+    for (int k = 0; k < 2; k++) {
+        long mine = accepted_on(cpus[k]), all = mine + accepted_on(cpus[1 - k]);
+        cr_assert_eq(run_burst(cpus[k], 20).failed, 0);
+        cr_assert(WAIT_UNTIL(accepted_on(cpus[k]) + accepted_on(cpus[1 - k]) >= all + 20, 5000));
+        cr_expect_geq(accepted_on(cpus[k]) - mine, 15, "CPU %d's connections went elsewhere "
+                      "after the upgrade: the sockets' order was lost", cpus[k]);
+    }
+    kill(now, SIGTERM);
+    cr_assert(WAIT_UNTIL(h_pid_gone(now), 15000));
+}
