@@ -715,6 +715,19 @@ static int apply_protocol(struct load_ctx *ctx, const struct rule *r,
     return bad(ctx, "must be http, echo or chat, got \"%s\"", text);
 }
 
+static int apply_accept(struct load_ctx *ctx, const struct rule *r,
+                        const char *text, void *field)
+{
+    (void)r;
+    if (strcmp(text, "shared") == 0)
+        *(enum accept_mode *)field = ACCEPT_SHARED;
+    else if (strcmp(text, "per-cpu") == 0)
+        *(enum accept_mode *)field = ACCEPT_PER_CPU;
+    else
+        return bad(ctx, "must be \"shared\" or \"per-cpu\", got \"%s\"", text);
+    return 0;
+}
+
 static int apply_address(struct load_ctx *ctx, const struct rule *r,
                          const char *text, void *field)
 {
@@ -940,6 +953,7 @@ static const struct rule rules[] = {
     { SEC_LISTEN, "address", NULL, apply_address, 0, 0, IN_LISTEN(addr) },
     { SEC_LISTEN, "protocol", "http", apply_protocol, 0, 0, IN_LISTEN(protocol) },
     { SEC_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
+    { SEC_LISTEN, "accept", "shared", apply_accept, 0, 0, IN_LISTEN(accept) },
     { SEC_APP, "workers", "auto", apply_workers, 1, 1024, IN_APP(workers) },
     { SEC_APP, "directory", ".", apply_app_dir, 0, 0, IN_APP(directory) },
     { SEC_APP, "user", "", apply_user, 0, 0, IN_APP(user) },
@@ -1055,6 +1069,13 @@ static int finish_listen(struct load_ctx *ctx, int fallback_line)
         return report(ctx, line, "listen: protocol \"%s\" needs a stream address, "
                       "\"%s\" is udp (only echo speaks udp)",
                       proto_name(l->protocol), l->addr.text);
+    /* Per-CPU sockets are a TCP reuseport group: a unix socket has none,
+     * and a UDP echo listener has no accept queue to split. */
+    if (l->accept == ACCEPT_PER_CPU && (l->addr.socktype != SOCK_STREAM ||
+                                        l->addr.sa.ss_family == AF_UNIX))
+        return report(ctx, line, "listen: accept \"per-cpu\" needs a TCP address, "
+                      "\"%s\" is %s", l->addr.text,
+                      l->addr.socktype == SOCK_DGRAM ? "udp" : "a unix socket");
     dup = find_same_address(c, &l->addr);
     if (dup)
         return report(ctx, line, "%s: duplicate address \"%s\" (also at line %d)",

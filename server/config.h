@@ -24,10 +24,15 @@ struct address {
     socklen_t salen;
 };
 
+/* accept = "shared" (one socket, every worker) or "per-cpu" (one
+ * SO_REUSEPORT socket per allowed CPU; server/percpu.c). */
+enum accept_mode { ACCEPT_SHARED, ACCEPT_PER_CPU };
+
 struct listen_conf {
     struct address addr;
     enum proto_kind protocol;
     int backlog;
+    enum accept_mode accept;
     int line;                        /* line of the listen section */
     int app;                         /* index in config.apps, or -1: built-in */
 };

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "server/log.h"
+#include "server/percpu.h"
 #include "server/sdnotify.h"
 
 static int unix_socket_is_live(const struct sockaddr_un *sun, socklen_t len)
@@ -71,6 +72,50 @@ static int set_socket_options(int fd, const struct listen_conf *conf)
     return 0;
 }
 
+static int adopt_passed(struct listener *l, int fd, char *err, size_t errlen);
+
+/* Per-CPU sockets passed by the old master of a hot upgrade, in their
+ * group's order (it laid them out so): re-steered for our CPUs. */
+static int adopt_per_cpu(struct listener *l, const int *fds, int n, char *err, size_t errlen)
+{
+    int cpus[PERCPU_MAX], ncpus = percpu_allowed(cpus, PERCPU_MAX);
+    for (int i = 0; i < n; i++) {
+        if (adopt_passed(l, fds[i], err, errlen) != 0) {
+            for (int k = i + 1; k < n; k++)
+                close(fds[k]);
+            for (int k = 0; k < i; k++)
+                close(l->pc.fd[k]);
+            l->pc.n = 0;
+            return -1;
+        }
+        l->pc.fd[i] = fds[i];
+        l->pc.cpu[i] = ncpus > 0 ? cpus[i % ncpus] : i;
+        l->pc.n = i + 1;
+    }
+    l->fd = l->pc.fd[0];
+    if (l->conf.accept != ACCEPT_PER_CPU)
+        log_warn("listener %s: %d per-CPU sockets passed; changing accept mode needs "
+                 "a restart, keeping \"per-cpu\"", l->conf.addr.text, n);
+    if (percpu_steer(&l->pc, err, errlen) != 0)
+        log_warn("listener %s: %s; connections spread by hash", l->conf.addr.text, err);
+    return 0;
+}
+
+/* Sockets passed for this address (socket activation or a hot upgrade):
+ * one is used as it is (shared: systemd passes one socket per address, so
+ * per-cpu cannot be had that way), several are a per-CPU group. */
+static int adopt_all_passed(struct listener *l, const int *fds, int n,
+                            char *err, size_t errlen)
+{
+    if (n > 1)
+        return adopt_per_cpu(l, fds, n, err, errlen);
+    if (l->conf.accept == ACCEPT_PER_CPU)
+        log_warn("listener %s: accept = \"per-cpu\", but one socket was passed for it "
+                 "(socket activation, or a hot upgrade from a shared listener): "
+                 "serving it shared", l->conf.addr.text);
+    return adopt_passed(l, fds[0], err, errlen);
+}
+
 /* A socket passed by socket activation (systemd, systemd-socket-activate)
  * for this address: used as if bound here, with our options and backlog. */
 static int adopt_passed(struct listener *l, int fd, char *err, size_t errlen)
@@ -92,6 +137,99 @@ static int adopt_passed(struct listener *l, int fd, char *err, size_t errlen)
     return 0;
 }
 
+/* Is the address free? A socket without SO_REUSEPORT cannot bind beside a
+ * live listener, so a second instance does not join our reuseport group
+ * (and take half of our connections) but fails as it would in shared mode. */
+static int probe_free(const struct address *a, char *err, size_t errlen)
+{
+    int one = 1, fd = socket(a->sa.ss_family, a->socktype | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (const struct sockaddr *)&a->sa, a->salen) != 0) {
+        snprintf(err, errlen, "bind %s: %s", a->text, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* One member of the group: bound to sa (port 0: the first member's port). */
+static int open_member(const struct listen_conf *conf, struct sockaddr_storage *sa,
+                       int cpu, char *err, size_t errlen)
+{
+    const struct address *a = &conf->addr;
+    int one = 1, fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    socklen_t len = a->salen;
+    const char *step = "socket";
+    if (fd < 0)
+        goto fail;
+    step = "setsockopt";
+    if (set_socket_options(fd, conf) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        goto fail;
+    /* Used by the kernel (6.1 on) if the steering program cannot be attached. */
+    (void)setsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, sizeof cpu);
+    step = "bind";
+    if (bind(fd, (const struct sockaddr *)sa, a->salen) != 0 ||
+        getsockname(fd, (struct sockaddr *)sa, &len) != 0)
+        goto fail;
+    step = "listen";
+    if (listen(fd, conf->backlog) != 0)
+        goto fail;
+    return fd;
+fail:
+    snprintf(err, errlen, "%s %s: %s", step, a->text, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+static void log_per_cpu(const struct listener *l, bool steered)
+{
+    char cpus[256] = "";
+    for (int i = 0, len = 0; i < l->pc.n && len < (int)sizeof cpus - 8; i++)
+        len += snprintf(cpus + len, sizeof cpus - (size_t)len, "%s%d", i ? "," : "", l->pc.cpu[i]);
+    log_info("listener %s: accept per-cpu, %d SO_REUSEPORT sockets (CPUs %s), %s",
+             l->conf.addr.text, l->pc.n, cpus, steered ?
+             "steered by a reuseport CBPF program (SKF_AD_CPU -> that CPU's socket)" :
+             "spread by the kernel's hash");
+}
+
+/* One socket per allowed CPU, put in listen state in CPU order: that is
+ * their order in the kernel's reuseport group, which the program indexes. */
+static int open_per_cpu(struct listener *l, char *err, size_t errlen)
+{
+    int cpus[PERCPU_MAX], n = percpu_allowed(cpus, PERCPU_MAX);
+    struct sockaddr_storage sa = l->conf.addr.sa;
+    if (n <= 0) {
+        log_warn("listener %s: cannot read the CPU affinity; serving it shared",
+                 l->conf.addr.text);
+        return 1;
+    }
+    if (probe_free(&l->conf.addr, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        int fd = open_member(&l->conf, &sa, cpus[i], err, errlen);
+        if (fd < 0) {
+            while (i-- > 0)
+                close(l->pc.fd[i]);
+            l->pc.n = 0;
+            return -1;
+        }
+        l->pc.fd[i] = fd;
+        l->pc.cpu[i] = cpus[i];
+        l->pc.n = i + 1;
+    }
+    l->fd = l->pc.fd[0];
+    char why[200];
+    bool steered = percpu_steer(&l->pc, why, sizeof why) == 0;
+    if (!steered)
+        log_warn("listener %s: %s", l->conf.addr.text, why);
+    log_per_cpu(l, steered);
+    return 0;
+}
+
 int listener_open(struct listener *l, const struct listen_conf *conf,
                   char *err, size_t errlen)
 {
@@ -99,9 +237,15 @@ int listener_open(struct listener *l, const struct listen_conf *conf,
     l->conf = *conf;
     l->fd = -1;
     l->adopted = false;
-    int passed = sdnotify_adopt(a);
-    if (passed >= 0)
-        return adopt_passed(l, passed, err, errlen);
+    memset(&l->pc, 0, sizeof l->pc);
+    int passed[PERCPU_MAX], npassed = sdnotify_adopt_all(a, passed, PERCPU_MAX);
+    if (npassed > 0)
+        return adopt_all_passed(l, passed, npassed, err, errlen);
+    if (conf->accept == ACCEPT_PER_CPU) {
+        int r = open_per_cpu(l, err, errlen);
+        if (r <= 0)
+            return r;               /* else: shared after all */
+    }
     if (a->sa.ss_family == AF_UNIX && prepare_unix_path(a, err, errlen) != 0)
         return -1;
     /* An app's listener stays blocking, as systemd passes sockets: a
@@ -129,10 +273,28 @@ fail:
     return -1;
 }
 
+const char *listener_accept_name(const struct listener *l)
+{
+    return l->pc.n > 0 ? "per-cpu" : "shared";
+}
+
+void listener_relisten(const struct listener *l)
+{
+    if (l->conf.addr.socktype != SOCK_STREAM)
+        return;
+    if (l->pc.n == 0)
+        listen(l->fd, l->conf.backlog);
+    for (int i = 0; i < l->pc.n; i++)
+        listen(l->pc.fd[i], l->conf.backlog);
+}
+
 void listener_close(struct listener *l)
 {
     if (l->fd < 0)
         return;
+    for (int i = 1; i < l->pc.n; i++)   /* pc.fd[0] is l->fd */
+        close(l->pc.fd[i]);
+    l->pc.n = 0;
     close(l->fd);
     l->fd = -1;
     if (l->conf.addr.sa.ss_family == AF_UNIX && !l->adopted) {   /* systemd's path */

@@ -6,17 +6,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "server/config.h"
+#include "server/percpu.h"
 
 struct listener {
     struct listen_conf conf;
     int fd;
     bool adopted;                   /* passed by socket activation */
+    /* accept = "per-cpu" as it is in effect (pc.n > 0), whatever the
+     * config now says: fd is pc.fd[0] then. */
+    struct percpu_set pc;
 };
 
 /* Create, bind and (for streams) listen, or adopt the socket passed by
  * socket activation for this address. 0, or -1 with "bind ADDR: why". */
 int listener_open(struct listener *l, const struct listen_conf *conf,
                   char *err, size_t errlen);
+/* "per-cpu" or "shared": the mode in effect. */
+const char *listener_accept_name(const struct listener *l);
+/* Every socket of l (one, or one per CPU): listen(backlog) again. */
+void listener_relisten(const struct listener *l);
 /* Close; a unix socket's path is removed. */
 void listener_close(struct listener *l);
 /* Open every listen of cfg into a new array; on failure none stay open. */

@@ -133,14 +133,28 @@ static void close_master_fds(struct master *m, size_t keep)
 
 /* --- spawning ----------------------------------------------------------- */
 
+/* With per-CPU listeners, slot s runs on the s-th CPU (modulo their count)
+ * of the first one's sockets, and accepts on that CPU's socket. */
+static int pin_cpu_for(const struct master *m, size_t idx)
+{
+    for (size_t i = 0; i < m->nls; i++)
+        if (m->ls[i].pc.n > 0)
+            return m->ls[i].pc.cpu[idx % (size_t)m->ls[i].pc.n];
+    return -1;
+}
+
 static __attribute__((noreturn)) void run_child(struct master *m, size_t idx,
                                                 int status_w, int cmd_r)
 {
     close_master_fds(m, idx);
     int fds[m->nls ? m->nls : 1];
-    for (size_t i = 0; i < m->nls; i++)
+    const struct percpu_set *pcs[m->nls ? m->nls : 1];
+    for (size_t i = 0; i < m->nls; i++) {
         fds[i] = m->ls[i].fd;
+        pcs[i] = m->ls[i].pc.n > 0 ? &m->ls[i].pc : NULL;
+    }
     struct worker_args a = {
+        .percpu = pcs, .pin_cpu = pin_cpu_for(m, idx),
         .cfg = &m->cfg, .slot = (int)idx, .gen = m->gen,
         .master_pid = getppid(), .status_fd = status_w, .cmd_fd = cmd_r,
         .listen_fds = fds, .board = m->board,
@@ -182,6 +196,7 @@ static int spawn_worker(struct master *m, size_t idx)
     s->cmd_fd = cm[1];
     s->state = WS_STARTING;
     s->board_slot = idx;
+    s->pinned_cpu = pin_cpu_for(m, idx);
     loadboard_note_slot(m->board, idx);
     s->started_ms = s->last_seen_ms = s->prev_report_ms = m->now_ms;
     s->started_wall = time(NULL);
@@ -710,8 +725,27 @@ static bool ls_is_shared(const struct master *m, int fd)
 /* The new set of listeners: an unchanged address keeps its socket (no
  * connection refused during the swap), a new one is bound. On failure
  * nothing changes. */
+/* A kept socket keeps its accept mode: per-CPU sockets are SO_REUSEPORT
+ * and a shared one is not, so neither kind can be bound beside the other
+ * on the same address. The new mode needs a restart (or a removal of the
+ * listen entry and a reload, then its return and another). */
+static void keep_accept_mode(struct listener *l, char *note, size_t cap)
+{
+    enum accept_mode now = l->pc.n > 0 ? ACCEPT_PER_CPU : ACCEPT_SHARED;
+    if (l->conf.accept == now || l->conf.addr.socktype != SOCK_STREAM ||
+        l->conf.addr.sa.ss_family == AF_UNIX)
+        return;
+    log_warn("reload: listen %s: changing accept mode needs a restart; keeping \"%s\"",
+             l->conf.addr.text, listener_accept_name(l));
+    size_t len = strlen(note);
+    snprintf(note + len, cap - len, "%saccept of %s needs a restart", len ? "; " : "",
+             l->conf.addr.text);
+    l->conf.accept = now;
+}
+
 static int build_listeners(struct master *m, const struct config *cfg,
-                           struct listener **out, char *err, size_t errlen)
+                           struct listener **out, char *note, size_t notecap,
+                           char *err, size_t errlen)
 {
     struct listener *ls = calloc(cfg->nlistens, sizeof *ls);
     if (!ls) {
@@ -722,14 +756,13 @@ static int build_listeners(struct master *m, const struct config *cfg,
         ls[i].fd = -1;
         for (size_t j = 0; j < m->nls && ls[i].fd < 0; j++) {
             if (m->ls[j].fd >= 0 && address_equal(&m->ls[j].conf.addr, &cfg->listens[i].addr)) {
+                ls[i] = m->ls[j];       /* its socket(s), per-CPU ones too */
                 ls[i].conf = cfg->listens[i];
-                ls[i].fd = m->ls[j].fd;
-                ls[i].adopted = m->ls[j].adopted;
             }
         }
         if (ls[i].fd >= 0) {
-            if (ls[i].conf.addr.socktype == SOCK_STREAM)
-                listen(ls[i].fd, ls[i].conf.backlog);   /* a new backlog applies */
+            listener_relisten(&ls[i]);  /* a new backlog applies */
+            keep_accept_mode(&ls[i], note, notecap);
             continue;
         }
         if (listener_open(&ls[i], &cfg->listens[i], err, errlen) != 0) {
@@ -859,7 +892,7 @@ static void reload(struct master *m)
     if (config_load(m->cfg.path, &cfg, err, sizeof err) != 0)
         return reject_reload(m, err);
     keep_restart_settings(m, &cfg, note, sizeof note);
-    if (build_listeners(m, &cfg, &ls, err, sizeof err) != 0) {
+    if (build_listeners(m, &cfg, &ls, note, sizeof note, err, sizeof err) != 0) {
         config_free(&cfg);
         return reject_reload(m, err);
     }

@@ -45,6 +45,7 @@ struct slot {
     double req_rate;                /* requests/s between the last two heartbeats */
     double cpu_pct;                 /* CPU % (of one core) between them */
     size_t board_slot;              /* its loadboard entry: the slot it was spawned in */
+    int pinned_cpu;                 /* per-CPU accept: the CPU it runs on; else -1 */
     const char *retire_reason;      /* why it drains: "reload", "max_requests", ... */
     struct lat_window *lat;         /* its request durations, once it sent any */
 };

@@ -117,10 +117,26 @@ int sdnotify_adopt(const struct address *a)
         if (!bound_to(passed[i], a))
             continue;
         int fd = passed[i];
-        passed[i] = passed[--npassed];
+        /* Keep the rest in fd order (sdnotify_adopt_all relies on it). */
+        memmove(&passed[i], &passed[i + 1], (npassed - i - 1) * sizeof passed[0]);
+        npassed--;
         return fd;
     }
     return -1;
+}
+
+int sdnotify_adopt_all(const struct address *a, int *fds, int max)
+{
+    int n = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < npassed; i++) {  /* passed[] is in fd order */
+        if (n < max && bound_to(passed[i], a))
+            fds[n++] = passed[i];
+        else
+            passed[kept++] = passed[i];
+    }
+    npassed = kept;
+    return n;
 }
 
 void sdnotify_close_unadopted(void)

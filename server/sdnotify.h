@@ -26,6 +26,9 @@ void sdnotify_take_listen_fds(void);
 /* A passed socket bound to a's address and type, taken out of the set,
  * or -1. */
 int sdnotify_adopt(const struct address *a);
+/* Every passed socket bound to a's address (a hot upgrade passes a per-CPU
+ * listener's sockets in their order), in fd order, at most max: how many. */
+int sdnotify_adopt_all(const struct address *a, int *fds, int max);
 /* Passed sockets that no listen entry matched: logged and closed. */
 void sdnotify_close_unadopted(void);
 

@@ -172,20 +172,40 @@ static const char *fmt_bytes(uint64_t n, char *buf, size_t cap)
 }
 
 /* Current accept queue of a listening TCP socket, from the kernel:
- * tcpi_unacked is the queue length, tcpi_sacked the backlog. */
+ * tcpi_unacked is the queue length, tcpi_sacked the backlog. A per-CPU
+ * listener's is the sum over its sockets (each has the backlog). */
 static struct listen_view listen_queue(const struct listener *l)
 {
     struct listen_view v = { -1, l->conf.backlog };
-    struct tcp_info ti;
-    socklen_t len = sizeof ti;
     int fam = l->conf.addr.sa.ss_family;
     if (l->conf.addr.socktype != SOCK_STREAM || fam == AF_UNIX || l->fd < 0)
         return v;
-    if (getsockopt(l->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
-        v.queue = (int)ti.tcpi_unacked;
-        v.backlog = (int)ti.tcpi_sacked;
+    if (l->pc.n == 0) {
+        v.queue = percpu_queue(l->fd, &v.backlog);
+        return v;
+    }
+    for (int i = 0; i < l->pc.n; i++) {
+        int q = percpu_queue(l->pc.fd[i], &v.backlog);
+        if (q >= 0)
+            v.queue = (v.queue < 0 ? 0 : v.queue) + q;
     }
     return v;
+}
+
+/* "queues":[{"cpu":0,"queue":3},...] for a per-CPU listener, else null. */
+static void json_queues(struct sbuf *o, const struct listener *l)
+{
+    sbuf_printf(o, ",\"accept\":\"%s\",\"queues\":", listener_accept_name(l));
+    if (l->pc.n == 0) {
+        sbuf_printf(o, "null");
+        return;
+    }
+    for (int i = 0; i < l->pc.n; i++) {
+        int q = percpu_queue(l->pc.fd[i], NULL);
+        sbuf_printf(o, "%s{\"cpu\":%d,\"queue\":", i ? "," : "[", l->pc.cpu[i]);
+        sbuf_printf(o, q >= 0 ? "%d}" : "null}", q);
+    }
+    sbuf_printf(o, "]");
 }
 
 static uint64_t process_rss(pid_t pid)
@@ -390,6 +410,8 @@ static void text_header(const struct master *m, struct sbuf *o)
         char label[64];
         sbuf_printf(o, " %s %s", listener_label(m, &m->ls[i], label, sizeof label),
                     m->ls[i].conf.addr.text);
+        if (m->ls[i].pc.n > 0)
+            sbuf_printf(o, " per-cpu x%d", m->ls[i].pc.n);
         if (q.queue >= 0)
             sbuf_printf(o, " queue %d/%d", q.queue, q.backlog);
         const struct lstat *ll = listener_lat(m, &m->ls[i]);
@@ -681,6 +703,7 @@ static void json_header(const struct master *m, struct sbuf *o)
         else
             sbuf_printf(o, ",\"queue\":null");
         sbuf_printf(o, ",\"backlog\":%d", q.backlog);
+        json_queues(o, &m->ls[i]);
         const struct lstat *ll = listener_lat(m, &m->ls[i]);
         json_latency(o, ll ? &ll->win : NULL, ll != NULL, m->now_ms);
         json_history(o, ll);
@@ -765,6 +788,8 @@ static void json_rows(const struct master *m, struct sbuf *o)
                     (unsigned long long)r->bytes_out, v.cpu_s, v.s->cpu_pct,
                     (unsigned long long)v.rss,
                     (long long)(now - (time_t)v.seen_s));
+        sbuf_printf(o, v.s->pinned_cpu >= 0 ? ",\"pinned_cpu\":%d" : ",\"pinned_cpu\":null",
+                    v.s->pinned_cpu);
         json_latency(o, v.s->lat, true, m->now_ms);
         sbuf_printf(o, "}");
         first = false;

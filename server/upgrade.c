@@ -44,10 +44,19 @@ static int lift(int fd, int floor)
 static __attribute__((noreturn)) void exec_new_master(struct master *m, int verdict_w,
                                                       pid_t old)
 {
-    /* The status listener goes last among the sockets: adopted by address. */
-    int n = (int)m->nls + (m->shttp.lfd >= 0), floor = 3 + n + 2, lifted[n + 2];
-    for (int i = 0; i < (int)m->nls; i++)
-        lifted[i] = lift(m->ls[i].fd, floor);
+    /* The status listener goes last among the sockets: adopted by address.
+     * A per-CPU listener's sockets go in their group's order: the new
+     * master adopts them in fd order and steers by that index. */
+    int n = (int)(m->shttp.lfd >= 0);
+    for (size_t i = 0; i < m->nls; i++)
+        n += m->ls[i].pc.n > 0 ? m->ls[i].pc.n : 1;
+    int floor = 3 + n + 2, lifted[n + 2], k = 0;
+    for (size_t i = 0; i < m->nls; i++) {
+        if (m->ls[i].pc.n == 0)
+            lifted[k++] = lift(m->ls[i].fd, floor);
+        for (int c = 0; c < m->ls[i].pc.n; c++)
+            lifted[k++] = lift(m->ls[i].pc.fd[c], floor);
+    }
     if (m->shttp.lfd >= 0)
         lifted[n - 1] = lift(m->shttp.lfd, floor);
     lifted[n] = lift(m->pidfile_fd, floor);

@@ -12,6 +12,12 @@
 #   idle   RSS of master + workers before and after IDLE_CONNS keep-alive
 #          connections that have each done one request (build/idleconns)
 #   cpu    utime+stime of master + workers over a wrk run / requests served
+# preforkd runs twice in every round: accept = "shared" (the table's
+# preforkd column) and accept = "per-cpu" (preforkd-percpu: one socket per
+# CPU, workers pinned), and a second table sets the two modes side by side.
+# Then the fairness runs: the ka load from wrk pinned to one core (taskset)
+# and from both, in each mode: how the requests split between the workers,
+# and the p99 (FAIR_DURATION seconds each, default DURATION).
 #
 # How to read the table: every cell is the MEDIAN over the rounds. The
 # "better" column says which way is good for that row; pf/nginx and
@@ -43,6 +49,7 @@ IDLE_CONNS=${IDLE_CONNS:-2000}
 STATUS_WORKERS=${STATUS_WORKERS:-64}
 STATUS_RUNS=20
 RELOADS=${RELOADS:-20}               # SIGHUPs under load (zero failures expected)
+FAIR_DURATION=${FAIR_DURATION:-}
 KA_CONNS=50
 BIG_CONNS=4
 WRK_THREADS=2
@@ -278,7 +285,7 @@ wait_ready() {
     die "$SERVER_NAME not ready after 10 s"
 }
 
-# preforkd_conf FILE PORT WORKERS WORKER_TIMEOUT
+# preforkd_conf FILE PORT WORKERS WORKER_TIMEOUT [ACCEPT]
 preforkd_conf() {
     local dir
     dir=$(dirname "$1")
@@ -296,6 +303,7 @@ listen {
   address  = "127.0.0.1:$2"
   protocol = "http"
   backlog  = 511
+  accept   = "${5:-shared}"
 }
 http {
   root              = "$DOCROOT"
@@ -317,8 +325,9 @@ start_server() {
     SERVER_NAME=$name
     SERVER_PORT=$(pick_port)
     case $name in
-    preforkd | preforkd-noreport | preforkd-notiming | preforkd-base)
-        local bin=$PREFORKD_BIN timeout=30
+    preforkd | preforkd-percpu | preforkd-noreport | preforkd-notiming | preforkd-base)
+        local bin=$PREFORKD_BIN timeout=30 accept=shared
+        [[ $name == preforkd-percpu ]] && accept=per-cpu
         if [[ $name == preforkd-noreport ]]; then
             bin=$PREFORKD_NOREPORT_BIN
             timeout=86400                    # no heartbeats: keep the watchdog quiet
@@ -327,7 +336,7 @@ start_server() {
         elif [[ $name == preforkd-notiming ]]; then
             bin=$PREFORKD_NOTIMING_BIN
         fi
-        preforkd_conf "$dir/preforkd.conf" "$SERVER_PORT" "$WORKERS" "$timeout"
+        preforkd_conf "$dir/preforkd.conf" "$SERVER_PORT" "$WORKERS" "$timeout" "$accept"
         setsid "$bin" -f -c "$dir/preforkd.conf" >"$TMP/$name.out" 2>&1 &
         ;;
     nginx)
@@ -412,11 +421,14 @@ bench_server() {
 # wrk runs keep-alive and then connection-per-request load; every request
 # must succeed (no socket error, no non-2xx). One line per load into FILE.
 bench_reloads() {
-    local load out secs=$((RELOADS * 4 / 10 + 2)) i
+    local load out secs=$((RELOADS * 4 / 10 + 2)) i mode server
     : >"$1"
+    for mode in shared per-cpu; do
     for load in keep-alive close; do
-        start_server preforkd
-        out=$TMP/reloads-$load.txt
+        server=preforkd
+        [[ $mode == per-cpu ]] && server=preforkd-percpu
+        start_server "$server"
+        out=$TMP/reloads-$mode-$load.txt
         local hdr=()
         [[ $load == close ]] && hdr=(-H 'Connection: close')
         timeout -k 5 $((secs + 30)) wrk -t "$WRK_THREADS" -c "$KA_CONNS" -d "${secs}s" \
@@ -429,15 +441,58 @@ bench_reloads() {
         done
         wait "$wrk_pid" || true
         local gen
-        gen=$("$PREFORKD_BIN" status --json -c "$TMP/preforkd/preforkd.conf" 2>/dev/null |
+        gen=$("$PREFORKD_BIN" status --json -c "$TMP/$server/preforkd.conf" 2>/dev/null |
               sed -n 's/.*"generation":\([0-9]*\).*/\1/p')
         stop_server
         local errors
         errors=$(awk '/Socket errors:/ { n += $4 + $6 + $8 + $10 }
                       /Non-2xx or 3xx responses:/ { n += $5 } END { print n + 0 }' "$out")
         [[ $errors != 0 ]] && check_wrk_errors "$out" "reloads, $load"
-        printf '%d reloads under %s load: %s requests, %s failed (socket errors + non-2xx), generation %s\n' \
-            "$RELOADS" "$load" "$(wrk_requests "$out")" "$errors" "${gen:-?}" >>"$1"
+        printf '%d reloads under %s load, accept %s: %s requests, %s failed (socket errors + non-2xx), generation %s\n' \
+            "$RELOADS" "$load" "$mode" "$(wrk_requests "$out")" "$errors" "${gen:-?}" >>"$1"
+    done
+    done
+}
+
+# Each worker's "requests" from preforkd status --json, one a line, in slot order.
+worker_requests() {
+    "$PREFORKD_BIN" status --json -c "$TMP/$SERVER_NAME/preforkd.conf" 2>/dev/null |
+        sed 's/.*"workers":\[//' | grep -o '"requests":[0-9]*' | cut -d: -f2
+}
+
+# bench_fairness FILE: the ka load from wrk pinned to one core, then from
+# both cores, in each accept mode: the share of requests each worker served
+# (counted by the workers, read through status) and wrk's p99. A line each.
+bench_fairness() {
+    local mode cores out before after server secs=${FAIR_DURATION:-$DURATION}
+    : >"$1"
+    for mode in shared per-cpu; do
+        server=preforkd
+        [[ $mode == per-cpu ]] && server=preforkd-percpu
+        for cores in 0 all; do
+            start_server "$server"
+            out=$TMP/fair-$mode-$cores.txt
+            local pin=()
+            [[ $cores != all ]] && pin=(taskset -c "$cores")
+            sleep 1.1                               # a heartbeat: counts are fresh
+            before=$(worker_requests | paste -sd' ')
+            timeout -k 5 $((secs + 30)) "${pin[@]}" wrk -t "$WRK_THREADS" -c "$KA_CONNS" \
+                -d "${secs}s" --latency "http://127.0.0.1:$SERVER_PORT/1k.bin" >"$out" 2>&1 || true
+            sleep 1.1
+            after=$(worker_requests | paste -sd' ')
+            stop_server
+            check_wrk_errors "$out" "fairness, $mode, wrk on CPU $cores"
+            awk -v b="$before" -v a="$after" -v m="$mode" -v c="$cores" \
+                -v rps="$(wrk_rps "$out")" -v p99="$(wrk_p99_ms "$out")" 'BEGIN {
+                    nb = split(b, vb, " "); na = split(a, va, " ")
+                    for (i = 1; i <= na; i++) { d[i] = va[i] - (i <= nb ? vb[i] : 0); t += d[i] }
+                    s = ""
+                    for (i = 1; i <= na; i++)
+                        s = s sprintf("%s%.0f%%", i > 1 ? "/" : "", t ? 100 * d[i] / t : 0)
+                    printf "fairness, accept %-7s wrk on %-5s %8.0f req/s, p99 %s ms, requests per worker %s\n",
+                        m, (c == "all" ? "both" : "CPU " c) ":", rps, (p99 == "" ? "n/a" : p99), s
+                }' >>"$1"
+        done
     done
 }
 
@@ -500,8 +555,8 @@ median() {
 # rounds alternate the servers, so each round's ratio compares neighbours in
 # time and the range shows how far the machine's noise moves the ratio.
 ratio_range() {
-    awk -v p="$1" -v m="$2" '
-        $3 == m && $4 != "" && $2 == "preforkd" { pf[$1] = $4 }
+    awk -v p="$1" -v m="$2" -v me="${3:-preforkd}" '
+        $3 == m && $4 != "" && $2 == me { pf[$1] = $4 }
         $3 == m && $4 != "" && $2 == p { peer[$1] = $4 }
         END {
             for (r in pf) if ((r in peer) && peer[r] != 0) {
@@ -601,6 +656,39 @@ raise_fd_limit() {
         die "open file limit $(ulimit -n) (hard $hard) is too low for $IDLE_CONNS connections"
 }
 
+# accept = "per-cpu" beside "shared" and the peers, same rounds: pc/shared
+# and pc/nginx with their per-round ranges.
+print_accept_table() {
+    local fmt='%-40s %-6s %-6s %10s %10s %10s %10s %9s %9s  %-9s %-9s\n'
+    echo
+    echo "accept modes: preforkd accept = \"shared\" and \"per-cpu\" (same rounds, rotated order)"
+    # shellcheck disable=SC2059
+    printf "$fmt" "load (median of $ROUNDS)" unit better shared per-cpu nginx lighttpd pc/shared pc/nginx \
+        "(rounds:" "pc/shared, pc/nginx)"
+    local label unit better metric sh pc ng lt
+    while IFS='|' read -r label unit better metric; do
+        sh=$(median preforkd "$metric")
+        pc=$(median preforkd-percpu "$metric")
+        ng=$(median nginx "$metric")
+        lt=$(median lighttpd "$metric")
+        awk -v fmt="$fmt" -v l="$label" -v u="$unit" -v b="$better" -v sh="$sh" -v pc="$pc" \
+            -v ng="$ng" -v lt="$lt" -v rs="$(ratio_range preforkd "$metric" preforkd-percpu)" \
+            -v rn="$(ratio_range nginx "$metric" preforkd-percpu)" '
+            function num(x) { return x == "" ? "n/a" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.3g", x)) }
+            function ratio(a, c) { return (a == "" || c == "" || c == 0) ? "n/a" : sprintf("%.2f", a / c) }
+            BEGIN { printf fmt, l, u, b, num(sh), num(pc), num(ng), num(lt), ratio(pc, sh), ratio(pc, ng), rs, rn }'
+    done <<'EOF'
+1 KiB keep-alive, 50 conns|req/s|higher|ka_rps
+1 KiB keep-alive, 50 conns: p99|ms|lower|ka_p99_ms
+1 KiB keep-alive: server CPU/request|us|lower|ka_cpu_us
+1 KiB Connection: close, 50 conns|req/s|higher|close_rps
+1 KiB Connection: close: CPU/request|us|lower|close_cpu_us
+10 MiB file, 4 conns|MB/s|higher|big_mbs
+10 MiB file: server CPU/file|ms|lower|big_cpu_ms
+memory per idle keep-alive connection|KiB|lower|idle_kib
+EOF
+}
+
 # With PREFORKD_BASE_BIN (make bench BASE=/path/to/an/older/preforkd): the
 # same rows for that build, run in the same rounds, and this build / it.
 print_ab_table() {
@@ -644,7 +732,7 @@ main() {
     machine=$(print_machine)
     log "$machine"
 
-    local servers=(preforkd preforkd-noreport preforkd-notiming nginx lighttpd) round i
+    local servers=(preforkd preforkd-percpu preforkd-noreport preforkd-notiming nginx lighttpd) round i
     if [[ -n ${PREFORKD_BASE_BIN:-} ]]; then
         [[ -x $PREFORKD_BASE_BIN ]] || die "PREFORKD_BASE_BIN $PREFORKD_BASE_BIN is not executable"
         servers+=(preforkd-base)
@@ -659,18 +747,22 @@ main() {
     bench_status "$TMP/status-line"
     log "preforkd: $RELOADS reloads under load"
     bench_reloads "$TMP/reload-lines"
+    log "fairness: wrk on one core and on both, each accept mode"
+    bench_fairness "$TMP/fair-lines"
 
     echo
     echo "$machine"
     echo "command: make bench DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS"
     echo
     print_table
+    print_accept_table
     print_ab_table
     echo
     print_report_cost
     print_timing_cost
     cat "$TMP/status-line"
     cat "$TMP/reload-lines"
+    cat "$TMP/fair-lines"
     print_problems
 }
 

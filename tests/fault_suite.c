@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,11 +41,23 @@ static void teardown(void)
 
 TestSuite(faults, .init = setup, .fini = teardown, .timeout = 240);
 
+/* The accept mode of the echo listener: the scenarios below that matter
+ * for it (kills, reloads) run in both. */
+static const char *accept_mode = "shared";
+
 static void write_conf(int workers, const char *extra)
 {
     server_write_conf(&srv, "workers = %d\ngraceful_timeout = 5\nlog_level = \"info\"\n%s\n"
-                      "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" }\n",
-                      workers, extra, port);
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"echo\" accept = \"%s\" }\n",
+                      workers, extra, port, accept_mode);
+}
+
+/* Sockets of a worker that are not connections: its listening sockets. */
+static int listening_sockets(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    return strcmp(accept_mode, "per-cpu") == 0 ? n : 1;
 }
 
 static double json_field(const char *key)
@@ -115,7 +128,7 @@ static bool pool_has(size_t n, pid_t gone)
 }
 
 /* 1. SIGKILL a random worker every 200 ms for 10 s under load. */
-Test(faults, sigkill_storm_under_load)
+static void sigkill_storm(void)
 {
     write_conf(4, "");
     cr_assert_eq(server_start(&srv, NULL), 0);
@@ -130,7 +143,7 @@ Test(faults, sigkill_storm_under_load)
         size_t n = h_children(&srv, srv.pid, w, 8);
         cr_assert_eq(n, 4, "pool is %zu", n);
         pid_t victim = w[rand_r(&seed) % n];
-        held += h_count_sockets(victim) - 1;        /* minus the listener */
+        held += h_count_sockets(victim) - listening_sockets();
         kill(victim, SIGKILL);
         kills++;
         cr_assert(WAIT_UNTIL(pool_has(4, victim), 1000), "kill %d not replaced in 1 s", kills);
@@ -146,6 +159,16 @@ Test(faults, sigkill_storm_under_load)
      * with its worker: at most one per kill on this two-client load. */
     cr_assert_leq(l.failed, held + kills, "failures beyond what the killed workers held");
     cr_assert(WAIT_UNTIL(json_field("idle") + json_field("busy") == 4, 3000));
+}
+
+Test(faults, sigkill_storm_under_load) { sigkill_storm(); }
+
+/* The same with one socket per CPU: a killed worker's CPU socket is
+ * served by the others until its replacement is up. */
+Test(faults, sigkill_storm_under_load_per_cpu)
+{
+    accept_mode = "per-cpu";
+    sigkill_storm();
 }
 
 static long fd_count(pid_t pid)
@@ -174,7 +197,7 @@ static long rss_kb(pid_t pid)
 
 /* 3. 50 reloads under load, alternating two valid files with one invalid in
  * the middle: nothing fails; the master's descriptors and memory stay flat. */
-Test(faults, fifty_reloads_no_failure_no_growth)
+static void fifty_reloads(void)
 {
     write_conf(2, "");
     cr_assert_eq(server_start(&srv, NULL), 0);
@@ -203,6 +226,39 @@ Test(faults, fifty_reloads_no_failure_no_growth)
     cr_assert_eq(fd50, fd10, "master descriptors grew");
     cr_assert_leq(rss50 - rss10, 256, "master RSS grew by %ld KiB", rss50 - rss10);
     cr_assert_eq(json_field("generation"), 50, "49 applied + 1 initial");
+}
+
+Test(faults, fifty_reloads_no_failure_no_growth) { fifty_reloads(); }
+
+/* The same with one socket per CPU: they are kept, not re-bound. */
+Test(faults, fifty_reloads_no_failure_no_growth_per_cpu)
+{
+    accept_mode = "per-cpu";
+    fifty_reloads();
+}
+
+/* 20 reloads in a row (worker count alternating) under a load on each
+ * accept mode: no exchange fails (tests/test_ops.c has the shared one). */
+Test(faults, twenty_reloads_per_cpu)
+{
+    accept_mode = "per-cpu";
+    write_conf(2, "");
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    static struct load l;
+    load_start(&l, port);
+    for (int r = 0; r < 20; r++) {
+        write_conf(2 + r % 2, "");
+        double before = json_field("reloads");
+        kill(srv.pid, SIGHUP);
+        cr_assert(WAIT_UNTIL(json_field("reloads") == before + 1, 5000), "reload %d", r);
+        cr_assert(WAIT_UNTIL(json_field("draining") == 0, 8000), "reload %d: drain stuck", r);
+    }
+    int ok = atomic_load(&l.ok);
+    cr_assert(WAIT_UNTIL(atomic_load(&l.ok) > ok + 50, 5000));
+    load_stop(&l);
+    cr_log_info("20 reloads per-cpu: %d exchanges ok, %d failed", l.ok, l.failed);
+    cr_assert_eq(l.failed, 0);
+    cr_assert_eq(json_field("generation"), 21);
 }
 
 /* 8. The master stalls (SIGSTOP for 100 ms, ten times): workers keep serving

@@ -88,3 +88,17 @@ bool loadboard_least_other(const struct loadboard *b, size_t self, int64_t now_m
     }
     return found;
 }
+
+bool loadboard_covered(const struct loadboard *b, size_t self, int64_t now_ms,
+                       size_t ncpu, size_t cpu)
+{
+    size_t n = b ? atomic_load_explicit(&b->nslots, memory_order_relaxed) : 0;
+    for (size_t i = cpu; i < n; i += ncpu) {
+        if (i == self || atomic_load_explicit(&b->e[i].who, memory_order_relaxed) == 0)
+            continue;
+        if (now_ms - atomic_load_explicit(&b->e[i].stamp_ms, memory_order_relaxed) <=
+            LOADBOARD_FRESH_MS)
+            return true;
+    }
+    return false;
+}

@@ -34,4 +34,9 @@ void loadboard_clear(struct loadboard *b, size_t slot, pid_t pid);
 bool loadboard_least_other(const struct loadboard *b, size_t self, int64_t now_ms,
                            uint32_t *least);
 
+/* Per-CPU accept: is there another fresh entry whose slot is cpu modulo
+ * ncpu, i.e. a live worker pinned to that CPU's socket? */
+bool loadboard_covered(const struct loadboard *b, size_t self, int64_t now_ms,
+                       size_t ncpu, size_t cpu);
+
 #endif

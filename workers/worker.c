@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "server/log.h"
+#include "server/percpu.h"
 #include "workers/chat.h"
 #include "workers/echo.h"
 #include "workers/http.h"
@@ -28,6 +29,7 @@
 #define EMFILE_PAUSE_MS   1000  /* out of descriptors: stop accepting */
 #define FAIR_SLACK        8     /* connections above 1.5 x the least-loaded sibling */
 #define STEP_ASIDE_MS     1     /* ... before this worker steps aside this long */
+#define PERCPU_CHECK_MS   50    /* per-CPU sockets: who accepts where (see percpu_check) */
 /* Heartbeat period (status report with usage, plus once-a-second protocol
  * ticks). 0 = no status reports besides the startup, draining and exit ones:
  * the heartbeats and busy/idle flips are never sent, the ticks still run
@@ -165,6 +167,8 @@ static int64_t next_deadline(const struct worker *w)
         next = w->accept_resume_ms;
     if (w->draining && w->drain_deadline_ms < next)
         next = w->drain_deadline_ms;
+    if (w->has_percpu && !w->draining && w->next_percpu_ms < next)
+        next = w->next_percpu_ms;
     return next;
 }
 
@@ -297,7 +301,7 @@ static void listeners_enable(struct worker *w, bool on)
 {
     for (size_t i = 0; i < w->nls; i++) {
         struct wlistener *l = &w->ls[i];
-        if (on && !l->in_epoll && l->fd >= 0)
+        if (on && !l->in_epoll && l->fd >= 0 && l->home)
             listener_add(w, l);
         else if (!on && l->in_epoll && l->conf->addr.socktype == SOCK_STREAM)
             listener_del(w, l);
@@ -408,6 +412,51 @@ static void accept_sweep(struct worker *w)
         struct wlistener *l = &w->ls[i];
         if (l->in_epoll && l->conf->addr.socktype == SOCK_STREAM)
             on_listener(w, &l->ev, EPOLLIN);
+    }
+}
+
+/* Per-CPU sockets (accept = "per-cpu"). A worker accepts on its own CPU's
+ * socket, index slot mod n; these checks make sure every socket has an
+ * acceptor without waiting for the one-second sweep:
+ * - a socket that no live sibling is pinned to (fewer workers than CPUs, a
+ *   worker dead, scaled away, draining, or stopped for longer than the
+ *   loadboard's freshness) is accepted on by every worker;
+ * - a socket that had a queue at two checks in a row (its worker stopped or
+ *   behind) is taken into this worker's set until a check finds it empty.
+ * Added to epoll after its own worker, this worker is woken for it only
+ * when that one is not waiting (EPOLLEXCLUSIVE wakes the first waiter). */
+static bool percpu_wanted(struct worker *w, struct wlistener *l)
+{
+    if (l->cpu == w->slot % l->ncpu)
+        return true;
+    if (!loadboard_covered(w->board, (size_t)w->slot, w->now_ms, (size_t)l->ncpu,
+                           (size_t)l->cpu))
+        return true;
+    int q = percpu_queue(l->fd, NULL);
+    bool stuck = q > 0 && (l->queued || l->home);
+    l->queued = q > 0;
+    return stuck;
+}
+
+static void percpu_check(struct worker *w)
+{
+    if (!w->has_percpu || w->draining || w->now_ms < w->next_percpu_ms)
+        return;
+    w->next_percpu_ms = w->now_ms + PERCPU_CHECK_MS;
+    for (size_t i = 0; i < w->nls; i++) {
+        struct wlistener *l = &w->ls[i];
+        if (l->cpu < 0 || l->fd < 0)
+            continue;
+        bool want = percpu_wanted(w, l);
+        if (want == l->home)
+            continue;
+        l->home = want;
+        if (!w->accepting)
+            continue;               /* listeners_enable(w, true) adds it later */
+        if (want && listener_add(w, l) == 0)
+            on_listener(w, &l->ev, EPOLLIN);    /* the queue it was taken for */
+        else if (!want)
+            listener_del(w, l);
     }
 }
 
@@ -618,7 +667,8 @@ static void start_draining(struct worker *w)
         listener_del(w, l);
         if (l->fd < 0)
             continue;
-        accept_pending(w, l);
+        if (l->home)                /* not another CPU's queue */
+            accept_pending(w, l);
         close(l->fd);
         l->fd = -1;
     }
@@ -748,9 +798,17 @@ static void fault_exit_at_start(void)
     }
 }
 
+static size_t count_listeners(const struct worker_args *a)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->cfg->nlistens; i++)
+        n += a->percpu && a->percpu[i] ? (size_t)a->percpu[i]->n : 1;
+    return n;
+}
+
 static int setup_listeners(struct worker *w, const struct worker_args *a)
 {
-    w->ls = calloc(a->cfg->nlistens, sizeof *w->ls);
+    w->ls = calloc(count_listeners(a), sizeof *w->ls);
     if (!w->ls)
         return -1;
     w->nls = 0;
@@ -759,12 +817,19 @@ static int setup_listeners(struct worker *w, const struct worker_args *a)
             close(a->listen_fds[i]);    /* an app pool's: not ours to hold */
             continue;
         }
-        struct wlistener *l = &w->ls[w->nls++];
-        l->ev.on_event = on_listener;
-        l->fd = a->listen_fds[i];
-        l->conf = &a->cfg->listens[i];
-        l->proto = proto_for(l->conf->protocol);
-        l->lat_id = a->listen_ids ? a->listen_ids[i] : LAT_NO_LISTENER;
+        const struct percpu_set *pc = a->percpu ? a->percpu[i] : NULL;
+        for (int k = 0; k < (pc ? pc->n : 1); k++) {
+            struct wlistener *l = &w->ls[w->nls++];
+            l->ev.on_event = on_listener;
+            l->fd = pc ? pc->fd[k] : a->listen_fds[i];
+            l->conf = &a->cfg->listens[i];
+            l->proto = proto_for(l->conf->protocol);
+            l->lat_id = a->listen_ids ? a->listen_ids[i] : LAT_NO_LISTENER;
+            l->cpu = pc ? k : -1;
+            l->ncpu = pc ? pc->n : 0;
+            l->home = !pc || k == w->slot % pc->n;
+            w->has_percpu = w->has_percpu || pc;
+        }
     }
     for (size_t i = 0; i < w->nls; i++) {
         const struct proto *p = proto_once(w, i);
@@ -808,6 +873,8 @@ static int setup_worker(struct worker *w, const struct worker_args *a)
     w->max_conns = (size_t)a->cfg->worker_connections;
     w->recycle_at = recycle_threshold(a->cfg->max_requests);
     set_clock(w);
+    if (a->pin_cpu >= 0 && percpu_pin(a->pin_cpu) != 0)
+        log_warn("pinning to CPU %d: %s", a->pin_cpu, strerror(errno));
     w->reported_state = WS_STARTING;
     ipc_reader_init(&w->cmd_rd);
     ipc_queue_init(&w->up, UPLINK_LIMIT);
@@ -877,6 +944,7 @@ static void run_once(struct worker *w, const sigset_t *waitmask)
     handle_signal_flags(w);
     recycle_if_due(w);
     expire_timers(w);
+    percpu_check(w);
     if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms) {
         w->accept_resume_ms = 0;
         if (!w->draining)

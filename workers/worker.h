@@ -38,6 +38,10 @@ struct wlistener {
     const struct proto *proto;
     bool in_epoll;
     unsigned accepts;               /* for re-ordering the wait queue */
+    /* accept = "per-cpu": one wlistener per CPU socket of the listener */
+    int cpu, ncpu;                  /* its index in the group and their count; -1, 0: shared */
+    bool home;                      /* in this worker's accept set (shared: always) */
+    bool queued;                    /* per-CPU: had a queue at the last check */
     uint16_t lat_id;                /* the master's id of this listener */
     struct lat_acc lat;             /* durations not yet sent to the master */
 };
@@ -83,6 +87,7 @@ struct proto {
 };
 
 struct loadboard;
+struct percpu_set;
 
 struct worker {
     const struct config *cfg;
@@ -113,6 +118,8 @@ struct worker {
     uint64_t recycle_at;            /* max_requests plus jitter; 0 = never */
     bool accepting, draining;
     bool stepped_aside;             /* paused accepting for fairness last time */
+    bool has_percpu;                /* some listener is per-CPU */
+    int64_t next_percpu_ms;         /* its sockets' next check */
     pid_t pid;
     struct loadboard *board;
     enum worker_state reported_state;
@@ -129,6 +136,9 @@ struct worker_args {
     const int *listen_fds;          /* parallel to cfg->listens */
     const uint16_t *listen_ids;     /* parallel too: latency ids, or NULL */
     struct loadboard *board;        /* shared counts, or NULL */
+    /* parallel to cfg->listens: a per-CPU listener's sockets, else NULL */
+    const struct percpu_set *const *percpu;
+    int pin_cpu;                    /* the CPU to run on, or -1 */
 };
 
 /* Run a worker; never returns. */
