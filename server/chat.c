@@ -36,6 +36,8 @@ struct chat_user {
     struct chat_room *rooms[CHAT_ROOMS_PER_USER];   /* in join order */
     size_t nrooms;
     size_t idx;                 /* position in chat.users */
+    char pending[CHAT_NICK_MAX + 1];    /* nick asked of the bus, "" none */
+    unsigned warned;            /* bus episode the user was last told of */
 };
 
 struct chat {
@@ -205,8 +207,9 @@ deliver(struct master *m, const struct chat_room *r, const char *fmt, ...)
 
 /* ---- rooms -------------------------------------------------------------- */
 
-static struct chat_room *room_get(struct chat *c, const char *name)
+static struct chat_room *room_get(struct master *m, const char *name)
 {
+    struct chat *c = m->chat;
     struct chat_room *r = find_room(c, name);
     if (r)
         return r;
@@ -218,6 +221,7 @@ static struct chat_room *room_get(struct chat *c, const char *name)
         return NULL;
     }
     c->nrooms++;
+    chatbus_room_used(m, r->name);
     return r;
 }
 
@@ -243,8 +247,9 @@ static int room_add(struct chat_room *r, pid_t pid)
 }
 
 /* Drop one member; an empty room disappears. */
-static void room_remove(struct chat *c, struct chat_room *r, pid_t pid)
+static void room_remove(struct master *m, struct chat_room *r, pid_t pid)
 {
+    struct chat *c = m->chat;
     for (size_t i = 0; i < r->nworkers; i++) {
         if (r->workers[i].pid == pid && --r->workers[i].members == 0)
             r->workers[i] = r->workers[--r->nworkers];
@@ -253,6 +258,7 @@ static void room_remove(struct chat *c, struct chat_room *r, pid_t pid)
         return;
     tdelete(r, &c->rooms, cmp_room);
     c->nrooms--;
+    chatbus_room_unused(m, r->name);
     free(r->workers);
     free(r);
 }
@@ -265,7 +271,8 @@ static ssize_t user_room(const struct chat_user *u, const struct chat_room *r)
     return -1;
 }
 
-/* Leave room number i of u: announced to those who stay. */
+/* Leave room number i of u: announced to those who stay (why "": by
+ * /leave; else the user is going, which the bus hears of as one event). */
 static void leave_room(struct master *m, struct chat_user *u, size_t i,
                        const char *why)
 {
@@ -275,15 +282,27 @@ static void leave_room(struct master *m, struct chat_user *u, size_t i,
     memmove(&u->rooms[i], &u->rooms[i + 1], (u->nrooms - i - 1) * sizeof u->rooms[0]);
     u->nrooms--;
     send_to(m, u->pid, CHAT_LEFT, u->conn, r->name, NULL);
-    room_remove(m->chat, r, u->pid);     /* may free r */
+    room_remove(m, r, u->pid);     /* may free r */
     if ((r = find_room(m->chat, name)))
         deliver(m, r, "[%s] * %s left%s", r->name, u->nick, why);
+    if (!*why)
+        chatbus_leave(m, u->nick, name);
 }
 
 /* ---- users -------------------------------------------------------------- */
 
-static struct chat_user *user_new(struct chat *c, pid_t pid, uint32_t conn)
+/* guestN; with a bus guestTAGN, TAG from this instance's id, so that two
+ * instances rarely offer the same (the nick claim settles it if they do). */
+static void guest_nick(struct master *m, char *out, size_t cap)
 {
+    do
+        snprintf(out, cap, "guest%s%lu", chatbus_tag(m), ++m->chat->guest_seq);
+    while (find_nick(m->chat, out) || chatbus_remote_nick(m, out));
+}
+
+static struct chat_user *user_new(struct master *m, pid_t pid, uint32_t conn)
+{
+    struct chat *c = m->chat;
     if (c->nusers == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 64;
         struct chat_user **u = realloc(c->users, cap * sizeof *u);
@@ -297,9 +316,7 @@ static struct chat_user *user_new(struct chat *c, pid_t pid, uint32_t conn)
         return NULL;
     u->pid = pid;
     u->conn = conn;
-    do
-        snprintf(u->nick, sizeof u->nick, "guest%lu", ++c->guest_seq);
-    while (find_nick(c, u->nick));
+    guest_nick(m, u->nick, sizeof u->nick);
     if (!tsearch(u, &c->by_id, cmp_id) || !tsearch(u, &c->by_nick, cmp_nick)) {
         tdelete(u, &c->by_id, cmp_id);
         free(u);
@@ -307,6 +324,7 @@ static struct chat_user *user_new(struct chat *c, pid_t pid, uint32_t conn)
     }
     u->idx = c->nusers;
     c->users[c->nusers++] = u;
+    chatbus_user_new(m, u->nick);
     return u;
 }
 
@@ -315,6 +333,8 @@ static void user_delete(struct master *m, struct chat_user *u, const char *why)
     struct chat *c = m->chat;
     while (u->nrooms > 0)
         leave_room(m, u, u->nrooms - 1, why);
+    chatbus_user_gone(m, u->nick, why);
+    chatbus_release(m, u->nick);
     tdelete(u, &c->by_id, cmp_id);
     tdelete(u, &c->by_nick, cmp_nick);
     c->users[u->idx] = c->users[--c->nusers];
@@ -326,23 +346,19 @@ static void do_hello(struct master *m, pid_t pid, uint32_t conn)
 {
     if (find_user(m->chat, pid, conn))
         return;
-    struct chat_user *u = user_new(m->chat, pid, conn);
+    struct chat_user *u = user_new(m, pid, conn);
     if (!u) {
         log_error("chat: out of memory for a user");
         send_to(m, pid, CHAT_REPLY, conn, "error: server out of memory", NULL);
         return;
     }
-    reply(m, u, "welcome to preforkd chat; you are %s (/help lists the commands)",
-          u->nick);
+    reply(m, u, "welcome to preforkd chat; you are %s (/help lists the commands)%s",
+          u->nick, chatbus_configured(m) && !chatbus_up(m) ?
+          "; other instances are unreachable right now" : "");
 }
 
-static void do_nick(struct master *m, struct chat_user *u, const char *nick)
+static void rename_user(struct master *m, struct chat_user *u, const char *nick)
 {
-    struct chat_user *other = find_nick(m->chat, nick);
-    if (!chat_nick_valid(nick))
-        return reply(m, u, "error: bad nick (1-%d of A-Z a-z 0-9 _ -)", CHAT_NICK_MAX);
-    if (other && other != u)
-        return reply(m, u, "error: nick %s is taken", nick);
     char old[sizeof u->nick];
     snprintf(old, sizeof old, "%s", u->nick);
     tdelete(u, &m->chat->by_nick, cmp_nick);
@@ -353,6 +369,38 @@ static void do_nick(struct master *m, struct chat_user *u, const char *nick)
     for (size_t i = 0; i < u->nrooms; i++)
         deliver(m, u->rooms[i], "[%s] * %s is now known as %s", u->rooms[i]->name,
                 old, u->nick);
+    chatbus_renamed(m, old, u->nick);
+    if (strcasecmp(old, u->nick) != 0)
+        chatbus_release(m, old);
+}
+
+/* Another local user waits for the bus's answer about nick. */
+static bool nick_pending(const struct chat *c, const struct chat_user *u, const char *nick)
+{
+    for (size_t i = 0; i < c->nusers; i++)
+        if (c->users[i] != u && strcasecmp(c->users[i]->pending, nick) == 0)
+            return true;
+    return false;
+}
+
+/* With a bus, Redis has the last word (chat_bus_claimed answers); while
+ * it is away the nick is taken locally and claimed when it is back. */
+static void do_nick(struct master *m, struct chat_user *u, const char *nick)
+{
+    struct chat_user *other = find_nick(m->chat, nick);
+    if (!chat_nick_valid(nick))
+        return reply(m, u, "error: bad nick (1-%d of A-Z a-z 0-9 _ -)", CHAT_NICK_MAX);
+    if ((other && other != u) || nick_pending(m->chat, u, nick) || chatbus_remote_nick(m, nick))
+        return reply(m, u, "error: nick %s is taken", nick);
+    if (u->pending[0])
+        return reply(m, u, "error: still asking the other instances about %s; try again",
+                     u->pending);
+    if (other == u)
+        return rename_user(m, u, nick);
+    if (chatbus_claim(m, u->pid, u->conn, nick) == 0)
+        snprintf(u->pending, sizeof u->pending, "%s", nick);
+    else
+        rename_user(m, u, nick);
 }
 
 static void do_join(struct master *m, struct chat_user *u, const char *name)
@@ -372,11 +420,12 @@ static void do_join(struct master *m, struct chat_user *u, const char *name)
     }
     if (u->nrooms == CHAT_ROOMS_PER_USER)
         return reply(m, u, "error: too many rooms (at most %d)", CHAT_ROOMS_PER_USER);
-    if (!(r = room_get(m->chat, room)) || room_add(r, u->pid) != 0)
+    if (!(r = room_get(m, room)) || room_add(r, u->pid) != 0)
         return reply(m, u, "error: server out of memory");
     u->rooms[u->nrooms++] = r;
     send_to(m, u->pid, CHAT_JOINED, u->conn, r->name, NULL);
     deliver(m, r, "[%s] * %s joined", r->name, u->nick);
+    chatbus_join(m, u->nick, r->name);
 }
 
 /* The room named, or the current one (last joined) for "". */
@@ -412,14 +461,26 @@ static void do_say(struct master *m, struct chat_user *u, const char *name,
     if (!r || user_room(u, r) < 0)
         return reply(m, u, "error: you are not in %s", name);
     deliver(m, r, "[%s] %s: %s", r->name, u->nick, text);
+    if (chatbus_say(m, r->name, u->nick, text) == BUS_DROPPED &&
+        u->warned != chatbus_episode(m)) {
+        u->warned = chatbus_episode(m);
+        reply(m, u, "notice: the chat bus is behind; lines of yours reach this instance only "
+                    "until it catches up");
+    }
 }
 
 static void do_msg(struct master *m, struct chat_user *u, const char *nick,
                    const char *text)
 {
     struct chat_user *to = find_nick(m->chat, nick);
-    if (!to)
+    if (!to) {
+        enum bus_result r = chatbus_msg(m, u->nick, nick, text);
+        if (r == BUS_SENT)
+            return reply(m, u, "[private -> %s] %s", nick, text);
+        if (r == BUS_DROPPED)
+            return reply(m, u, "error: the chat bus is behind; not sent to %s", nick);
         return reply(m, u, "error: no such nick %s", nick);
+    }
     reply(m, to, "[private] %s: %s", u->nick, text);
     if (to != u)
         reply(m, u, "[private -> %s] %s", to->nick, text);
@@ -456,11 +517,55 @@ static void list_add(struct lister *l, const char *entry)
         list_flush(l);
 }
 
-static void list_room(const void *node, VISIT which, void *ctx)
+/* /rooms: a room and its members on every instance. */
+struct room_count {
+    char name[CHAT_ROOM_MAX + 2];
+    size_t members;
+};
+
+static int cmp_count(const void *x, const void *y)
+{
+    return strcasecmp(((const struct room_count *)x)->name,
+                      ((const struct room_count *)y)->name);
+}
+
+static void count_add(void **tree, const char *name, size_t n)
+{
+    struct room_count key, *rc;
+    snprintf(key.name, sizeof key.name, "%s", name);
+    void **p = tfind(&key, tree, cmp_count);
+    if (p) {
+        (*(struct room_count **)p)->members += n;
+        return;
+    }
+    if (!(rc = malloc(sizeof *rc)))
+        return;
+    *rc = key;
+    rc->members = n;
+    if (!tsearch(rc, tree, cmp_count))
+        free(rc);
+}
+
+static void count_local(const void *node, VISIT which, void *ctx)
 {
     if (which != postorder && which != leaf)
         return;
     const struct chat_room *r = *(const struct chat_room *const *)node;
+    count_add(ctx, r->name, r->members);
+}
+
+static void count_remote(const char *nick, const char *const *rooms, size_t n, void *ctx)
+{
+    (void)nick;
+    for (size_t i = 0; i < n; i++)
+        count_add(ctx, rooms[i], 1);
+}
+
+static void list_room(const void *node, VISIT which, void *ctx)
+{
+    if (which != postorder && which != leaf)
+        return;
+    const struct room_count *r = *(const struct room_count *const *)node;
     char entry[CHAT_ROOM_MAX + 32];
     snprintf(entry, sizeof entry, "%s (%zu)", r->name, r->members);
     list_add(ctx, entry);
@@ -469,30 +574,54 @@ static void list_room(const void *node, VISIT which, void *ctx)
 static void do_rooms(struct master *m, struct chat_user *u)
 {
     struct lister l = { .m = m, .u = u, .head = "rooms:" };
-    if (m->chat->nrooms == 0)
+    void *counts = NULL;
+    twalk_r(m->chat->rooms, count_local, &counts);
+    chatbus_each_remote(m, count_remote, &counts);
+    if (!counts)
         return reply(m, u, "rooms: none");
-    twalk_r(m->chat->rooms, list_room, &l);
+    twalk_r(counts, list_room, &l);
+    tdestroy(counts, free);
     list_flush(&l);
     if (l.entries > LIST_MAX_ENTRIES)
         reply(m, u, "rooms: ... and %zu more", l.entries - LIST_MAX_ENTRIES);
 }
 
+struct who_ctx {
+    struct lister *l;
+    const char *room;
+};
+
+static void who_remote(const char *nick, const char *const *rooms, size_t n, void *ctx)
+{
+    struct who_ctx *w = ctx;
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(rooms[i], w->room) == 0)
+            list_add(w->l, nick);
+}
+
+/* Members here first, then those of other instances (as last heard). */
 static void do_who(struct master *m, struct chat_user *u, const char *name)
 {
     struct chat_room *r = named_room(m->chat, u, name);
+    char room[CHAT_ROOM_MAX + 2], head[CHAT_ROOM_MAX + 16];
     if (!*name && !r)
         return reply(m, u, "error: you are in no room; name one");
-    if (!r)
+    if (!r && chat_room_normalize(name, room, sizeof room) != 0)
         return reply(m, u, "error: no room %s", name);
-    char head[CHAT_ROOM_MAX + 16];
-    snprintf(head, sizeof head, "who %s:", r->name);
+    if (r)
+        snprintf(room, sizeof room, "%s", r->name);
+    snprintf(head, sizeof head, "who %s:", room);
     struct lister l = { .m = m, .u = u, .head = head };
-    for (size_t i = 0; i < m->chat->nusers; i++)
+    struct who_ctx w = { .l = &l, .room = room };
+    for (size_t i = 0; r && i < m->chat->nusers; i++)
         if (user_room(m->chat->users[i], r) >= 0)
             list_add(&l, m->chat->users[i]->nick);
+    chatbus_each_remote(m, who_remote, &w);
+    if (l.entries == 0)
+        return reply(m, u, "error: no room %s", name);
     list_flush(&l);
     if (l.entries > LIST_MAX_ENTRIES)
-        reply(m, u, "who %s: ... and %zu more", r->name, l.entries - LIST_MAX_ENTRIES);
+        reply(m, u, "who %s: ... and %zu more", room, l.entries - LIST_MAX_ENTRIES);
 }
 
 /* ---- entry points ------------------------------------------------------- */
@@ -574,4 +703,76 @@ void chat_free(struct master *m)
     free(c->users);
     free(c);
     m->chat = NULL;
+}
+
+/* ---- the bus: other instances ------------------------------------------- */
+
+void chat_bus_deliver(struct master *m, const char *room, const char *text)
+{
+    struct chat_room *r = m->chat ? find_room(m->chat, room) : NULL;
+    if (r)
+        deliver(m, r, "[%s] %s", r->name, text);
+}
+
+void chat_bus_private(struct master *m, const char *to, const char *from, const char *text)
+{
+    struct chat_user *u = m->chat ? find_nick(m->chat, to) : NULL;
+    if (u)
+        reply(m, u, "[private] %s: %s", from, text);
+}
+
+void chat_bus_notice(struct master *m, const char *text)
+{
+    for (size_t i = 0; m->chat && i < m->chat->nusers; i++)
+        reply(m, m->chat->users[i], "%s", text);
+}
+
+void chat_bus_claimed(struct master *m, pid_t pid, uint32_t conn, const char *nick, bool ok)
+{
+    struct chat_user *u = m->chat ? find_user(m->chat, pid, conn) : NULL;
+    struct chat_user *other = m->chat ? find_nick(m->chat, nick) : NULL;
+    if (!u || strcasecmp(u->pending, nick) != 0) {
+        if (ok && !other)
+            chatbus_release(m, nick);   /* asked for by someone gone since */
+        return;
+    }
+    u->pending[0] = '\0';
+    if (!ok || (other && other != u) || chatbus_remote_nick(m, nick))
+        return reply(m, u, "error: nick %s is taken", nick);
+    rename_user(m, u, nick);
+}
+
+void chat_bus_nick_lost(struct master *m, const char *nick)
+{
+    struct chat_user *u = m->chat ? find_nick(m->chat, nick) : NULL;
+    char guest[CHAT_NICK_MAX + 1];
+    if (!u)
+        return;
+    reply(m, u, "notice: your nick %s belongs to a user of another instance "
+                "(taken while they could not see each other)", nick);
+    guest_nick(m, guest, sizeof guest);
+    rename_user(m, u, guest);
+}
+
+void chat_bus_each_local(struct master *m, chatbus_user_fn fn, void *ctx)
+{
+    const char *rooms[CHAT_ROOMS_PER_USER];
+    for (size_t i = 0; m->chat && i < m->chat->nusers; i++) {
+        const struct chat_user *u = m->chat->users[i];
+        for (size_t k = 0; k < u->nrooms; k++)
+            rooms[k] = u->rooms[k]->name;
+        fn(u->nick, rooms, u->nrooms, ctx);
+    }
+}
+
+static void room_again(const void *node, VISIT which, void *ctx)
+{
+    if (which == postorder || which == leaf)
+        chatbus_room_used(ctx, (*(const struct chat_room *const *)node)->name);
+}
+
+void chat_bus_rooms_again(struct master *m)
+{
+    if (m->chat)
+        twalk_r(m->chat->rooms, room_again, m);
 }

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "ipc/ipc.h"
+#include "server/chatbus.h"
 
 #define CHAT_LINE_MAX       512     /* bytes of one client line, no newline */
 #define CHAT_NICK_MAX       24
@@ -39,5 +40,20 @@ void chat_handle(struct master *m, size_t slot, const struct ipc_msg *msg);
 /* The worker pid is gone: its users leave their rooms, announced. */
 void chat_worker_gone(struct master *m, pid_t pid);
 void chat_free(struct master *m);
+
+/* From the bus (server/chatbus.c), about other instances' users. text goes
+ * to the local members of room as "[#room] text". */
+void chat_bus_deliver(struct master *m, const char *room, const char *text);
+void chat_bus_private(struct master *m, const char *to, const char *from, const char *text);
+/* A line to every local user. */
+void chat_bus_notice(struct master *m, const char *text);
+/* Redis answered the claim of nick for (pid, conn). */
+void chat_bus_claimed(struct master *m, pid_t pid, uint32_t conn, const char *nick, bool ok);
+/* A local user's nick belongs to another instance now: rename the user. */
+void chat_bus_nick_lost(struct master *m, const char *nick);
+/* Every local user and its rooms, for the state sent to other instances. */
+void chat_bus_each_local(struct master *m, chatbus_user_fn fn, void *ctx);
+/* A new bus after a reload: subscribe the rooms in use. */
+void chat_bus_rooms_again(struct master *m);
 
 #endif

@@ -25,7 +25,7 @@
 #define MAX_CONF_BYTES (1 << 20)      /* a configuration, not a data file */
 
 /* SEC_APP_LISTEN: a listen section inside an app section. */
-enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN, SEC_APP, SEC_APP_LISTEN, SEC_SITE };
+enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN, SEC_APP, SEC_APP_LISTEN, SEC_SITE, SEC_CHAT };
 
 struct load_ctx;
 struct rule;
@@ -86,10 +86,10 @@ static bool report_duplicate_title(struct load_ctx *ctx, const char *name, int l
 static int add_line(struct load_ctx *ctx, struct line_list *list, int line);
 
 static const char *const section_prefix[] = {
-    "", "http.", "listen.", "app.", "app.listen.", "site."
+    "", "http.", "listen.", "app.", "app.listen.", "site.", "chat."
 };
 static const char *const section_path[] = {
-    "", "http|", "listen|", "app|", "app|listen|", "site|"
+    "", "http|", "listen|", "app|", "app|listen|", "site|", "chat|"
 };
 
 /* ---- error reporting ---- */
@@ -755,6 +755,41 @@ static int apply_status_listen(struct load_ctx *ctx, const struct rule *r,
     return 0;
 }
 
+/* chat.bus: "" (off) or redis://HOST[:PORT][/DB], HOST resolved now so
+ * that the master never waits for a name lookup when it (re)connects. */
+static int apply_chat_bus(struct load_ctx *ctx, const struct rule *r,
+                          const char *text, void *field)
+{
+    struct chat_conf *cc = &ctx->out->chat;
+    struct address a;
+    char hostport[300], *slash, *end;
+    long db = 0;
+
+    if (copy_text(ctx, text, field, r->size) < 0 || !*text)
+        return *text ? -1 : 0;
+    if (strncmp(text, "redis://", 8) != 0 || !text[8])
+        return bad(ctx, "must be \"\" (off) or redis://HOST[:PORT][/DB], got \"%s\"", text);
+    snprintf(hostport, sizeof hostport, "%s", text + 8);
+    if ((slash = strchr(hostport, '/'))) {
+        *slash = '\0';
+        db = strtol(slash + 1, &end, 10);
+        if (!slash[1] || *end || db < 0 || db > 9999)
+            return bad(ctx, "database must be a number from 0 to 9999, got \"%s\"", slash + 1);
+    }
+    if (!strchr(hostport, ']') ? !strchr(hostport, ':') : hostport[strlen(hostport) - 1] == ']')
+        strncat(hostport, ":6379", sizeof hostport - strlen(hostport) - 1);
+    if (parse_address(hostport, ctx->out->dir, &a, ctx->msg, sizeof ctx->msg) < 0)
+        return -1;
+    if (a.sa.ss_family != AF_INET && a.sa.ss_family != AF_INET6)
+        return bad(ctx, "must name a TCP host, got \"%s\"", text);
+    cc->bus_port = ntohs(address_port(&a));
+    cc->bus_db = (int)db;
+    if (getnameinfo((struct sockaddr *)&a.sa, a.salen, cc->bus_host, sizeof cc->bus_host,
+                    NULL, 0, NI_NUMERICHOST) != 0 || cc->bus_port == 0)
+        return bad(ctx, "cannot use the address of \"%s\"", text);
+    return 0;
+}
+
 /* ---- option checks of app sections ---- */
 
 static int apply_app_protocol(struct load_ctx *ctx, const struct rule *r,
@@ -972,6 +1007,9 @@ static const struct rule rules[] = {
     { SEC_SITE, "access_log", "", apply_log_path, 0, 0, IN_SITE(access_log) },
     { SEC_SITE, "precompressed", "false", apply_bool, 0, 0, IN_SITE(opts.precompressed) },
     { SEC_SITE, "autoindex", "false", apply_bool, 0, 0, IN_SITE(opts.autoindex) },
+    { SEC_CHAT, "bus", "", apply_chat_bus, 0, 0, IN_CONFIG(chat.bus) },
+    { SEC_CHAT, "bus_ttl", "15", apply_number, 1, 3600, IN_CONFIG(chat.bus_ttl) },
+    { SEC_CHAT, "bus_queue", "10000", apply_number, 16, 1000000, IN_CONFIG(chat.bus_queue) },
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 
@@ -980,6 +1018,7 @@ static char *rule_base(struct load_ctx *ctx, enum section section)
 {
     switch (section) {
     case SEC_ROOT:
+    case SEC_CHAT:
     case SEC_HTTP:       return (char *)ctx->out;
     case SEC_LISTEN:
     case SEC_APP_LISTEN: return (char *)&ctx->pending;
@@ -1036,7 +1075,8 @@ static int load_defaults(struct load_ctx *ctx)
         if (cidr_parse(status_allow_default[i], &c->status_allow[c->nstatus_allow++],
                        ctx->msg, sizeof ctx->msg) < 0)
             return report(ctx, 0, "status_allow: %s", ctx->msg);
-    return apply_defaults(ctx, SEC_ROOT) < 0 ? -1 : apply_defaults(ctx, SEC_HTTP);
+    return apply_defaults(ctx, SEC_ROOT) < 0 || apply_defaults(ctx, SEC_CHAT) < 0 ? -1
+           : apply_defaults(ctx, SEC_HTTP);
 }
 
 /* Line I of LIST, or FALLBACK when the scan found fewer sections. */
@@ -1629,6 +1669,8 @@ static enum section section_of(cfg_t *sec)
         return SEC_APP;
     if (name && strcmp(name, "site") == 0)
         return SEC_SITE;
+    if (name && strcmp(name, "chat") == 0)
+        return SEC_CHAT;
     return SEC_ROOT;
 }
 
@@ -2134,8 +2176,8 @@ static void set_callbacks(cfg_t *cc)
  * apps of one name are refused (CFGF_NO_TITLE_DUPES), not merged. */
 static cfg_t *new_parser(void)
 {
-    cfg_opt_t root[NRULES + 6], http[NRULES + 3], listen[NRULES + 1];
-    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1], site[NRULES + 4];
+    cfg_opt_t root[NRULES + 7], http[NRULES + 3], listen[NRULES + 1];
+    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1], site[NRULES + 4], chat[NRULES + 1];
     size_t n = section_opts(SEC_ROOT, root), a = section_opts(SEC_APP, app);
     size_t h = section_opts(SEC_HTTP, http), s = section_opts(SEC_SITE, site);
     cfg_t *cc;
@@ -2149,6 +2191,7 @@ static cfg_t *new_parser(void)
     site[s] = (cfg_opt_t)CFG_END();
     listen[section_opts(SEC_LISTEN, listen)] = (cfg_opt_t)CFG_END();
     app_listen[section_opts(SEC_APP_LISTEN, app_listen)] = (cfg_opt_t)CFG_END();
+    chat[section_opts(SEC_CHAT, chat)] = (cfg_opt_t)CFG_END();
     app[a++] = (cfg_opt_t)CFG_STR_LIST("command", NULL, CFGF_NODEFAULT);
     app[a++] = (cfg_opt_t)CFG_STR_LIST("environment", NULL, CFGF_NODEFAULT);
     app[a++] = (cfg_opt_t)CFG_SEC("listen", app_listen, CFGF_MULTI);
@@ -2156,6 +2199,7 @@ static cfg_t *new_parser(void)
     root[n++] = (cfg_opt_t)CFG_STR_LIST("status_allow", STATUS_ALLOW_DEFAULT, CFGF_NONE);
     root[n++] = (cfg_opt_t)CFG_SEC("listen", listen, CFGF_MULTI);
     root[n++] = (cfg_opt_t)CFG_SEC("http", http, CFGF_NONE);
+    root[n++] = (cfg_opt_t)CFG_SEC("chat", chat, CFGF_NONE);
     root[n++] = (cfg_opt_t)CFG_SEC("app", app, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
     root[n++] = (cfg_opt_t)CFG_SEC("site", site, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
     root[n] = (cfg_opt_t)CFG_END();

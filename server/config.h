@@ -127,6 +127,16 @@ struct app_conf {
     int line;                        /* line of "app NAME {" */
 };
 
+/* chat { }: the bus that shares rooms across instances (server/chatbus.c). */
+struct chat_conf {
+    char bus[300];                   /* "redis://HOST[:PORT][/DB]" as written; "" = off */
+    char bus_host[64];               /* HOST resolved to a numeric address */
+    int bus_port;
+    int bus_db;
+    int bus_ttl;                     /* s: presence and nick claims expire after */
+    int bus_queue;                   /* publishes waiting for Redis before drops */
+};
+
 struct config {
     char path[PATH_MAX];             /* the file, as given */
     char dir[PATH_MAX];              /* its absolute directory */
@@ -155,6 +165,7 @@ struct config {
     struct cidr status_allow[STATUS_ALLOW_MAX];    /* clients it answers */
     size_t nstatus_allow;
     int graceful_stop_delay;         /* s between /healthz 503 and closing */
+    struct chat_conf chat;
 };
 
 /* Parse and validate PATH into *cfg. 0 on success; -1 with err filled as

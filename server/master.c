@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "server/chat.h"
+#include "server/chatbus.h"
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/sdnotify.h"
@@ -121,6 +122,7 @@ static void close_master_fds(struct master *m, size_t keep)
     control_close_in_child(&m->ctl);
     status_http_close_in_child(&m->shttp);
     apppool_close_in_child(m);
+    chatbus_close_in_child(m);
     for (size_t i = 0; i < m->nslots; i++) {
         if (i == keep)
             continue;
@@ -918,6 +920,7 @@ static void reload(struct master *m)
     start_generation(m, builtin_target(&m->cfg));
     log_info("reload: generation %u with %zu workers, %zu listeners%s%s", m->gen,
              m->target, m->nls, note[0] ? "; " : "", note);
+    chatbus_reconfigure(m);
     apppool_reload(m);              /* the verdict waits for their deploys */
 }
 
@@ -1095,7 +1098,7 @@ static int64_t next_wakeup(const struct master *m)
     for (size_t i = 0; i < m->target && i < m->nslots; i++)
         if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms < next)
             next = m->slots[i].respawn_at_ms;
-    return apppool_next_wakeup(m, next);
+    return apppool_next_wakeup(m, chatbus_next_wakeup(m, next));
 }
 
 /* --- the control socket ------------------------------------------------- */
@@ -1185,6 +1188,7 @@ static void dispatch(struct master *m, const struct epoll_event *ee)
     case EV_UPGRADE: upgrade_on_event(m); break;
     case EV_SHTTP_LISTEN: status_http_on_listen(m, &m->shttp); break;
     case EV_SHTTP_CLIENT: status_http_on_client(m, &m->shttp, idx, ee->events); break;
+    case EV_BUS: chatbus_on_event(m, idx, ee->events); break;
     }
 }
 
@@ -1221,6 +1225,7 @@ static void run_loop(struct master *m)
         control_expire(&m->ctl, m->now_ms);
         status_http_expire(&m->shttp, m->now_ms);
         lstats_tick(&m->lstats, m->now_ms);
+        chatbus_tick(m);
     }
 }
 
@@ -1234,6 +1239,7 @@ static void cleanup(struct master *m)
     }
     control_close(&m->ctl);
     status_http_close(&m->shttp);
+    chatbus_free(m);
     chat_free(m);
     apppool_free(m);
     for (size_t i = 0; i < m->nslots; i++) {
@@ -1294,6 +1300,8 @@ int master_run(struct master *m)
     m->sd_fd = sdnotify_open(m->sd_socket, sizeof m->sd_socket);
     m->sd_watchdog_ms = sdnotify_watchdog_ms();
     m->board = loadboard_create();
+    if (chatbus_start(m) != 0)
+        log_error("chat bus: out of memory; chat stays on this instance");
     spawn_missing(m);
     if (apppool_start(m) != 0)
         master_abort_start(m, "out of memory starting the app pools");

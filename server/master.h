@@ -23,7 +23,7 @@
 
 /* What an epoll event is about: the high 32 bits of its data. */
 enum ev_kind { EV_SIGNAL = 1, EV_STATUS, EV_CMD, EV_CTL_LISTEN, EV_CTL_CLIENT, EV_APP,
-               EV_UPGRADE, EV_SHTTP_LISTEN, EV_SHTTP_CLIENT };
+               EV_UPGRADE, EV_SHTTP_LISTEN, EV_SHTTP_CLIENT, EV_BUS };
 
 /* The last reload's outcome: pending while app pools deploy. */
 enum reload_result { RELOAD_OK, RELOAD_REJECTED, RELOAD_PENDING, RELOAD_ROLLED_BACK };
@@ -93,6 +93,7 @@ struct master {
     enum reload_result last_reload;
     char last_reload_msg[512];      /* "FILE:LINE: message" when rejected */
     struct chat *chat;              /* chat registry (server/chat.c), lazily */
+    struct chatbus *bus;            /* chat across instances (server/chatbus.c) */
     struct loadboard *board;        /* workers' connection counts, shared */
     struct apppools apps;           /* app pools (server/apppool.c) */
     /* systemd (server/sdnotify.c): NOTIFY_SOCKET, -1 when not under it */

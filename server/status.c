@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "server/chatbus.h"
 #include "server/config.h"
 
 #define CONTROL_TIMEOUT_MS 5000
@@ -910,6 +911,7 @@ void status_render(const struct master *m, enum status_format fmt, struct sbuf *
     switch (fmt) {
     case STATUS_TEXT:
         text_header(m, out);
+        chatbus_status_text(m, out);
         text_pools(m, out);
         text_summary(m, out);
         text_rows(m, out);
@@ -917,6 +919,7 @@ void status_render(const struct master *m, enum status_format fmt, struct sbuf *
         break;
     case STATUS_JSON:
         json_header(m, out);
+        chatbus_status_json(m, out);
         json_summary(m, out);
         json_pools(m, out);         /* after the top-level keys they reuse */
         json_rows(m, out);
