@@ -549,11 +549,12 @@ static void announce(struct chatbus *b, const char *room, const char *fmt, const
 static void remote_drop(struct chatbus *b, size_t idx, const char *why)
 {
     struct remote *r = &b->remotes[idx];
-    if (r->n)
-        log_info("chat bus: instance %s %s: %zu users leave", r->id, why + 2, r->n);
+    char reason[48];
+    snprintf(reason, sizeof reason, " (%s)", why);
+    log_info("chat bus: instance %s %s: its %zu users leave", r->id, why, r->n);
     for (size_t i = 0; i < r->n; i++)
         for (size_t k = 0; k < r->users[i].nrooms; k++)
-            announce(b, r->users[i].rooms[k], "* %s left%s", r->users[i].nick, why);
+            announce(b, r->users[i].rooms[k], "* %s left%s", r->users[i].nick, reason);
     b->remote_users -= r->n;
     free(r->users);
     b->remotes[idx] = b->remotes[--b->nremotes];
@@ -695,7 +696,7 @@ static void on_message(struct chatbus *b, const char *data, size_t len)
     r->heard_ms = b->m->now_ms;
     b->received++;
     if (type == 'B')
-        return remote_drop(b, (size_t)(r - b->remotes), " (instance stopped)");
+        return remote_drop(b, (size_t)(r - b->remotes), "instance stopped");
     for (size_t i = 3; i < n; i++)
         if (!text_ok(f[i]) && type != 'D')
             return;
@@ -1040,7 +1041,7 @@ void chatbus_tick(struct master *m)
         heartbeat(b);
     for (size_t i = b->nremotes; i-- > 0;)
         if (now - b->remotes[i].heard_ms > ttl_ms(b))
-            remote_drop(b, i, " (instance lost)");
+            remote_drop(b, i, "instance lost");
 }
 
 int64_t chatbus_next_wakeup(const struct master *m, int64_t next)
