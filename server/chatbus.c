@@ -1022,9 +1022,10 @@ void chatbus_on_event(struct master *m, size_t idx, uint32_t events)
 void chatbus_tick(struct master *m)
 {
     struct chatbus *b = m->bus;
-    int64_t now = m->now_ms, stuck = 3 * ttl_ms(b ? b : NULL);
+    int64_t now = m->now_ms, stuck;
     if (!b)
         return;
+    stuck = 3 * ttl_ms(b);
     if (stuck < STUCK_MIN_MS)
         stuck = STUCK_MIN_MS;
     if (b->retry_at_ms && now >= b->retry_at_ms)

@@ -1,7 +1,9 @@
 /* chatload: fan-out benchmark for the chat protocol. N clients join one
  * room; S of them send R lines/s each (under the flood limit) for D seconds,
  * each line carrying its send time; every client reads everything. Prints
- * deliveries per second and delivery latency percentiles. Bounded in time. */
+ * deliveries per second and delivery latency percentiles. Bounded in time.
+ * -p takes one port or several ("7001,7002,7003": instances sharing the
+ * room through the chat bus); clients, senders too, go round-robin. */
 #include <errno.h>
 #include <stdbool.h>
 #include <netinet/in.h>
@@ -26,7 +28,8 @@ struct cl {
 };
 
 static struct cl *cls;
-static int nclients = 1000, nsenders = 10, rate = 20, seconds = 5, port;
+static int nclients = 1000, nsenders = 10, rate = 20, seconds = 5;
+static int ports[16], nports;
 static uint32_t *lat_us;
 static size_t nlat, cap_lat, joined, cutoff;
 
@@ -50,8 +53,11 @@ static void on_line(struct cl *c, char *line)
         c->nick[strcspn(c->nick, ";")] = '\0';
         return;
     }
-    if (!c->joined && c->nick[0] && strstr(line, "* ") && strstr(line, c->nick) &&
-        strstr(line, " joined")) {
+    char mine[64];
+    line[strcspn(line, "\r")] = '\0';
+    snprintf(mine, sizeof mine, "* %s joined", c->nick);
+    if (!c->joined && c->nick[0] && strstr(line, mine) &&
+        strlen(strstr(line, mine)) == strlen(mine)) {
         c->joined = true;
         joined++;
     } else if ((t = strstr(line, ": t ")) && nlat < cap_lat) {
@@ -99,10 +105,11 @@ static void poll_once(int ep, int ms)
 
 static void connect_all(int ep)
 {
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sin = { .sin_family = AF_INET,
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     for (int i = 0; i < nclients; i++) {
         struct cl *c = &cls[i];
+        sin.sin_port = htons((uint16_t)ports[i % nports]);
         c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sin, sizeof sin) != 0)
             die("connect");
@@ -137,18 +144,24 @@ int main(int argc, char **argv)
     while ((opt = getopt(argc, argv, "p:c:s:r:d:")) != -1) {
         int v = atoi(optarg);
         switch (opt) {
-        case 'p': port = v; break;
+        case 'p':
+            for (char *t = strtok(optarg, ","); t && nports < 16; t = strtok(NULL, ","))
+                ports[nports++] = atoi(t);
+            break;
         case 'c': nclients = v; break;
         case 's': nsenders = v; break;
         case 'r': rate = v; break;
         case 'd': seconds = v; break;
         default:
-            fprintf(stderr, "usage: chatload -p PORT [-c clients] [-s senders] "
+            fprintf(stderr, "usage: chatload -p PORT[,PORT...] [-c clients] [-s senders] "
                             "[-r lines/s per sender] [-d seconds]\n");
             return 2;
         }
     }
-    if (port <= 0 || nclients < 1 || nsenders < 1 || nsenders > nclients || rate < 1 ||
+    for (int i = 0; i < nports; i++)
+        if (ports[i] <= 0 || ports[i] > 65535)
+            nports = 0;
+    if (nports == 0 || nclients < 1 || nsenders < 1 || nsenders > nclients || rate < 1 ||
         rate > 20 || seconds < 1 || seconds > 60) {
         fprintf(stderr, "chatload: bad arguments (rate at most 20: the flood limit)\n");
         return 2;
@@ -189,8 +202,9 @@ int main(int argc, char **argv)
         return 1;
     }
     qsort(lat_us, nlat, sizeof *lat_us, cmp_u32);
-    printf("chat fan-out: %d clients in one room, %d senders x %d lines/s x %d s\n",
-           nclients, nsenders, rate, seconds);
+    printf("chat fan-out: %d clients over %d instance%s in one room, "
+           "%d senders x %d lines/s x %d s\n", nclients, nports, nports > 1 ? "s" : "",
+           nsenders, rate, seconds);
     printf("delivered %zu of %zu lines in %.2f s: %.0f deliveries/s; cut off %zu\n",
            nlat, expect, secs, (double)nlat / secs, cutoff);
     printf("latency: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
