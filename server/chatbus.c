@@ -73,6 +73,8 @@ struct remote {
     char id[ID_LEN + 1];
     uint64_t last_seq;
     int64_t heard_ms;
+    bool known;                 /* its state came once */
+    bool greet;                 /* its state is news: announce its users' joins */
     struct ruser *users;
     size_t n, cap;
 };
@@ -83,7 +85,7 @@ struct chatbus {
     char id[ID_LEN + 1], prefix[32];
     struct redis_loop cmd, sub;
     bool cmd_ok, sub_ok, up, down_noticed, tearing, closing;
-    int64_t retry_at_ms, backoff_ms, next_beat_ms, waiting_since_ms;
+    int64_t retry_at_ms, backoff_ms, next_beat_ms, waiting_since_ms, last_tick_ms;
     struct sub *subs;
     size_t nsubs, subs_cap, subs_pending;
     struct out_msg *qhead, *qtail;
@@ -592,10 +594,16 @@ static size_t split(char *s, char **f, size_t max)
     return n;
 }
 
+/* An instance's whole state, in chunks: F(irst) replaces what we knew,
+ * R asks for ours. From an instance new to us (started, or back after we
+ * had given it up) its users are announced as joining. */
 static void on_state(struct chatbus *b, struct remote *r, const char *flags, char *body)
 {
-    if (strchr(flags, 'F'))
+    if (strchr(flags, 'F')) {
         remote_clear(b, r);
+        r->greet = !r->known;
+        r->known = true;
+    }
     for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n")) {
         char *save = NULL, *nick = strtok_r(line, " ", &save);
         struct ruser *u = nick ? ruser_add(b, r, nick) : NULL;
@@ -604,7 +612,11 @@ static void on_state(struct chatbus *b, struct remote *r, const char *flags, cha
         u->nrooms = 0;
         for (char *room; (room = strtok_r(NULL, " ", &save));)
             ruser_join(u, room);
+        for (size_t k = 0; r->greet && k < u->nrooms; k++)
+            announce(b, u->rooms[k], "* %s joined%s", u->nick, "");
     }
+    if (strchr(flags, 'L'))
+        r->greet = false;
     if (strchr(flags, 'R')) {
         char chan[CHAN_MAX];
         snprintf(chan, sizeof chan, "%sinst:%s", b->prefix, r->id);
@@ -932,8 +944,8 @@ static void bus_connect(struct chatbus *b)
  * flight, tell local users once, and try again after a back-off. */
 static void bus_lost(struct chatbus *b, const redisAsyncContext *from, const char *why)
 {
-    if (b->tearing)
-        return;
+    if (b->tearing || b->closing)
+        return;             /* chatbus_free is closing them */
     b->tearing = true;
     if (b->up || !b->down_noticed)
         log_warn("chat bus: %s: %s; chat goes on locally, reconnecting", b->conf.bus, why);
@@ -1025,6 +1037,12 @@ void chatbus_tick(struct master *m)
     int64_t now = m->now_ms, stuck;
     if (!b)
         return;
+    /* The master itself was held up (see forgive_own_stall): the others'
+     * silence meanwhile says nothing about them. */
+    if (b->last_tick_ms && now - b->last_tick_ms > 1000)
+        for (size_t i = 0; i < b->nremotes; i++)
+            b->remotes[i].heard_ms += now - b->last_tick_ms - 1000;
+    b->last_tick_ms = now;
     stuck = 3 * ttl_ms(b);
     if (stuck < STUCK_MIN_MS)
         stuck = STUCK_MIN_MS;
