@@ -414,6 +414,41 @@ Test(chatbus, slow_redis_bounded_queue_drops_and_says_so)
     cr_assert_lt(count(b, "alice: burst"), 35);
 }
 
+/* A reload that turns the bus on: the rooms in use join it, and the users
+ * already there reach the other instance. A bad bus at reload is refused. */
+Test(chatbus, reload_joins_the_bus)
+{
+    char out[4096];
+    redis_start(0);
+    ports[0] = h_free_port(SOCK_STREAM);
+    server_write_conf(&inst[0], "workers = 2\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"chat\" }\n", ports[0]);
+    cr_assert_eq(server_start(&inst[0], NULL), 0);
+    ninst = 1;
+    struct client *a = user(0, "alice", "#x", NULL);
+    start_instance(1, NULL);
+    cr_assert(WAIT_UNTIL(bus_connected(1), 15000));
+    struct client *b = user(1, "bob", "#x", NULL);
+    server_write_conf(&inst[0], "workers = 2\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"chat\" }\n"
+                      "chat { bus = \"redis:/nowhere\" }\n", ports[0]);
+    cr_assert_eq(kill(inst[0].pid, SIGHUP), 0);
+    cr_assert(WAIT_UNTIL(h_status_number(&inst[0], "reloads") == 1, 10000));
+    cr_assert_eq(h_run(out, sizeof out, "%s status --json -c %s 2>/dev/null", h_bin(),
+                       inst[0].conf), 0);
+    cr_assert(strstr(out, "\"rejected\"") && strstr(out, "chat.bus"), "%s", out);
+    server_write_conf(&inst[0], "workers = 2\n"
+                      "listen { address = \"127.0.0.1:%d\" protocol = \"chat\" }\n"
+                      "chat { bus = \"redis://127.0.0.1:%d\" }\n", ports[0], redis_port);
+    cr_assert_eq(kill(inst[0].pid, SIGHUP), 0);
+    cr_assert(WAIT_UNTIL(bus_connected(0), 15000), "the reload did not join the bus");
+    expect(b, "[#x] * alice joined", 10000);     /* news to the other instance */
+    say(b, "hi alice\n");
+    expect(a, "[#x] bob: hi alice", 10000);
+    say(a, "hi bob\n");
+    expect(b, "[#x] alice: hi bob", 10000);
+}
+
 Test(chatbus, config_keys_checked)
 {
     struct config c;
