@@ -22,20 +22,20 @@
 #include <hiredis/hiredis.h>
 
 #include "server/chat.h"
+#include "server/chatpeers.h"
 #include "server/log.h"
 #include "server/master.h"
 #include "server/redisloop.h"
 #include "server/sbuf.h"
 #include "workers/worker.h"
 
-#define ID_LEN            16        /* hex digits of an instance id */
+#define ID_LEN            PEER_ID_LEN
 #define CHUNK_BYTES       8192      /* users per state message, about */
 #define MSG_MAX           (CHUNK_BYTES + 512)
 #define BACKOFF_MIN_MS    200
 #define BACKOFF_MAX_MS    5000
 #define STUCK_MIN_MS      3000      /* no reply for this long (or 3 TTLs): reconnect */
 #define CLAIM_BATCH       200       /* nicks per claim script call */
-#define REMOTE_USERS_MAX  100000    /* mirrored users, all instances together */
 #define GOODBYE_MS        200       /* at exit: flush for at most this long */
 #define CHAN_MAX          96        /* PREFIX "room:#" and a room name fit */
 
@@ -63,22 +63,6 @@ struct out_msg {
     char data[];
 };
 
-struct ruser {
-    char nick[CHAT_NICK_MAX + 1];
-    char rooms[CHAT_ROOMS_PER_USER][CHAT_ROOM_MAX + 2];
-    size_t nrooms;
-};
-
-struct remote {
-    char id[ID_LEN + 1];
-    uint64_t last_seq;
-    int64_t heard_ms;
-    bool known;                 /* its state came once */
-    bool greet;                 /* its state is news: announce its users' joins */
-    struct ruser *users;
-    size_t n, cap;
-};
-
 struct chatbus {
     struct master *m;
     struct chat_conf conf;
@@ -93,8 +77,7 @@ struct chatbus {
     uint64_t seq;
     bool congested, resync;
     unsigned episode;
-    struct remote *remotes;
-    size_t nremotes, remote_users;
+    struct chatpeers peers;
     uint64_t published, received, dropped, reconnects;
 };
 
@@ -459,86 +442,6 @@ void chatbus_release(struct master *m, const char *nick)
 
 /* ---- the mirror of other instances -------------------------------------- */
 
-static struct remote *remote_find(struct chatbus *b, const char *id, bool create)
-{
-    for (size_t i = 0; i < b->nremotes; i++)
-        if (strcmp(b->remotes[i].id, id) == 0)
-            return &b->remotes[i];
-    if (!create)
-        return NULL;
-    struct remote *r = realloc(b->remotes, (b->nremotes + 1) * sizeof *r);
-    if (!r)
-        return NULL;
-    b->remotes = r;
-    r = &b->remotes[b->nremotes++];
-    *r = (struct remote){ .heard_ms = b->m->now_ms };
-    snprintf(r->id, sizeof r->id, "%s", id);
-    return r;
-}
-
-static struct ruser *ruser_find(struct remote *r, const char *nick)
-{
-    for (size_t i = 0; i < r->n; i++)
-        if (strcasecmp(r->users[i].nick, nick) == 0)
-            return &r->users[i];
-    return NULL;
-}
-
-static struct ruser *ruser_add(struct chatbus *b, struct remote *r, const char *nick)
-{
-    struct ruser *u = ruser_find(r, nick);
-    if (u)
-        return u;
-    if (b->remote_users >= REMOTE_USERS_MAX || !chat_nick_valid(nick))
-        return NULL;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        struct ruser *v = realloc(r->users, cap * sizeof *v);
-        if (!v)
-            return NULL;
-        r->users = v;
-        r->cap = cap;
-    }
-    u = &r->users[r->n++];
-    memset(u, 0, sizeof *u);
-    snprintf(u->nick, sizeof u->nick, "%s", nick);
-    b->remote_users++;
-    return u;
-}
-
-static void ruser_remove(struct chatbus *b, struct remote *r, struct ruser *u)
-{
-    *u = r->users[--r->n];
-    b->remote_users--;
-}
-
-static ssize_t ruser_room(const struct ruser *u, const char *room)
-{
-    for (size_t i = 0; i < u->nrooms; i++)
-        if (strcasecmp(u->rooms[i], room) == 0)
-            return (ssize_t)i;
-    return -1;
-}
-
-static void ruser_join(struct ruser *u, const char *room)
-{
-    char norm[CHAT_ROOM_MAX + 2];
-    if (chat_room_normalize(room, norm, sizeof norm) != 0 || ruser_room(u, norm) >= 0 ||
-        u->nrooms == CHAT_ROOMS_PER_USER)
-        return;
-    snprintf(u->rooms[u->nrooms++], sizeof u->rooms[0], "%s", norm);
-}
-
-static bool ruser_leave(struct ruser *u, const char *room)
-{
-    ssize_t i = ruser_room(u, room);
-    if (i < 0)
-        return false;
-    memmove(u->rooms[i], u->rooms[i + 1], (u->nrooms - (size_t)i - 1) * sizeof u->rooms[0]);
-    u->nrooms--;
-    return true;
-}
-
 static void announce(struct chatbus *b, const char *room, const char *fmt, const char *a,
                      const char *c)
 {
@@ -550,22 +453,14 @@ static void announce(struct chatbus *b, const char *room, const char *fmt, const
 /* An instance stopped or went silent: its users leave every room. */
 static void remote_drop(struct chatbus *b, size_t idx, const char *why)
 {
-    struct remote *r = &b->remotes[idx];
+    struct peer *r = &b->peers.v[idx];
     char reason[48];
     snprintf(reason, sizeof reason, " (%s)", why);
     log_info("chat bus: instance %s %s: its %zu users leave", r->id, why, r->n);
     for (size_t i = 0; i < r->n; i++)
         for (size_t k = 0; k < r->users[i].nrooms; k++)
             announce(b, r->users[i].rooms[k], "* %s left%s", r->users[i].nick, reason);
-    b->remote_users -= r->n;
-    free(r->users);
-    b->remotes[idx] = b->remotes[--b->nremotes];
-}
-
-static void remote_clear(struct chatbus *b, struct remote *r)
-{
-    b->remote_users -= r->n;
-    r->n = 0;
+    peers_remove(&b->peers, idx);
 }
 
 /* ---- messages from the others ------------------------------------------- */
@@ -597,21 +492,21 @@ static size_t split(char *s, char **f, size_t max)
 /* An instance's whole state, in chunks: F(irst) replaces what we knew,
  * R asks for ours. From an instance new to us (started, or back after we
  * had given it up) its users are announced as joining. */
-static void on_state(struct chatbus *b, struct remote *r, const char *flags, char *body)
+static void on_state(struct chatbus *b, struct peer *r, const char *flags, char *body)
 {
     if (strchr(flags, 'F')) {
-        remote_clear(b, r);
+        peer_users_clear(&b->peers, r);
         r->greet = !r->known;
         r->known = true;
     }
     for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n")) {
         char *save = NULL, *nick = strtok_r(line, " ", &save);
-        struct ruser *u = nick ? ruser_add(b, r, nick) : NULL;
+        struct peer_user *u = nick ? peer_user_add(&b->peers, r, nick) : NULL;
         if (!u)
             continue;
         u->nrooms = 0;
         for (char *room; (room = strtok_r(NULL, " ", &save));)
-            ruser_join(u, room);
+            peer_user_join(u, room);
         for (size_t k = 0; r->greet && k < u->nrooms; k++)
             announce(b, u->rooms[k], "* %s joined%s", u->nick, "");
     }
@@ -624,19 +519,19 @@ static void on_state(struct chatbus *b, struct remote *r, const char *flags, cha
     }
 }
 
-static void on_quit(struct chatbus *b, struct remote *r, const char *nick, const char *why)
+static void on_quit(struct chatbus *b, struct peer *r, const char *nick, const char *why)
 {
-    struct ruser *u = ruser_find(r, nick);
+    struct peer_user *u = peer_user(r, nick);
     if (!u)
         return;
     for (size_t k = 0; k < u->nrooms; k++)
         announce(b, u->rooms[k], "* %s left%s", u->nick, why);
-    ruser_remove(b, r, u);
+    peer_user_remove(&b->peers, r, u);
 }
 
-static void on_renamed(struct chatbus *b, struct remote *r, const char *old, const char *nick)
+static void on_renamed(struct chatbus *b, struct peer *r, const char *old, const char *nick)
 {
-    struct ruser *u = ruser_find(r, old);
+    struct peer_user *u = peer_user(r, old);
     if (!u || !chat_nick_valid(nick))
         return;
     snprintf(u->nick, sizeof u->nick, "%s", nick);
@@ -644,13 +539,13 @@ static void on_renamed(struct chatbus *b, struct remote *r, const char *old, con
         announce(b, u->rooms[k], "* %s is now known as %s", old, nick);
 }
 
-static void on_event(struct chatbus *b, struct remote *r, char type, char **f, size_t n)
+static void on_event(struct chatbus *b, struct peer *r, char type, char **f, size_t n)
 {
-    struct ruser *u;
+    struct peer_user *u;
     switch (type) {
     case 'U':
         if (n >= 1)
-            ruser_add(b, r, f[0]);
+            peer_user_add(&b->peers, r, f[0]);
         break;
     case 'Q':
         if (n >= 2)
@@ -661,13 +556,13 @@ static void on_event(struct chatbus *b, struct remote *r, char type, char **f, s
             on_renamed(b, r, f[0], f[1]);
         break;
     case 'J':
-        if (n >= 2 && (u = ruser_add(b, r, f[0])) && ruser_room(u, f[1]) < 0) {
-            ruser_join(u, f[1]);
+        if (n >= 2 && (u = peer_user_add(&b->peers, r, f[0])) && !peer_user_in(u, f[1])) {
+            peer_user_join(u, f[1]);
             announce(b, f[1], "* %s joined%s", u->nick, "");
         }
         break;
     case 'L':
-        if (n >= 2 && (u = ruser_find(r, f[0])) && ruser_leave(u, f[1]))
+        if (n >= 2 && (u = peer_user(r, f[0])) && peer_user_leave(u, f[1]))
             announce(b, f[1], "* %s left%s", u->nick, "");
         break;
     case 'M':
@@ -700,7 +595,7 @@ static void on_message(struct chatbus *b, const char *data, size_t len)
         return;
     char type = f[0][0];
     uint64_t seq = strtoull(f[2], NULL, 10);
-    struct remote *r = remote_find(b, f[1], type != 'B');
+    struct peer *r = peers_find(&b->peers, f[1], type != 'B', b->m->now_ms);
     if (!r || seq <= r->last_seq)
         return;
     bool fresh = r->last_seq == 0;
@@ -708,7 +603,7 @@ static void on_message(struct chatbus *b, const char *data, size_t len)
     r->heard_ms = b->m->now_ms;
     b->received++;
     if (type == 'B')
-        return remote_drop(b, (size_t)(r - b->remotes), "instance stopped");
+        return remote_drop(b, (size_t)(r - b->peers.v), "instance stopped");
     for (size_t i = 3; i < n; i++)
         if (!text_ok(f[i]) && type != 'D')
             return;
@@ -866,8 +761,8 @@ static void check_up(struct chatbus *b)
     b->up = true;
     b->backoff_ms = 0;
     b->congested = b->resync = false;
-    for (size_t i = 0; i < b->nremotes; i++)
-        b->remotes[i].heard_ms = b->m->now_ms;
+    for (size_t i = 0; i < b->peers.n; i++)
+        b->peers.v[i].heard_ms = b->m->now_ms;
     log_info("chat bus: connected to %s as instance %s", b->conf.bus, b->id);
     publish_state(b, "all", true);
     heartbeat(b);
@@ -1040,8 +935,8 @@ void chatbus_tick(struct master *m)
     /* The master itself was held up (see forgive_own_stall): the others'
      * silence meanwhile says nothing about them. */
     if (b->last_tick_ms && now - b->last_tick_ms > 1000)
-        for (size_t i = 0; i < b->nremotes; i++)
-            b->remotes[i].heard_ms += now - b->last_tick_ms - 1000;
+        for (size_t i = 0; i < b->peers.n; i++)
+            b->peers.v[i].heard_ms += now - b->last_tick_ms - 1000;
     b->last_tick_ms = now;
     stuck = 3 * ttl_ms(b);
     if (stuck < STUCK_MIN_MS)
@@ -1058,8 +953,8 @@ void chatbus_tick(struct master *m)
         return;
     if (now >= b->next_beat_ms)
         heartbeat(b);
-    for (size_t i = b->nremotes; i-- > 0;)
-        if (now - b->remotes[i].heard_ms > ttl_ms(b))
+    for (size_t i = b->peers.n; i-- > 0;)
+        if (now - b->peers.v[i].heard_ms > ttl_ms(b))
             remote_drop(b, i, "instance lost");
 }
 
@@ -1122,9 +1017,7 @@ void chatbus_free(struct master *m)
     if (b->sub.ac)
         redisAsyncFree(b->sub.ac);
     drop_queue(b);
-    for (size_t i = 0; i < b->nremotes; i++)
-        free(b->remotes[i].users);
-    free(b->remotes);
+    peers_free(&b->peers);
     free(b->subs);
     free(b);
     m->bus = NULL;
@@ -1200,39 +1093,23 @@ enum bus_result chatbus_msg(struct master *m, const char *from, const char *to,
                             const char *text)
 {
     struct chatbus *b = m->bus;
+    const struct peer *r = b ? peers_owner(&b->peers, to) : NULL;
     char chan[CHAN_MAX];
-    if (!b)
+    if (!r)
         return BUS_DOWN;
-    for (size_t i = 0; i < b->nremotes; i++) {
-        if (ruser_find(&b->remotes[i], to)) {
-            snprintf(chan, sizeof chan, "%sinst:%s", b->prefix, b->remotes[i].id);
-            return postf(b, chan, true, 'P', "%s\n%s\n%s", to, from, text);
-        }
-    }
-    return BUS_DOWN;
+    snprintf(chan, sizeof chan, "%sinst:%s", b->prefix, r->id);
+    return postf(b, chan, true, 'P', "%s\n%s\n%s", to, from, text);
 }
 
 bool chatbus_remote_nick(const struct master *m, const char *nick)
 {
-    const struct chatbus *b = m->bus;
-    for (size_t i = 0; b && i < b->nremotes; i++)
-        if (ruser_find(&b->remotes[i], nick))
-            return true;
-    return false;
+    return m->bus && peers_owner(&m->bus->peers, nick);
 }
 
 void chatbus_each_remote(const struct master *m, chatbus_user_fn fn, void *ctx)
 {
-    const struct chatbus *b = m->bus;
-    const char *rooms[CHAT_ROOMS_PER_USER];
-    for (size_t i = 0; b && i < b->nremotes; i++) {
-        for (size_t k = 0; k < b->remotes[i].n; k++) {
-            const struct ruser *u = &b->remotes[i].users[k];
-            for (size_t j = 0; j < u->nrooms; j++)
-                rooms[j] = u->rooms[j];
-            fn(u->nick, rooms, u->nrooms, ctx);
-        }
-    }
+    if (m->bus)
+        peers_each_user(&m->bus->peers, fn, ctx);
 }
 
 /* ---- status ------------------------------------------------------------- */
@@ -1244,7 +1121,7 @@ void chatbus_status_text(const struct master *m, struct sbuf *o)
         return;
     sbuf_printf(o, "chat bus %s %s  instance %s  peers %zu (%zu users)  published %llu  "
                 "received %llu  dropped %llu  reconnects %llu\n", b->conf.bus,
-                b->up ? "connected" : "DISCONNECTED", b->id, b->nremotes, b->remote_users,
+                b->up ? "connected" : "DISCONNECTED", b->id, b->peers.n, b->peers.users,
                 (unsigned long long)b->published, (unsigned long long)b->received,
                 (unsigned long long)b->dropped, (unsigned long long)b->reconnects);
 }
@@ -1261,8 +1138,8 @@ void chatbus_status_json(const struct master *m, struct sbuf *o)
     sbuf_json_string(o, b->conf.bus);
     sbuf_printf(o, ",\"connected\":%s,\"instance\":\"%s\",\"peers\":%zu,\"peer_users\":%zu,"
                 "\"published\":%llu,\"received\":%llu,\"dropped\":%llu,\"reconnects\":%llu,"
-                "\"queued\":%zu}", b->up ? "true" : "false", b->id, b->nremotes,
-                b->remote_users, (unsigned long long)b->published,
+                "\"queued\":%zu}", b->up ? "true" : "false", b->id, b->peers.n,
+                b->peers.users, (unsigned long long)b->published,
                 (unsigned long long)b->received, (unsigned long long)b->dropped,
                 (unsigned long long)b->reconnects, b->queued + b->inflight);
 }
