@@ -1143,3 +1143,21 @@ void chatbus_status_json(const struct master *m, struct sbuf *o)
                 (unsigned long long)b->received, (unsigned long long)b->dropped,
                 (unsigned long long)b->reconnects, b->queued + b->inflight);
 }
+
+void chatbus_status_prometheus(const struct master *m, struct sbuf *o)
+{
+    const struct chatbus *b = m->bus;
+    if (!b)
+        return;
+    sbuf_printf(o, "# HELP preforkd_chat_bus_connected 1 while the chat bus is up.\n"
+                "# TYPE preforkd_chat_bus_connected gauge\n"
+                "preforkd_chat_bus_connected %d\n"
+                "# HELP preforkd_chat_bus_messages_total Chat bus messages published, "
+                "received from other instances, and dropped (Redis behind).\n"
+                "# TYPE preforkd_chat_bus_messages_total counter\n"
+                "preforkd_chat_bus_messages_total{direction=\"published\"} %llu\n"
+                "preforkd_chat_bus_messages_total{direction=\"received\"} %llu\n"
+                "preforkd_chat_bus_messages_total{direction=\"dropped\"} %llu\n",
+                b->up, (unsigned long long)b->published, (unsigned long long)b->received,
+                (unsigned long long)b->dropped);
+}

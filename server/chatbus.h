@@ -31,6 +31,7 @@ void chatbus_close_in_child(struct master *m);
 void chatbus_free(struct master *m);
 void chatbus_status_text(const struct master *m, struct sbuf *o);
 void chatbus_status_json(const struct master *m, struct sbuf *o);
+void chatbus_status_prometheus(const struct master *m, struct sbuf *o);
 
 /* For server/chat.c: all no-ops (BUS_DOWN) when no bus is configured. */
 bool chatbus_configured(const struct master *m);

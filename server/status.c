@@ -926,6 +926,7 @@ void status_render(const struct master *m, enum status_format fmt, struct sbuf *
         break;
     case STATUS_PROMETHEUS:
         prom_master(m, out);
+        chatbus_status_prometheus(m, out);
         prom_pool(m, out);
         prom_latency(m, out);
         prom_pools(m, out);

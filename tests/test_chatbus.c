@@ -287,6 +287,14 @@ Test(chatbus, two_instances_share_rooms_who_and_private_lines)
     cr_assert_eq(count(a, "hello from two"), 1);
     cr_assert_gt(h_status_number(&inst[0], "published"), 0);
     cr_assert_gt(h_status_number(&inst[1], "received"), 0);
+    char out[65536];
+    const char *bad = NULL;
+    cr_assert_eq(h_run(out, sizeof out, "%s status --prometheus -c %s 2>/dev/null", h_bin(),
+                       inst[0].conf), 0);
+    cr_assert(h_prometheus_valid(out, &bad), "bad line: %.80s", bad ? bad : "");
+    cr_assert(strstr(out, "\npreforkd_chat_bus_connected 1\n"), "%s", out);
+    cr_assert_eq(h_run(out, sizeof out, "%s status -c %s 2>/dev/null", h_bin(), inst[0].conf), 0);
+    cr_assert(strstr(out, "chat bus redis://") && strstr(out, " connected "), "%s", out);
 }
 
 /* Six users on three instances, each sending 30 lines at once: every user
