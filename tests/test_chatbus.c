@@ -422,6 +422,46 @@ Test(chatbus, slow_redis_bounded_queue_drops_and_says_so)
     cr_assert_lt(count(b, "alice: burst"), 35);
 }
 
+/* Nothing listens where the bus points yet: the instance starts (the
+ * connection is asynchronous), serves chat locally, says others are
+ * unreachable, and joins once Redis is there. */
+Test(chatbus, redis_absent_at_start_then_joined)
+{
+    redis_port = h_free_port(SOCK_STREAM);
+    start_instance(0, NULL);
+    struct client *a = connect_to(0);
+    expect(a, "other instances are unreachable right now", 5000);
+    struct client *a2 = user(0, "amy", "#x", NULL);
+    say(a, "/nick alice\n/join #x\nlocal line\n");
+    expect(a2, "[#x] alice: local line", 10000);
+    redis_start(redis_port);
+    cr_assert(WAIT_UNTIL(bus_connected(0), 20000), "never joined the bus");
+    expect(a, "notice: other instances are reachable again", 10000);
+    start_instance(1, NULL);
+    cr_assert(WAIT_UNTIL(bus_connected(1), 15000));
+    struct client *b = user(1, "bob", "#x", NULL);
+    ask_until(b, "/who #x", "who #x: bob, ", 10000);
+    cr_assert(strstr(b->data, "alice") && strstr(b->data, "amy"), "%s", b->data);
+    say(b, "hello\n");
+    expect(a, "[#x] bob: hello", 10000);
+}
+
+/* A graceful stop: its users leave at once (not after bus_ttl, which is a
+ * minute here), and the instance says goodbye. */
+Test(chatbus, stopped_instance_users_leave_at_once)
+{
+    start_all(2, "  bus_ttl = 60\n");
+    struct client *a = user(0, "alice", "#x", NULL);
+    user(1, "bob", "#x", NULL);
+    expect(a, "[#x] * bob joined", 10000);
+    cr_assert_eq(kill(inst[1].pid, SIGTERM), 0);
+    expect(a, "[#x] * bob left", 30000);
+    say(a, "/who #x\n");
+    expect(a, "who #x: alice\r\n", 10000);
+    cr_assert(WAIT_UNTIL(h_status_number(&inst[0], "peers") == 0, 20000),
+              "the stopped instance is still a peer");
+}
+
 /* A reload that turns the bus on: the rooms in use join it, and the users
  * already there reach the other instance. A bad bus at reload is refused. */
 Test(chatbus, reload_joins_the_bus)
