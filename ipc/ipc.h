@@ -65,6 +65,7 @@ struct ipc_report {
     uint64_t bytes_out;
     uint64_t cpu_usec;    /* user + system */
     uint64_t maxrss_kb;
+    uint64_t proxy_rejected;  /* closed for a missing/bad/untrusted PROXY header */
 };
 
 struct ipc_msg {

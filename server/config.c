@@ -989,6 +989,7 @@ static const struct rule rules[] = {
     { SEC_LISTEN, "protocol", "http", apply_protocol, 0, 0, IN_LISTEN(protocol) },
     { SEC_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
     { SEC_LISTEN, "accept", "shared", apply_accept, 0, 0, IN_LISTEN(accept) },
+    { SEC_LISTEN, "proxy_protocol", "false", apply_bool, 0, 0, IN_LISTEN(proxy_protocol) },
     { SEC_APP, "workers", "auto", apply_workers, 1, 1024, IN_APP(workers) },
     { SEC_APP, "directory", ".", apply_app_dir, 0, 0, IN_APP(directory) },
     { SEC_APP, "user", "", apply_user, 0, 0, IN_APP(user) },
@@ -1048,6 +1049,9 @@ static int apply_defaults(struct load_ctx *ctx, enum section section)
 
 /* ---- listen sections ---- */
 
+/* proxy_from's default: the balancer on this machine. */
+#define PROXY_FROM_DEFAULT "127.0.0.1"
+
 /* libconfuse has no hook at a section's opening brace, so a section begins
  * at its first callback: one of its options or its closing brace. */
 static int begin_listen(struct load_ctx *ctx, enum section section)
@@ -1059,6 +1063,10 @@ static int begin_listen(struct load_ctx *ctx, enum section section)
     ctx->pending_section = section;
     ctx->pending_has_address = false;
     ctx->pending_open = true;
+    if (section == SEC_LISTEN &&
+        cidr_parse(PROXY_FROM_DEFAULT, &ctx->pending.proxy_from[ctx->pending.nproxy_from++],
+                   ctx->msg, sizeof ctx->msg) < 0)
+        return report(ctx, 0, "listen.proxy_from: %s", ctx->msg);
     return apply_defaults(ctx, section);
 }
 
@@ -1116,6 +1124,9 @@ static int finish_listen(struct load_ctx *ctx, int fallback_line)
         return report(ctx, line, "listen: accept \"per-cpu\" needs a TCP address, "
                       "\"%s\" is %s", l->addr.text,
                       l->addr.socktype == SOCK_DGRAM ? "udp" : "a unix socket");
+    if (l->proxy_protocol && l->addr.socktype != SOCK_STREAM)
+        return report(ctx, line, "listen: proxy_protocol needs a stream address, "
+                      "\"%s\" is udp", l->addr.text);
     dup = find_same_address(c, &l->addr);
     if (dup)
         return report(ctx, line, "%s: duplicate address \"%s\" (also at line %d)",
@@ -1751,6 +1762,25 @@ static int on_status_allow(cfg_t *sec, cfg_opt_t *opt)
     return 0;
 }
 
+/* proxy_from: the whole list again after each word (as status_allow), into
+ * the listen section being parsed. */
+static int on_proxy_from(cfg_t *sec, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    unsigned int n = cfg_opt_size(opt);
+
+    if (!ctx || begin_listen(ctx, SEC_LISTEN) < 0)
+        return -1;
+    if (n > PROXY_FROM_MAX)
+        return report(ctx, sec->line, "listen.proxy_from: at most %d entries", PROXY_FROM_MAX);
+    for (unsigned int i = 0; i < n; i++)
+        if (cidr_parse(cfg_opt_getnstr(opt, i), &ctx->pending.proxy_from[i], ctx->msg,
+                       sizeof ctx->msg) < 0)
+            return report(ctx, sec->line, "listen.proxy_from: %s", ctx->msg);
+    ctx->pending.nproxy_from = n;
+    return 0;
+}
+
 /* Runs at a listen section's closing brace; libconfuse then knows only the
  * line of that brace, so the section's first line comes from our own scan. */
 static int on_listen_end(cfg_t *parent, cfg_opt_t *opt)
@@ -2169,6 +2199,7 @@ static void set_callbacks(cfg_t *cc)
     cfg_set_validate_func(cc, "site|expires", on_site_list);
     cfg_set_validate_func(cc, "site", on_site_end);
     cfg_set_validate_func(cc, "status_allow", on_status_allow);
+    cfg_set_validate_func(cc, "listen|proxy_from", on_proxy_from);
 }
 
 /* Options are all strings: `workers = 4` and `workers = "4"` lex the same,
@@ -2176,8 +2207,8 @@ static void set_callbacks(cfg_t *cc)
  * apps of one name are refused (CFGF_NO_TITLE_DUPES), not merged. */
 static cfg_t *new_parser(void)
 {
-    cfg_opt_t root[NRULES + 7], http[NRULES + 3], listen[NRULES + 1];
-    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1], site[NRULES + 4], chat[NRULES + 1];
+    cfg_opt_t root[NRULES + 7], http[NRULES + 3], listen[NRULES + 2];
+    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 2], site[NRULES + 4], chat[NRULES + 1];
     size_t n = section_opts(SEC_ROOT, root), a = section_opts(SEC_APP, app);
     size_t h = section_opts(SEC_HTTP, http), s = section_opts(SEC_SITE, site);
     cfg_t *cc;
@@ -2189,7 +2220,9 @@ static cfg_t *new_parser(void)
     site[s++] = (cfg_opt_t)CFG_STR_LIST("error_pages", NULL, CFGF_NODEFAULT);
     site[s++] = (cfg_opt_t)CFG_STR_LIST("expires", NULL, CFGF_NODEFAULT);
     site[s] = (cfg_opt_t)CFG_END();
-    listen[section_opts(SEC_LISTEN, listen)] = (cfg_opt_t)CFG_END();
+    size_t l = section_opts(SEC_LISTEN, listen);
+    listen[l++] = (cfg_opt_t)CFG_STR_LIST("proxy_from", "{\"" PROXY_FROM_DEFAULT "\"}", CFGF_NONE);
+    listen[l] = (cfg_opt_t)CFG_END();
     app_listen[section_opts(SEC_APP_LISTEN, app_listen)] = (cfg_opt_t)CFG_END();
     chat[section_opts(SEC_CHAT, chat)] = (cfg_opt_t)CFG_END();
     app[a++] = (cfg_opt_t)CFG_STR_LIST("command", NULL, CFGF_NODEFAULT);

@@ -28,6 +28,8 @@ struct address {
  * SO_REUSEPORT socket per allowed CPU; server/percpu.c). */
 enum accept_mode { ACCEPT_SHARED, ACCEPT_PER_CPU };
 
+#define PROXY_FROM_MAX 32
+
 struct listen_conf {
     struct address addr;
     enum proto_kind protocol;
@@ -35,6 +37,9 @@ struct listen_conf {
     enum accept_mode accept;
     int line;                        /* line of the listen section */
     int app;                         /* index in config.apps, or -1: built-in */
+    bool proxy_protocol;             /* a PROXY v1/v2 header comes first */
+    struct cidr proxy_from[PROXY_FROM_MAX];    /* who may send one */
+    size_t nproxy_from;
 };
 
 /* error_pages = {"404=/404.html"}: the page for a status, a path under

@@ -526,6 +526,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
     m->retired.requests += s->report.requests;
     m->retired.bytes_in += s->report.bytes_in;
     m->retired.bytes_out += s->report.bytes_out;
+    m->retired.proxy_rejected += s->report.proxy_rejected;
     slot_close_channels(m, s);
     free(s->lat);
     s->lat = NULL;

@@ -53,6 +53,7 @@ struct slot {
 /* Counters of workers that have exited, so totals never go backwards. */
 struct totals {
     uint64_t accepted, requests, bytes_in, bytes_out;
+    uint64_t proxy_rejected;
 };
 
 struct exit_record {

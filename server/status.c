@@ -251,6 +251,7 @@ static void sum_totals(const struct master *m, struct totals *t, uint64_t *activ
         t->requests += s->report.requests;
         t->bytes_in += s->report.bytes_in;
         t->bytes_out += s->report.bytes_out;
+        t->proxy_rejected += s->report.proxy_rejected;
         *active += s->report.active;
     }
 }
@@ -629,10 +630,13 @@ static void text_summary(const struct master *m, struct sbuf *o)
     uint64_t active;
     sum_totals(m, &t, &active);
     char in[16], out[16];
-    sbuf_printf(o, "\ntotals   accepted %llu  active %llu  requests %llu  in %s  out %s\n\n",
+    sbuf_printf(o, "\ntotals   accepted %llu  active %llu  requests %llu  in %s  out %s",
                 (unsigned long long)t.accepted, (unsigned long long)active,
                 (unsigned long long)t.requests, fmt_bytes(t.bytes_in, in, sizeof in),
                 fmt_bytes(t.bytes_out, out, sizeof out));
+    if (t.proxy_rejected)       /* PROXY headers missing, malformed or untrusted */
+        sbuf_printf(o, "  proxy_rejected %llu", (unsigned long long)t.proxy_rejected);
+    sbuf_printf(o, "\n\n");
 }
 
 static void text_rows(const struct master *m, struct sbuf *o)
@@ -763,9 +767,10 @@ static void json_summary(const struct master *m, struct sbuf *o)
     uint64_t active;
     sum_totals(m, &t, &active);
     sbuf_printf(o, ",\"totals\":{\"accepted\":%llu,\"active\":%llu,\"requests\":%llu,"
-                "\"in\":%llu,\"out\":%llu}", (unsigned long long)t.accepted,
+                "\"in\":%llu,\"out\":%llu,\"proxy_rejected\":%llu}", (unsigned long long)t.accepted,
                 (unsigned long long)active, (unsigned long long)t.requests,
-                (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out);
+                (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out,
+                (unsigned long long)t.proxy_rejected);
 }
 
 static void json_rows(const struct master *m, struct sbuf *o)
@@ -833,6 +838,9 @@ static void prom_master(const struct master *m, struct sbuf *o)
     sbuf_printf(o, "preforkd_received_bytes_total %llu\n", (unsigned long long)t.bytes_in);
     prom_metric(o, "sent_bytes_total", "counter", "Bytes sent.");
     sbuf_printf(o, "preforkd_sent_bytes_total %llu\n", (unsigned long long)t.bytes_out);
+    prom_metric(o, "proxy_rejected_total", "counter",
+                "Connections closed for a missing, malformed or untrusted PROXY header.");
+    sbuf_printf(o, "preforkd_proxy_rejected_total %llu\n", (unsigned long long)t.proxy_rejected);
     prom_metric(o, "active_connections", "gauge", "Open connections.");
     sbuf_printf(o, "preforkd_active_connections %llu\n", (unsigned long long)active);
 }

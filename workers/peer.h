@@ -15,6 +15,9 @@ struct peer_addr {
 
 /* Fill p from a socket address (AF_INET/AF_INET6; anything else: unknown). */
 void peer_from_sockaddr(struct peer_addr *p, const struct sockaddr *sa);
+/* The address as a socket address (to match it against rules, see
+ * server/cidr.h); family AF_UNSPEC when unknown. */
+void peer_to_sockaddr(const struct peer_addr *p, struct sockaddr_storage *ss);
 /* The address as text, "-" when unknown; cap >= INET6_ADDRSTRLEN. */
 const char *peer_addr_text(const struct peer_addr *p, char *out, size_t cap);
 

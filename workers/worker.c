@@ -23,6 +23,7 @@
 #include "workers/echo.h"
 #include "workers/http.h"
 #include "workers/loadboard.h"
+#include "workers/proxy.h"
 
 #define ACCEPT_BATCH      16    /* accepts per wake-up */
 #define REORDER_EVERY     16    /* listener wake-ups between re-orders */
@@ -234,7 +235,8 @@ void conn_close(struct conn *c)
     close(c->fd);
     if (c->aprev) c->aprev->anext = c->anext; else w->all = c->anext;
     if (c->anext) c->anext->aprev = c->aprev;
-    struct conn **pool = &w->pool[proto_index(c->proto)];
+    /* The listener's protocol sized it (c->proto may be a stage's). */
+    struct conn **pool = &w->pool[proto_index(c->ls->proto)];
     c->free_next = *pool;
     *pool = c;
     w->nconns--;
@@ -246,6 +248,7 @@ void conn_close(struct conn *c)
 
 void conn_admit(struct conn *c)
 {
+    c->proto = c->ls->proto;        /* a stage in front may have stood in */
     c->proto->on_open(c);
 }
 
@@ -272,7 +275,10 @@ static void conn_open(struct worker *w, struct wlistener *l, int fd,
     w->stats.accepted++;
     w->stats.active = (uint32_t)w->nconns;
     publish_load(w);
-    conn_admit(c);
+    if (l->conf->proxy_protocol)
+        proxy_stage_open(c);        /* it calls conn_admit once the header is in */
+    else
+        conn_admit(c);
 }
 
 /* --- listeners ---------------------------------------------------------- */
