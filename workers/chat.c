@@ -5,6 +5,7 @@
  * so that no member list is changed while it is being walked. */
 #include "workers/chat.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <search.h>
 #include <stdarg.h>
@@ -175,7 +176,9 @@ static void cut_off(struct chat_conn *cc, const char *reason)
         cc->olen = 0;
     if (out_reserve(cc, strlen(reason) + 2, OUT_MAX + 256) == 0)
         append(cc, reason, strlen(reason));
-    log_info("chat connection %u: %s", cc->id, reason);
+    char ip[INET6_ADDRSTRLEN];
+    log_info("chat connection %u from %s: %s", cc->id,
+             peer_addr_text(&cc->c->peer, ip, sizeof ip), reason);
     cc->closing = true;
     send_bye(cc);
     conn_timer_set(cc->c, linger_timer);
@@ -568,6 +571,8 @@ static void chat_open(struct conn *c)
         conn_close(c);
         return;
     }
+    char ip[INET6_ADDRSTRLEN];
+    log_debug("chat connection %u from %s", cc->id, peer_addr_text(&c->peer, ip, sizeof ip));
     update_interest(cc);
 }
 
