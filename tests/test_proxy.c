@@ -662,3 +662,13 @@ Test(haproxy, sigkill_costs_only_what_was_in_flight)
     s->pid = 0;
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 }
+
+/* The commented example in etc/ is a configuration HAProxy accepts. */
+Test(haproxy, shipped_example_is_valid)
+{
+    if (!haproxy_path())
+        cr_skip_test("haproxy is not installed (Debian package haproxy)");
+    cr_assert_eq(h_run(out, sizeof out, "%s -c -f %s/etc/haproxy.cfg", haproxy_path(),
+                       h_root()), 0, "%s", out);
+    cr_assert(strstr(out, "Configuration file is valid"), "%s", out);
+}
