@@ -107,8 +107,10 @@ void upgrade_start(struct master *m)
     int p[2];
     if (u->child)
         return refuse(m, "an upgrade is already in flight");
-    if (m->stopping || !m->ready)
-        return refuse(m, m->stopping ? "the master is stopping" : "the master is not ready yet");
+    /* stop_at_ms: a stop waiting out graceful_stop_delay; a new master
+     * would answer 200 on /healthz and serve on, and the stop be lost */
+    if (m->stopping || m->stop_at_ms || !m->ready)
+        return refuse(m, m->ready ? "the master is stopping" : "the master is not ready yet");
     if (pipe2(p, O_CLOEXEC) != 0)
         return refuse(m, strerror(errno));
     pid_t old = getpid(), pid = fork();

@@ -672,3 +672,31 @@ Test(haproxy, shipped_example_is_valid)
                        h_root()), 0, "%s", out);
     cr_assert(strstr(out, "Configuration file is valid"), "%s", out);
 }
+
+/* A stop waiting out graceful_stop_delay stays a stop: an upgrade asked for
+ * in that window is refused (it would hand the listeners to a new master
+ * that says 200 and serves on, and the stop would be lost). */
+Test(proxy, no_upgrade_during_graceful_stop_delay)
+{
+    int sport = h_free_port(SOCK_STREAM);
+    char extra[128];
+    snprintf(extra, sizeof extra, "status_listen = \"127.0.0.1:%d\"\ngraceful_stop_delay = 3\n",
+             sport);
+    start_http(extra);
+    cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "graceful stop in 3 s") == 1, 5000));
+    cr_assert_eq(kill(srv.pid, SIGUSR2), 0);
+    cr_assert(WAIT_UNTIL(h_file_count(srv.log, "upgrade refused: the master is stopping") == 1 ||
+                         h_file_count(srv.log, "took over; draining and exiting") == 1, 5000));
+    char *pidtext = h_read_file(srv.pidfile);
+    pid_t now = pidtext ? (pid_t)atoi(pidtext) : 0;
+    free(pidtext);
+    if (now > 0 && now != srv.pid) {        /* the bug: a new master serves on */
+        h_remember_tree(&srv.tree, now);
+        kill(now, SIGKILL);
+    }
+    cr_assert_eq(h_file_count(srv.log, "upgrade: started the new master"), 0);
+    int st = server_stop(&srv, 0, 20000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    cr_assert_lt(h_tcp_connect(port), 0, "something still listens after the stop");
+}
