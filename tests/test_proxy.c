@@ -124,15 +124,21 @@ static void write_index(const struct server *s, const char *body)
     fclose(f);
 }
 
-/* An http listener with proxy_protocol, an access log, and extra config. */
-static void start_http(const char *extra)
+/* An http listener with proxy_protocol, an access log, a header_timeout
+ * (which bounds the wait for a PROXY header too) and extra config. */
+static void start_http_timeout(const char *extra, int header_timeout)
 {
     write_index(&srv, "hello\n");
     server_write_conf(&srv, "workers = 1\n"
-                      "http { root = \"www\" access_log = \"access.log\" header_timeout = 1 }\n"
+                      "http { root = \"www\" access_log = \"access.log\" header_timeout = %d }\n"
                       "listen { address = \"127.0.0.1:%d\" proxy_protocol = true }\n%s",
-                      port, extra);
+                      header_timeout, port, extra);
     cr_assert_eq(server_start(&srv, NULL), 0, "preforkd did not start");
+}
+
+static void start_http(const char *extra)
+{
+    start_http_timeout(extra, 1);
 }
 
 static const char *access_log(const struct server *s)
@@ -196,7 +202,7 @@ Test(proxy, v1_and_v2_addresses_reach_the_access_log)
 /* A balancer that splits the header, or sends the request later. */
 Test(proxy, header_in_pieces_then_the_request)
 {
-    start_http("");
+    start_http_timeout("", 30);
     int fd = connect_from("127.0.0.1", port);
     cr_assert_geq(fd, 0);
     char hdr[128];
@@ -486,7 +492,7 @@ static const char *hap_stat(const char *sv, const char *name)
 /* HAProxy's view of server sN: "UP", "DOWN", ... */
 static const char *hap_state(int n)
 {
-    char sv[8];
+    char sv[16];
     snprintf(sv, sizeof sv, "s%d", n);
     return hap_stat(sv, "status");
 }
