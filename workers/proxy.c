@@ -170,8 +170,10 @@ static void read_header(struct conn *c, uint32_t events)
     struct proxy_hdr h;
     const char *why;
     int len = proxy_hdr_parse(buf, (size_t)n, &h, &why);
-    if (len == 0 && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        why = "closed in the middle of a PROXY header", len = -1;
+    if (len == 0 && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        why = "closed in the middle of a PROXY header";     /* the rest cannot come */
+        len = -1;
+    }
     if (len < 0) {
         refuse(c, why);
         return;
