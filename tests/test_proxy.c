@@ -684,6 +684,26 @@ Test(haproxy, shipped_example_is_valid)
     cr_assert(strstr(out, "Configuration file is valid"), "%s", out);
 }
 
+/* Per-CPU accept sockets take the header the same way. */
+Test(proxy, per_cpu_listener)
+{
+    char extra[192];
+    snprintf(extra, sizeof extra, "listen { address = \"127.0.0.1:%d\" accept = \"per-cpu\"\n"
+             "  proxy_protocol = true }\n", port2);
+    start_http(extra);
+    for (int i = 0; i < 4; i++) {
+        char req[256];
+        int n = snprintf(req, sizeof req, "PROXY TCP4 192.0.2.%d 127.0.0.1 1 2\r\n" GET_CLOSE,
+                         10 + i);
+        cr_assert_gt(exchange_from("127.0.0.1", port2, req, (size_t)n), 0);
+        cr_assert(served(), "%s", out);
+    }
+    cr_assert(WAIT_UNTIL(h_file_count(access_log(&srv), "192.0.2.1") == 4, 5000));
+    cr_assert_eq(h_file_count(access_log(&srv), "127.0.0.1 - - ["), 0);
+    cr_assert_geq(exchange_from("127.0.0.1", port2, GET_CLOSE, strlen(GET_CLOSE)), 0);
+    cr_assert_eq(out[0], '\0', "%s", out);
+}
+
 /* Over a unix socket there is no address to check: any client may send a
  * header (the socket file's permissions decide who connects). */
 Test(proxy, unix_socket_listener)
