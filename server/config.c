@@ -2208,7 +2208,7 @@ static void set_callbacks(cfg_t *cc)
 static cfg_t *new_parser(void)
 {
     cfg_opt_t root[NRULES + 7], http[NRULES + 3], listen[NRULES + 2];
-    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 2], site[NRULES + 4], chat[NRULES + 1];
+    cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1], site[NRULES + 4], chat[NRULES + 1];
     size_t n = section_opts(SEC_ROOT, root), a = section_opts(SEC_APP, app);
     size_t h = section_opts(SEC_HTTP, http), s = section_opts(SEC_SITE, site);
     cfg_t *cc;
