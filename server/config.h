@@ -27,6 +27,24 @@ struct address {
 /* accept = "shared" (one socket, every worker) or "per-cpu" (one
  * SO_REUSEPORT socket per allowed CPU; server/percpu.c). */
 enum accept_mode { ACCEPT_SHARED, ACCEPT_PER_CPU };
+/* tls { } in an http listen section; server/tlsctx.c turns it into an
+ * SSL_CTX when the master loads the file (paths absolute; lines for its
+ * messages). */
+#define TLS_PROTO_12 1u
+#define TLS_PROTO_13 2u
+struct tls_conf {
+    bool on;
+    char certificate[PATH_MAX];
+    char key[PATH_MAX];
+    char chain[PATH_MAX];            /* "" = none */
+    char ciphers[512];               /* TLS 1.2 cipher list (1.3: OpenSSL's) */
+    char curves[256];                /* groups, ":"-separated */
+    unsigned protocols;              /* TLS_PROTO_* bits, >= 1 */
+    int line;                        /* the tls section's closing brace */
+    int certificate_line, key_line, chain_line;
+};
+
+struct ssl_ctx_st;
 
 struct listen_conf {
     struct address addr;
@@ -35,6 +53,8 @@ struct listen_conf {
     enum accept_mode accept;
     int line;                        /* line of the listen section */
     int app;                         /* index in config.apps, or -1: built-in */
+    struct tls_conf tls;
+    struct ssl_ctx_st *ssl_ctx;      /* the master's, from tls (tlsctx_load); NULL: plain */
 };
 
 /* error_pages = {"404=/404.html"}: the page for a status, a path under
