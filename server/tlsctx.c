@@ -104,14 +104,23 @@ static int use_cert_and_key(SSL_CTX *ctx, const struct config *cfg, const struct
                     t->certificate, ossl_reason("not a PEM certificate"));
     if (t->chain[0] && add_chain(ctx, cfg, t, err, errlen) != 0)
         return -1;
-    if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)
+    FILE *f = fopen(t->key, "re");
+    EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!key)
         return fail(cfg, t->key_line, err, errlen, "listen.tls.key: \"%s\": %s", t->key,
                     ossl_reason("not a PEM private key"));
-    if (SSL_CTX_check_private_key(ctx) != 1)
-        return fail(cfg, t->key_line, err, errlen,
-                    "listen.tls.key: \"%s\" does not match the certificate \"%s\"", t->key,
-                    t->certificate);
-    return 0;
+    int rc = 0;
+    if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1)
+        rc = fail(cfg, t->key_line, err, errlen,
+                  "listen.tls.key: \"%s\" does not match the certificate \"%s\"", t->key,
+                  t->certificate);
+    else if (SSL_CTX_use_PrivateKey(ctx, key) != 1)
+        rc = fail(cfg, t->key_line, err, errlen, "listen.tls.key: \"%s\": %s", t->key,
+                  ossl_reason("unusable"));
+    EVP_PKEY_free(key);
+    return rc;
 }
 
 /* ALPN: http/1.1 when the client offers it; otherwise no ALPN at all. */
@@ -148,14 +157,14 @@ static int set_protocols(SSL_CTX *ctx, const struct config *cfg, const struct tl
 }
 
 /* Sessions resume from tickets only, sealed with the pool's keys (a
- * session cache would be one worker's); the lifetime hint is one key
- * period, the least a ticket stays good for. */
+ * session cache would be one worker's); a session lives two key periods,
+ * the most its ticket can open for. */
 static void set_sessions(SSL_CTX *ctx)
 {
     static const unsigned char sid_ctx[] = "preforkd";
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
-    SSL_CTX_set_timeout(ctx, (long)(rotate_period_ms() / 1000));
+    SSL_CTX_set_timeout(ctx, (long)(2 * rotate_period_ms() / 1000));
     tls_ctx_use_pool_tickets(ctx);
 }
 
