@@ -300,7 +300,8 @@ void tls_run_pending(struct worker *w)
         c->ev.on_event(w, &c->ev, EPOLLIN);
     }
     /* Handlers may have added fds at the end meanwhile: keep them. */
-    memmove(T.pend + kept, T.pend + n, (T.npend - n) * sizeof *T.pend);
+    if (T.npend > n)
+        memmove(T.pend + kept, T.pend + n, (T.npend - n) * sizeof *T.pend);
     T.npend = kept + (T.npend - n);
 }
 
