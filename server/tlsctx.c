@@ -181,6 +181,10 @@ static SSL_CTX *build(const struct config *cfg, const struct tls_conf *t, char *
                         (tls_ktls_available() ? SSL_OP_ENABLE_KTLS : 0));
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                      SSL_MODE_RELEASE_BUFFERS);
+    /* One read(2) for what the socket holds, not two per record (header,
+     * then body); workers/tls.c wakes a connection whose bytes wait in
+     * OpenSSL's buffer. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (set_protocols(ctx, cfg, t, err, errlen) != 0 ||
         use_cert_and_key(ctx, cfg, t, err, errlen) != 0) {
         SSL_CTX_free(ctx);

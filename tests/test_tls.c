@@ -214,6 +214,42 @@ Test(tls, keepalive_pipelining_ranges_large_file)
                  h_read_file(alog));
 }
 
+/* 50 requests, each in its own TLS record, sent before any answer is read:
+ * the server reads them ahead in a few reads and OpenSSL holds the rest,
+ * which epoll never announces; all 50 are answered. */
+Test(tls, pipelined_records_held_by_openssl_are_served)
+{
+    start(1, "", NULL);
+    char ca[PATH_MAX];
+    snprintf(ca, sizeof ca, "%s/ca.pem", srv.dir);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    cr_assert_not_null(ctx);
+    cr_assert_eq(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
+    int fd;
+    SSL *ssl = h_tls_connect(ctx, port, &fd);
+    cr_assert_not_null(ssl);
+    static const char req[] = "GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(SSL_write(ssl, req, sizeof req - 1), (int)sizeof req - 1);
+    static char buf[1 << 16];
+    size_t len = 0;
+    int answers = 0;
+    while (answers < 50 && len < sizeof buf - 1) {
+        int n = SSL_read(ssl, buf + len, (int)(sizeof buf - 1 - len));
+        if (n <= 0)
+            break;          /* 10 s of silence: the socket's timeout */
+        len += (size_t)n;
+        buf[len] = '\0';
+        answers = 0;
+        for (const char *p = buf; (p = strstr(p, "HTTP/1.1 200 OK")); p++)
+            answers++;
+    }
+    cr_assert_eq(answers, 50, "%d of 50 pipelined requests answered", answers);
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+}
+
 /* --- resumption --------------------------------------------------------- */
 
 /* A session saved from one worker resumes, on both workers, with the

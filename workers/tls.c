@@ -259,12 +259,16 @@ void tls_conn_close(struct conn *c)
     *s = (struct tls_slot){ 0 };
 }
 
-/* --- decrypted bytes the socket will not announce ----------------------- */
+/* --- bytes the socket will not announce --------------------------------- */
+
+/* With read-ahead (one read takes what the socket has, not a record at a
+ * time) OpenSSL may hold whole records, and a read into a small buffer
+ * leaves decrypted bytes: either way epoll says nothing more. */
 
 static bool wants_input(int fd, struct conn **out)
 {
     SSL *ssl = tls_of(fd);
-    if (!ssl || SSL_pending(ssl) <= 0)
+    if (!ssl || !SSL_has_pending(ssl))
         return false;
     *out = SSL_get_app_data(ssl);
     return true;
@@ -334,7 +338,7 @@ ssize_t tls_read(SSL *ssl, void *buf, size_t len)
     errno = 0;
     int n = SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
     if (n > 0) {
-        if (SSL_pending(ssl) > 0)
+        if (SSL_has_pending(ssl))
             mark_pending(ssl);
         return n;
     }

@@ -38,7 +38,8 @@ void tls_ticket_keys_clear(void);
  * the protocol when it completes (closing c on failure). */
 bool tls_wanted(const struct conn *c);
 void tls_admit(struct conn *c);
-/* Conns whose SSL holds decrypted bytes that the socket will not announce:
+/* Conns whose SSL holds bytes (read ahead, or decrypted and not yet taken)
+ * that the socket will not announce:
  * handed their EPOLLIN now. tls_pending_any: wake without waiting. */
 bool tls_pending_any(void);
 void tls_run_pending(struct worker *w);
