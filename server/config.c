@@ -1030,6 +1030,7 @@ static const struct rule rules[] = {
       IN_LISTEN(tls.ciphers) },
     { SEC_LISTEN_TLS, "curves", "X25519:P-256:P-384", apply_tls_list, 0, 0,
       IN_LISTEN(tls.curves) },
+    { SEC_LISTEN_TLS, "log_cipher", "false", apply_bool, 0, 0, IN_LISTEN(tls.log_cipher) },
     { SEC_APP, "workers", "auto", apply_workers, 1, 1024, IN_APP(workers) },
     { SEC_APP, "directory", ".", apply_app_dir, 0, 0, IN_APP(directory) },
     { SEC_APP, "user", "", apply_user, 0, 0, IN_APP(user) },

@@ -40,6 +40,7 @@ struct tls_conf {
     char ciphers[512];               /* TLS 1.2 cipher list (1.3: OpenSSL's) */
     char curves[256];                /* groups, ":"-separated */
     unsigned protocols;              /* TLS_PROTO_* bits, >= 1 */
+    bool log_cipher;                 /* access log lines end with protocol, cipher */
     int line;                        /* the tls section's closing brace */
     int certificate_line, key_line, chain_line;
 };

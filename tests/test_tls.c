@@ -161,6 +161,10 @@ Test(tls, curl_over_tls12_and_tls13_with_alpn)
     }
     cr_assert_eq(h_file_count(srv.log, "handshake"), 0, "a handshake failed: %s",
                  h_read_file(srv.log));
+    char alog[PATH_MAX];
+    snprintf(alog, sizeof alog, "%s/access.log", srv.dir);
+    cr_assert(WAIT_UNTIL(h_file_count(alog, "\" 200 ") == 2, 10000), "%s", h_read_file(alog));
+    cr_assert_eq(h_file_count(alog, "TLSv1"), 0, "log_cipher is off by default");
 }
 
 Test(tls, s_client_versions_and_nothing_older)
@@ -189,10 +193,11 @@ Test(tls, protocols_tls13_only_refuses_tls12)
 }
 
 /* Keep-alive, pipelining (three requests in one write), a range and a
- * large file: as over plain HTTP, and one access log line each. */
+ * large file: as over plain HTTP, and one access log line each, ending
+ * with protocol and cipher (log_cipher). */
 Test(tls, keepalive_pipelining_ranges_large_file)
 {
-    start(1, "", NULL);
+    start(1, "log_cipher = true", NULL);
     write_file("big.bin", 3 * 1024 * 1024 + 123);
     cr_assert_eq(s_client("-quiet",
                           "GET /index.html HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n"
@@ -211,6 +216,8 @@ Test(tls, keepalive_pipelining_ranges_large_file)
     snprintf(alog, sizeof alog, "%s/access.log", srv.dir);
     cr_assert(WAIT_UNTIL(h_file_count(alog, "\" 20") == 5, 10000), "%s", h_read_file(alog));
     cr_assert_eq(h_file_count(alog, "\"GET /1k.bin HTTP/1.1\" 206 10 "), 1, "%s",
+                 h_read_file(alog));
+    cr_assert_eq(h_file_count(alog, "\" TLSv1.3 TLS_AES_256_GCM_SHA384\n"), 5, "%s",
                  h_read_file(alog));
 }
 

@@ -34,3 +34,9 @@ int http_io_shutdown_wr(int fd)
     SSL *ssl = tls_of(fd);
     return ssl ? tls_shutdown_wr(ssl, fd) : shutdown(fd, SHUT_WR);
 }
+
+size_t http_io_tls_text(int fd, char *out, size_t cap)
+{
+    SSL *ssl = tls_of(fd);
+    return ssl ? tls_log_text(ssl, out, cap) : 0;
+}

@@ -390,6 +390,22 @@ int tls_shutdown_wr(SSL *ssl, int fd)
     return shutdown(fd, SHUT_WR);
 }
 
+size_t tls_log_text(SSL *ssl, char *out, size_t cap)
+{
+    const struct conn *c = SSL_get_app_data(ssl);
+    if (!c || !c->ls->conf->tls.log_cipher)
+        return 0;
+    char text[128];
+    int n = snprintf(text, sizeof text, " %s %s", SSL_get_version(ssl),
+                     SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
+    if (n <= 0)
+        return 0;
+    size_t len = (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
+    len = len < cap ? len : cap;
+    memcpy(out, text, len);
+    return len;
+}
+
 bool tls_ktls_available(void)
 {
 #ifdef OPENSSL_NO_KTLS

@@ -53,6 +53,9 @@ ssize_t tls_read(SSL *ssl, void *buf, size_t len);
 ssize_t tls_write(SSL *ssl, const void *buf, size_t len);
 ssize_t tls_sendfile(SSL *ssl, int in_fd, off_t *off, size_t count);
 int tls_shutdown_wr(SSL *ssl, int fd);
+/* " TLSv1.3 TLS_AES_256_GCM_SHA384" when the listener logs it (see
+ * http_io_tls_text); its length or 0. */
+size_t tls_log_text(SSL *ssl, char *out, size_t cap);
 
 /* Whether kernel TLS can carry files (SSL_sendfile): OpenSSL built with it
  * and the kernel's tls ULP loaded. */
