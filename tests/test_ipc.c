@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -351,10 +352,15 @@ Test(ipc, bad_flags)
 
 Test(ipc, bad_payload_size_for_type)
 {
-    assert_bad_header(IPC_HEARTBEAT, 12, 0,
-                      "heartbeat payload 12 bytes, expected 56");
-    assert_bad_header(IPC_STATE, 0, 0, "state payload 0 bytes, expected 56");
-    assert_bad_header(IPC_STATE, 57, 0, "state payload 57 bytes, expected 56");
+    /* A report's size follows struct ipc_report as fields are added. */
+    const size_t r = sizeof(struct ipc_report);
+    char msg[3][80];
+    snprintf(msg[0], sizeof msg[0], "heartbeat payload 12 bytes, expected %zu", r);
+    snprintf(msg[1], sizeof msg[1], "state payload 0 bytes, expected %zu", r);
+    snprintf(msg[2], sizeof msg[2], "state payload %zu bytes, expected %zu", r + 1, r);
+    assert_bad_header(IPC_HEARTBEAT, 12, 0, msg[0]);
+    assert_bad_header(IPC_STATE, 0, 0, msg[1]);
+    assert_bad_header(IPC_STATE, (uint16_t)(r + 1), 0, msg[2]);
     assert_bad_header(IPC_CMD_DRAIN, 4, 0, "drain payload 4 bytes, expected 0");
     assert_bad_header(IPC_CMD_REOPEN, 1, 0,
                       "reopen payload 1 bytes, expected 0");
@@ -403,7 +409,8 @@ Test(ipc, bad_header_after_good_frames_and_stays_bad)
 #define MAX_SENDS 8192
 
 /* Payload sizes tried in turn, so a frame often meets a partly free pipe. */
-static const size_t send_sizes[] = { 56, 1000, 0, IPC_MAX_PAYLOAD, 333, 56 };
+static const size_t send_sizes[] = { sizeof(struct ipc_report), 1000, 0, IPC_MAX_PAYLOAD, 333,
+                                     sizeof(struct ipc_report) };
 #define NSIZES (sizeof(send_sizes) / sizeof(send_sizes[0]))
 
 static uint16_t
