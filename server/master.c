@@ -1327,7 +1327,7 @@ int master_run(struct master *m)
     if (chatbus_start(m) != 0)
         log_error("chat bus: out of memory; chat stays on this instance");
     if (tlsctx_keys_init(m->now_ms) != 0)
-        master_abort_start(m, "no randomness for TLS session ticket keys");
+        master_abort_start(m, "no TLS session ticket keys (no randomness, or no AES-256-CBC)");
     if (tlsctx_any(&m->cfg))
         log_info("%s", tlsctx_file_path());
     spawn_missing(m);

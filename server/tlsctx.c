@@ -258,12 +258,13 @@ void tlsctx_keys_payload(unsigned char payload[IPC_TLS_KEYS_SIZE])
 }
 
 /* The master's own copy too: workers it forks start with it. */
-static void install(void)
+static int install(void)
 {
     unsigned char p[IPC_TLS_KEYS_SIZE];
     tlsctx_keys_payload(p);
-    tls_ticket_keys_set(p, sizeof p);
+    int rc = tls_ticket_keys_set(p, sizeof p);
     OPENSSL_cleanse(p, sizeof p);
+    return rc;
 }
 
 int tlsctx_keys_init(int64_t now_ms)
@@ -272,8 +273,7 @@ int tlsctx_keys_init(int64_t now_ms)
     KEYS.due_ms = now_ms + KEYS.period_ms;
     if (random_key(&KEYS.cur) != 0 || random_key(&KEYS.prev) != 0)
         return -1;
-    install();
-    return 0;
+    return install();
 }
 
 int64_t tlsctx_keys_due_ms(void)

@@ -44,6 +44,8 @@ static struct {
 static struct {
     struct tls_ticket_key cur, prev;
     bool have;
+    EVP_CIPHER *aes;        /* fetched once (the master's, inherited), not
+                               looked up by name for every ticket */
 } K;
 
 /* --- ticket keys -------------------------------------------------------- */
@@ -54,13 +56,10 @@ int tls_ticket_keys_set(const void *payload, size_t len)
         return -1;
     memcpy(&K.cur, payload, sizeof K.cur);
     memcpy(&K.prev, (const unsigned char *)payload + sizeof K.cur, sizeof K.prev);
-    K.have = true;
-    return 0;
-}
-
-void tls_ticket_keys_clear(void)
-{
-    OPENSSL_cleanse(&K, sizeof K);
+    if (!K.aes)
+        K.aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    K.have = K.aes != NULL;
+    return K.have ? 0 : -1;
 }
 
 static int set_hmac_key(EVP_MAC_CTX *hctx, const struct tls_ticket_key *k)
@@ -81,11 +80,11 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 {
     (void)ssl;
     if (!K.have)
-        return enc ? -1 : 0;
+        return 0;           /* no ticket issued, none opened: full handshakes */
     if (enc) {
         memcpy(name, K.cur.name, sizeof K.cur.name);
-        if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1 ||
-            EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, K.cur.aes, iv) != 1 ||
+        if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(K.aes)) != 1 ||
+            EVP_EncryptInit_ex(ectx, K.aes, NULL, K.cur.aes, iv) != 1 ||
             set_hmac_key(hctx, &K.cur) != 0)
             return -1;
         return 1;
@@ -96,7 +95,7 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
     if (!k)
         return 0;
     if (set_hmac_key(hctx, k) != 0 ||
-        EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
+        EVP_DecryptInit_ex(ectx, K.aes, NULL, k->aes, iv) != 1)
         return -1;
     return k == &K.cur ? 1 : 2;
 }

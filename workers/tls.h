@@ -30,9 +30,8 @@ _Static_assert(2 * sizeof(struct tls_ticket_key) == IPC_TLS_KEYS_SIZE,
 /* Seal tickets of CTX with the pool's keys (the master, at load). */
 int tls_ctx_use_pool_tickets(SSL_CTX *ctx);
 /* Install the current and previous keys (PAYLOAD: cur then prev, as the
- * master sends them); 0, or -1 on a bad length. */
+ * master sends them); 0, or -1 on a bad length or no AES-256-CBC. */
 int tls_ticket_keys_set(const void *payload, size_t len);
-void tls_ticket_keys_clear(void);
 
 /* c's listener speaks TLS and its handshake is not done: start it, and open
  * the protocol when it completes (closing c on failure). */
