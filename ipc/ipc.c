@@ -30,6 +30,7 @@ static const struct frame_rule frame_rules[IPC_TYPE_MAX] = {
     [IPC_CMD_DRAIN]  = { "drain",     0 },
     [IPC_CMD_REOPEN] = { "reopen",    0 },
     [IPC_CMD_FAULT]  = { "fault",     PAYLOAD_ANY },
+    [IPC_CMD_TLS_KEYS] = { "tls keys", IPC_TLS_KEYS_SIZE },
     [CHAT_HELLO]     = { "chat hello",   CHAT_ID_SIZE },
     [CHAT_NICK]      = { "chat nick",    PAYLOAD_ANY, CHAT_ID_SIZE + 1 },
     [CHAT_JOIN]      = { "chat join",    PAYLOAD_ANY, CHAT_ID_SIZE + 1 },

@@ -21,6 +21,9 @@ enum ipc_type {
     IPC_CMD_REOPEN = 17,  /* no payload: reopen log files */
     /* test-only: a worker asked to write garbage into its status pipe */
     IPC_CMD_FAULT = 18,
+    /* payload: the TLS session ticket keys, current then previous (see
+     * workers/tls.h); never logged, never shown */
+    IPC_CMD_TLS_KEYS = 19,  /* payload: IPC_TLS_KEYS_SIZE bytes */
     /* chat, worker -> master: payload uint32 conn id (worker-local), then
      * NUL-separated fields as noted (see server/chat.h) */
     CHAT_HELLO = 32,      /* new connection */
@@ -39,6 +42,8 @@ enum ipc_type {
     CHAT_LEFT = 44,       /* conn, room: no longer a member */
     IPC_TYPE_MAX = 64     /* types >= this are protocol errors */
 };
+
+#define IPC_TLS_KEYS_SIZE 160
 
 struct ipc_hdr {
     uint16_t type;
@@ -66,6 +71,9 @@ struct ipc_report {
     uint64_t cpu_usec;    /* user + system */
     uint64_t maxrss_kb;
     uint64_t proxy_rejected;  /* closed for a missing/bad/untrusted PROXY header */
+    uint64_t tls_handshakes;  /* completed, resumed ones included */
+    uint64_t tls_resumed;
+    uint64_t tls_failed;      /* handshakes that did not complete */
 };
 
 struct ipc_msg {

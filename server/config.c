@@ -25,7 +25,8 @@
 #define MAX_CONF_BYTES (1 << 20)      /* a configuration, not a data file */
 
 /* SEC_APP_LISTEN: a listen section inside an app section. */
-enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN, SEC_APP, SEC_APP_LISTEN, SEC_SITE, SEC_CHAT };
+enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN, SEC_APP, SEC_APP_LISTEN, SEC_SITE, SEC_CHAT,
+                SEC_LISTEN_TLS };
 
 struct load_ctx;
 struct rule;
@@ -86,10 +87,10 @@ static bool report_duplicate_title(struct load_ctx *ctx, const char *name, int l
 static int add_line(struct load_ctx *ctx, struct line_list *list, int line);
 
 static const char *const section_prefix[] = {
-    "", "http.", "listen.", "app.", "app.listen.", "site.", "chat."
+    "", "http.", "listen.", "app.", "app.listen.", "site.", "chat.", "listen.tls."
 };
 static const char *const section_path[] = {
-    "", "http|", "listen|", "app|", "app|listen|", "site|", "chat|"
+    "", "http|", "listen|", "app|", "app|listen|", "site|", "chat|", "listen|tls|"
 };
 
 /* ---- error reporting ---- */
@@ -935,6 +936,34 @@ static int apply_max_rss(struct load_ctx *ctx, const struct rule *r,
     return 0;
 }
 
+/* certificate, key, chain: absolute paths; master reads them (tlsctx). */
+static int apply_tls_file(struct load_ctx *ctx, const struct rule *r,
+                          const char *text, void *field)
+{
+    struct tls_conf *t = &ctx->pending.tls;
+    int *line = strcmp(r->name, "key") == 0 ? &t->key_line
+              : strcmp(r->name, "chain") == 0 ? &t->chain_line : &t->certificate_line;
+
+    *line = ctx->line;
+    if (!*text && strcmp(r->name, "chain") == 0) {
+        *(char *)field = '\0';
+        return 0;
+    }
+    return resolve_file(ctx, text, false, field, r->size);
+}
+
+/* An OpenSSL list (ciphers, curves): its own check is the master's. */
+static int apply_tls_list(struct load_ctx *ctx, const struct rule *r,
+                          const char *text, void *field)
+{
+    if (!*text)
+        return bad(ctx, "must not be empty");
+    if (strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_:+!@=")
+        != strlen(text))
+        return bad(ctx, "\"%s\" is not an OpenSSL list (names separated by ':')", text);
+    return copy_text(ctx, text, field, r->size);
+}
+
 #define IN_CONFIG(m) offsetof(struct config, m), sizeof(((struct config *)0)->m)
 #define IN_LISTEN(m) offsetof(struct listen_conf, m), sizeof(((struct listen_conf *)0)->m)
 #define IN_APP(m) offsetof(struct app_conf, m), sizeof(((struct app_conf *)0)->m)
@@ -952,6 +981,11 @@ static int apply_max_rss(struct load_ctx *ctx, const struct rule *r,
  * it must be given; its lists (server_names, error_pages, expires, the last
  * two in http too) are checked word by word by on_site_list() and
  * on_http_list(). */
+/* Mozilla's "intermediate" TLS 1.2 list: forward secrecy and AEAD only. */
+#define TLS_CIPHERS_DEFAULT "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 static const struct rule rules[] = {
     { SEC_ROOT, "workers", "auto", apply_workers, 1, 1024, IN_CONFIG(workers) },
     { SEC_ROOT, "worker_connections", "1024", apply_number, 1, 1000000,
@@ -990,6 +1024,14 @@ static const struct rule rules[] = {
     { SEC_LISTEN, "backlog", "511", apply_number, 1, 65535, IN_LISTEN(backlog) },
     { SEC_LISTEN, "accept", "shared", apply_accept, 0, 0, IN_LISTEN(accept) },
     { SEC_LISTEN, "proxy_protocol", "false", apply_bool, 0, 0, IN_LISTEN(proxy_protocol) },
+    { SEC_LISTEN_TLS, "certificate", NULL, apply_tls_file, 0, 0, IN_LISTEN(tls.certificate) },
+    { SEC_LISTEN_TLS, "key", NULL, apply_tls_file, 0, 0, IN_LISTEN(tls.key) },
+    { SEC_LISTEN_TLS, "chain", "", apply_tls_file, 0, 0, IN_LISTEN(tls.chain) },
+    { SEC_LISTEN_TLS, "ciphers", TLS_CIPHERS_DEFAULT, apply_tls_list, 0, 0,
+      IN_LISTEN(tls.ciphers) },
+    { SEC_LISTEN_TLS, "curves", "X25519:P-256:P-384", apply_tls_list, 0, 0,
+      IN_LISTEN(tls.curves) },
+    { SEC_LISTEN_TLS, "log_cipher", "false", apply_bool, 0, 0, IN_LISTEN(tls.log_cipher) },
     { SEC_APP, "workers", "auto", apply_workers, 1, 1024, IN_APP(workers) },
     { SEC_APP, "directory", ".", apply_app_dir, 0, 0, IN_APP(directory) },
     { SEC_APP, "user", "", apply_user, 0, 0, IN_APP(user) },
@@ -1022,6 +1064,7 @@ static char *rule_base(struct load_ctx *ctx, enum section section)
     case SEC_CHAT:
     case SEC_HTTP:       return (char *)ctx->out;
     case SEC_LISTEN:
+    case SEC_LISTEN_TLS:
     case SEC_APP_LISTEN: return (char *)&ctx->pending;
     case SEC_APP:        return (char *)&ctx->app;
     case SEC_SITE:       return (char *)&ctx->site;
@@ -1067,6 +1110,9 @@ static int begin_listen(struct load_ctx *ctx, enum section section)
         cidr_parse(PROXY_FROM_DEFAULT, &ctx->pending.proxy_from[ctx->pending.nproxy_from++],
                    ctx->msg, sizeof ctx->msg) < 0)
         return report(ctx, 0, "listen.proxy_from: %s", ctx->msg);
+    ctx->pending.tls.protocols = TLS_PROTO_12 | TLS_PROTO_13;
+    if (section == SEC_LISTEN && apply_defaults(ctx, SEC_LISTEN_TLS) < 0)
+        return -1;
     return apply_defaults(ctx, section);
 }
 
@@ -1113,6 +1159,9 @@ static int finish_listen(struct load_ctx *ctx, int fallback_line)
     }
     if (!ctx->pending_has_address)
         return report(ctx, line, "%s: address is required", what);
+    if (l->tls.on && l->protocol != PROTO_HTTP)
+        return report(ctx, l->tls.line, "listen.tls: only http listeners speak TLS "
+                      "(this one is \"%s\")", proto_name(l->protocol));
     if (!in_app && l->addr.socktype == SOCK_DGRAM && l->protocol != PROTO_ECHO)
         return report(ctx, line, "listen: protocol \"%s\" needs a stream address, "
                       "\"%s\" is udp (only echo speaks udp)",
@@ -1682,6 +1731,8 @@ static enum section section_of(cfg_t *sec)
         return SEC_SITE;
     if (name && strcmp(name, "chat") == 0)
         return SEC_CHAT;
+    if (name && strcmp(name, "tls") == 0)
+        return SEC_LISTEN_TLS;
     return SEC_ROOT;
 }
 
@@ -1694,6 +1745,8 @@ static int begin_section(struct load_ctx *ctx, enum section section)
         return begin_site(ctx);
     if (section == SEC_LISTEN || section == SEC_APP_LISTEN)
         return begin_listen(ctx, section);
+    if (section == SEC_LISTEN_TLS)
+        return begin_listen(ctx, SEC_LISTEN);
     return 0;
 }
 
@@ -1789,6 +1842,50 @@ static int on_listen_end(cfg_t *parent, cfg_opt_t *opt)
     if (!loading || begin_listen(loading, SEC_LISTEN) < 0)
         return -1;
     return finish_listen(loading, parent->line);
+}
+
+/* listen.tls.protocols: the whole list again after each word. */
+static int on_tls_protocols(cfg_t *sec, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    unsigned int n = cfg_opt_size(opt), bits = 0;
+
+    if (!ctx || begin_listen(ctx, SEC_LISTEN) < 0)
+        return -1;
+    for (unsigned int i = 0; i < n; i++) {
+        const char *w = cfg_opt_getnstr(opt, i);
+        if (strcmp(w, "TLSv1.2") == 0)
+            bits |= TLS_PROTO_12;
+        else if (strcmp(w, "TLSv1.3") == 0)
+            bits |= TLS_PROTO_13;
+        else
+            return report(ctx, sec->line, "listen.tls.protocols: \"%s\": only \"TLSv1.2\" "
+                          "and \"TLSv1.3\" (older versions are broken)", w);
+    }
+    if (n > 0)
+        ctx->pending.tls.protocols = bits;
+    return 0;
+}
+
+/* A tls section closed: it needs its certificate and key. */
+static int on_tls_end(cfg_t *parent, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    struct tls_conf *t;
+
+    (void)opt;
+    if (!ctx || begin_listen(ctx, SEC_LISTEN) < 0)
+        return -1;
+    t = &ctx->pending.tls;
+    if (t->on)
+        return report(ctx, parent->line, "listen.tls: one tls section per listen section");
+    t->on = true;
+    t->line = parent->line;
+    if (!t->certificate[0])
+        return report(ctx, t->line, "listen.tls: certificate is required");
+    if (!t->key[0])
+        return report(ctx, t->line, "listen.tls: key is required");
+    return 0;
 }
 
 static int on_app_listen_end(cfg_t *parent, cfg_opt_t *opt)
@@ -2187,6 +2284,8 @@ static void set_callbacks(cfg_t *cc)
                                         ? on_app_listen_option : on_option);
     }
     cfg_set_validate_func(cc, "listen", on_listen_end);
+    cfg_set_validate_func(cc, "listen|tls", on_tls_end);
+    cfg_set_validate_func(cc, "listen|tls|protocols", on_tls_protocols);
     cfg_set_validate_func(cc, "app|command", on_app_list);
     cfg_set_validate_func(cc, "app|environment", on_app_list);
     cfg_set_validate_func(cc, "app|listen", on_app_listen_end);
@@ -2207,8 +2306,9 @@ static void set_callbacks(cfg_t *cc)
  * apps of one name are refused (CFGF_NO_TITLE_DUPES), not merged. */
 static cfg_t *new_parser(void)
 {
-    cfg_opt_t root[NRULES + 7], http[NRULES + 3], listen[NRULES + 2];
+    cfg_opt_t root[NRULES + 7], http[NRULES + 3], listen[NRULES + 3];
     cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1], site[NRULES + 4], chat[NRULES + 1];
+    cfg_opt_t tls[NRULES + 2];
     size_t n = section_opts(SEC_ROOT, root), a = section_opts(SEC_APP, app);
     size_t h = section_opts(SEC_HTTP, http), s = section_opts(SEC_SITE, site);
     cfg_t *cc;
@@ -2220,8 +2320,11 @@ static cfg_t *new_parser(void)
     site[s++] = (cfg_opt_t)CFG_STR_LIST("error_pages", NULL, CFGF_NODEFAULT);
     site[s++] = (cfg_opt_t)CFG_STR_LIST("expires", NULL, CFGF_NODEFAULT);
     site[s] = (cfg_opt_t)CFG_END();
-    size_t l = section_opts(SEC_LISTEN, listen);
+    size_t t = section_opts(SEC_LISTEN_TLS, tls), l = section_opts(SEC_LISTEN, listen);
     listen[l++] = (cfg_opt_t)CFG_STR_LIST("proxy_from", "{\"" PROXY_FROM_DEFAULT "\"}", CFGF_NONE);
+    tls[t++] = (cfg_opt_t)CFG_STR_LIST("protocols", "{\"TLSv1.2\", \"TLSv1.3\"}", CFGF_NONE);
+    tls[t] = (cfg_opt_t)CFG_END();
+    listen[l++] = (cfg_opt_t)CFG_SEC("tls", tls, CFGF_NONE);
     listen[l] = (cfg_opt_t)CFG_END();
     app_listen[section_opts(SEC_APP_LISTEN, app_listen)] = (cfg_opt_t)CFG_END();
     chat[section_opts(SEC_CHAT, chat)] = (cfg_opt_t)CFG_END();

@@ -27,6 +27,25 @@ struct address {
 /* accept = "shared" (one socket, every worker) or "per-cpu" (one
  * SO_REUSEPORT socket per allowed CPU; server/percpu.c). */
 enum accept_mode { ACCEPT_SHARED, ACCEPT_PER_CPU };
+/* tls { } in an http listen section; server/tlsctx.c turns it into an
+ * SSL_CTX when the master loads the file (paths absolute; lines for its
+ * messages). */
+#define TLS_PROTO_12 1u
+#define TLS_PROTO_13 2u
+struct tls_conf {
+    bool on;
+    char certificate[PATH_MAX];
+    char key[PATH_MAX];
+    char chain[PATH_MAX];            /* "" = none */
+    char ciphers[512];               /* TLS 1.2 cipher list (1.3: OpenSSL's) */
+    char curves[256];                /* groups, ":"-separated */
+    unsigned protocols;              /* TLS_PROTO_* bits, >= 1 */
+    bool log_cipher;                 /* access log lines end with protocol, cipher */
+    int line;                        /* the tls section's closing brace */
+    int certificate_line, key_line, chain_line;
+};
+
+struct ssl_ctx_st;
 
 #define PROXY_FROM_MAX 32
 
@@ -40,6 +59,8 @@ struct listen_conf {
     bool proxy_protocol;             /* a PROXY v1/v2 header comes first */
     struct cidr proxy_from[PROXY_FROM_MAX];    /* who may send one */
     size_t nproxy_from;
+    struct tls_conf tls;
+    struct ssl_ctx_st *ssl_ctx;      /* the master's, from tls (tlsctx_load); NULL: plain */
 };
 
 /* error_pages = {"404=/404.html"}: the page for a status, a path under

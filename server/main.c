@@ -20,6 +20,7 @@
 #include "server/status.h"
 #include "server/upgrade.h"
 #include "server/top.h"
+#include "server/tlsctx.h"
 
 #define PREFORKD_VERSION "0.1.0"
 #define DEFAULT_CONF "etc/preforkd.conf"
@@ -145,6 +146,7 @@ static int prepare_master(const struct options *o, struct master *m)
     /* Reloads re-read the file after the daemon's chdir("/"). */
     const char *conf = realpath(o->conf, abs) ? abs : o->conf;
     if (config_load(conf, &m->cfg, err, sizeof err) != 0 ||
+        tlsctx_load(&m->cfg, err, sizeof err) != 0 ||
         log_open(m->cfg.error_log, m->cfg.log_level, err, sizeof err) != 0 ||
         control_dir_ready(m->cfg.control_socket, err, sizeof err) != 0 ||
         take_pidfile(m, upgrading, err, sizeof err) != 0 ||
@@ -156,6 +158,7 @@ static int prepare_master(const struct options *o, struct master *m)
             /* Our own lock, our own empty file: leave nothing behind. */
             pidfile_remove(m->cfg.pidfile, m->pidfile_fd);
         }
+        tlsctx_free(&m->cfg);
         config_free(&m->cfg);
         return -1;
     }
@@ -188,6 +191,12 @@ static int test_config(const struct options *o)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    if (tlsctx_load(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
+    tlsctx_free(&cfg);
     char msg[512];
     fdlimit_check(&cfg, false, msg, sizeof msg);
     if (msg[0])

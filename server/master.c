@@ -17,12 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "server/chat.h"
 #include "server/chatbus.h"
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/sdnotify.h"
 #include "server/status.h"
+#include "server/tlsctx.h"
 #include "workers/loadboard.h"
 #include "workers/worker.h"
 
@@ -894,8 +897,13 @@ static void reload(struct master *m)
         return reject_reload(m, "stopping");
     if (config_load(m->cfg.path, &cfg, err, sizeof err) != 0)
         return reject_reload(m, err);
+    if (tlsctx_load(&cfg, err, sizeof err) != 0) {
+        config_free(&cfg);      /* the old certificates keep serving */
+        return reject_reload(m, err);
+    }
     keep_restart_settings(m, &cfg, note, sizeof note);
     if (build_listeners(m, &cfg, &ls, note, sizeof note, err, sizeof err) != 0) {
+        tlsctx_free(&cfg);
         config_free(&cfg);
         return reject_reload(m, err);
     }
@@ -904,12 +912,14 @@ static void reload(struct master *m)
             if (!ls_is_shared(m, ls[i].fd))
                 listener_close(&ls[i]);
         free(ls);
+        tlsctx_free(&cfg);
         config_free(&cfg);
         return reject_reload(m, err);
     }
     replace_listeners(m, ls, cfg.nlistens);
     if (log_open(cfg.error_log, cfg.log_level, err, sizeof err) != 0)
         log_error("reload: %s (keeping the old log)", err);
+    tlsctx_free(&m->cfg);       /* old workers have their own copy */
     config_free(&m->cfg);
     m->cfg = cfg;
     apply_fd_limit(m);
@@ -1193,6 +1203,19 @@ static void dispatch(struct master *m, const struct epoll_event *ee)
     }
 }
 
+/* Session ticket keys to every worker when they rotate (the master's own
+ * copy changed too, for the workers it forks next). */
+static void rotate_ticket_keys(struct master *m)
+{
+    unsigned char keys[IPC_TLS_KEYS_SIZE];
+    if (!tlsctx_keys_rotate(m->now_ms, keys))
+        return;
+    if (tlsctx_any(&m->cfg))
+        for (size_t i = 0; i < m->nslots; i++)
+            send_command_payload(m, i, IPC_CMD_TLS_KEYS, keys, sizeof keys);
+    OPENSSL_cleanse(keys, sizeof keys);
+}
+
 static void run_loop(struct master *m)
 {
     struct epoll_event evs[64];
@@ -1227,6 +1250,7 @@ static void run_loop(struct master *m)
         status_http_expire(&m->shttp, m->now_ms);
         lstats_tick(&m->lstats, m->now_ms);
         chatbus_tick(m);
+        rotate_ticket_keys(m);
     }
 }
 
@@ -1303,6 +1327,10 @@ int master_run(struct master *m)
     m->board = loadboard_create();
     if (chatbus_start(m) != 0)
         log_error("chat bus: out of memory; chat stays on this instance");
+    if (tlsctx_keys_init(m->now_ms) != 0)
+        master_abort_start(m, "no TLS session ticket keys (no randomness, or no AES-256-CBC)");
+    if (tlsctx_any(&m->cfg))
+        log_info("%s", tlsctx_file_path());
     spawn_missing(m);
     if (apppool_start(m) != 0)
         master_abort_start(m, "out of memory starting the app pools");
@@ -1310,6 +1338,7 @@ int master_run(struct master *m)
     bool failed = !m->ready;
     log_info("stopped");
     cleanup(m);
+    tlsctx_free(&m->cfg);
     config_free(&m->cfg);
     return failed ? 1 : 0;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -639,6 +640,26 @@ static void text_summary(const struct master *m, struct sbuf *o)
     sbuf_printf(o, "\n\n");
 }
 
+/* With a tls listener: the handshakes of each worker, under its row. */
+static void text_tls_rows(const struct master *m, struct sbuf *o)
+{
+    bool any = false;
+    for (size_t i = 0; i < m->cfg.nlistens; i++)
+        any = any || m->cfg.listens[i].tls.on;
+    if (!any)
+        return;
+    sbuf_printf(o, "\n%-8s %-5s %-7s %-11s %-9s %s\n", "TLS", "SLOT", "PID", "HANDSHAKES",
+                "RESUMED", "FAILED");
+    for (size_t i = 0; i < m->nslots; i++) {
+        const struct slot *s = &m->slots[i];
+        if (s->pid)
+            sbuf_printf(o, "%-8s %-5zu %-7d %-11llu %-9llu %llu\n", "-", i, (int)s->pid,
+                        (unsigned long long)s->report.tls_handshakes,
+                        (unsigned long long)s->report.tls_resumed,
+                        (unsigned long long)s->report.tls_failed);
+    }
+}
+
 static void text_rows(const struct master *m, struct sbuf *o)
 {
     sbuf_printf(o, "%-8s %-5s %-7s %-4s %-12s %-6s %-7s %-9s %-9s %-8s %-6s %-6s %-6s %-6s %-6s %s\n",
@@ -796,6 +817,9 @@ static void json_rows(const struct master *m, struct sbuf *o)
                     (long long)(now - (time_t)v.seen_s));
         sbuf_printf(o, v.s->pinned_cpu >= 0 ? ",\"pinned_cpu\":%d" : ",\"pinned_cpu\":null",
                     v.s->pinned_cpu);
+        sbuf_printf(o, ",\"tls\":{\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu}",
+                    (unsigned long long)r->tls_handshakes, (unsigned long long)r->tls_resumed,
+                    (unsigned long long)r->tls_failed);
         json_latency(o, v.s->lat, true, m->now_ms);
         sbuf_printf(o, "}");
         first = false;
@@ -865,6 +889,26 @@ static void prom_pool(const struct master *m, struct sbuf *o)
             sbuf_printf(o, "preforkd_worker_requests_total{slot=\"%zu\",pid=\"%d\"} %llu\n",
                         i, (int)m->slots[i].pid,
                         (unsigned long long)m->slots[i].report.requests);
+    static const struct { const char *name, *help; size_t off; } tls[] = {
+        { "handshakes", "TLS handshakes completed per worker (resumed ones too).",
+          offsetof(struct ipc_report, tls_handshakes) },
+        { "resumed", "TLS sessions resumed per worker.", offsetof(struct ipc_report, tls_resumed) },
+        { "failed", "TLS handshakes that failed or never finished, per worker.",
+          offsetof(struct ipc_report, tls_failed) },
+    };
+    for (size_t k = 0; k < sizeof tls / sizeof tls[0]; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "worker_tls_%s_total", tls[k].name);
+        prom_metric(o, name, "counter", tls[k].help);
+        for (size_t i = 0; i < m->nslots; i++) {
+            uint64_t v;
+            if (!m->slots[i].pid)
+                continue;
+            memcpy(&v, (const char *)&m->slots[i].report + tls[k].off, sizeof v);
+            sbuf_printf(o, "preforkd_%s{slot=\"%zu\",pid=\"%d\"} %llu\n", name, i,
+                        (int)m->slots[i].pid, (unsigned long long)v);
+        }
+    }
 }
 
 /* A label value as the exposition format wants it escaped. */
@@ -924,6 +968,7 @@ void status_render(const struct master *m, enum status_format fmt, struct sbuf *
         text_summary(m, out);
         text_rows(m, out);
         text_app_rows(m, out);
+        text_tls_rows(m, out);
         break;
     case STATUS_JSON:
         json_header(m, out);

@@ -34,8 +34,19 @@
 # an A/B table follows (this build / that one): how a change is measured. wrk errors (socket errors, non-2xx) are
 # printed in full at the end; they make the numbers of that run suspect.
 #
+# HTTPS rows (preforkd-tls beside nginx-tls: ssl on, the same self-signed
+# P-256 certificate, TLS 1.2 and 1.3, the same TLS 1.2 ciphers and curves,
+# session tickets on with a 2 h session lifetime, no session cache, kernel
+# TLS only if the kernel has it loaded):
+#   hs     1 KiB file, Connection: close, 50 conns   handshakes/s (wrk
+#          resumes no session: each request is a full handshake)
+#   tka    1 KiB file, keep-alive, 50 connections    req/s
+#   tbig   10 MiB file, keep-alive, 4 connections    MB/s
+#   and the server CPU per request (per file) of each.
+# BENCH_ONLY=tls (make bench-tls) runs only these rows.
+#
 # usage: tests/bench.sh [-d DURATION_S] [-r ROUNDS] [-w WORKERS]
-# environment: PREFORKD_BIN, PREFORKD_NOREPORT_BIN, PREFORKD_NOTIMING_BIN,
+# environment: BENCH_ONLY (tls or empty), PREFORKD_BIN, PREFORKD_NOREPORT_BIN, PREFORKD_NOTIMING_BIN,
 # IDLECONNS_BIN (the
 # GNUmakefile sets them), IDLE_CONNS (2000), STATUS_WORKERS (64).
 set -euo pipefail
@@ -51,6 +62,11 @@ STATUS_RUNS=20
 RELOADS=${RELOADS:-20}               # SIGHUPs under load (zero failures expected)
 FAIR_DURATION=${FAIR_DURATION:-}
 KA_CONNS=50
+SCHEME=http
+SERVER_SSL=""
+BENCH_ONLY=${BENCH_ONLY:-}
+# preforkd's default TLS 1.2 list (server/config.c), for nginx too.
+TLS_CIPHERS=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305
 BIG_CONNS=4
 WRK_THREADS=2
 
@@ -192,7 +208,7 @@ run_load() {
     local t0 t1 req rps
     t0=$(server_cpu_ticks)
     timeout -k 5 $((DURATION + 30)) wrk -t "$threads" -c "$conns" -d "${DURATION}s" \
-        --latency "$@" "http://127.0.0.1:$port$path" >"$out" 2>&1 ||
+        --latency "$@" "$SCHEME://127.0.0.1:$port$path" >"$out" 2>&1 ||
         log "  ! wrk exited with $? on $name $load"
     t1=$(server_cpu_ticks)
     check_wrk_errors "$out" "$name, $load, round $round"
@@ -275,8 +291,8 @@ wait_ready() {
     local i code
     for ((i = 0; i < 100; i++)); do
         pid_gone "$SERVER_PID" && die "$SERVER_NAME exited at startup; its log: $(cat "$TMP/$SERVER_NAME.out" 2>/dev/null)"
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
-            "http://127.0.0.1:$SERVER_PORT/1k.bin" || true)
+        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 \
+            "$SCHEME://127.0.0.1:$SERVER_PORT/1k.bin" || true)
         if [[ $code == 200 ]] && (($(pgrep -c -P "$SERVER_PID" || true) >= WORKERS)); then
             return 0
         fi
@@ -324,7 +340,16 @@ start_server() {
     mkdir -p "$dir"
     SERVER_NAME=$name
     SERVER_PORT=$(pick_port)
+    SCHEME=http
+    SERVER_SSL=""
+    [[ $name == *-tls ]] && SCHEME=https
     case $name in
+    preforkd-tls)
+        preforkd_conf "$dir/preforkd.conf" "$SERVER_PORT" "$WORKERS" 30 shared
+        sed -i "s|^  backlog  = 511|  backlog  = 511\n  tls { certificate = \"$TMP/cert.pem\" key = \"$TMP/key.pem\" }|" \
+            "$dir/preforkd.conf"
+        setsid "$PREFORKD_BIN" -f -c "$dir/preforkd.conf" >"$TMP/$name.out" 2>&1 &
+        ;;
     preforkd | preforkd-percpu | preforkd-noreport | preforkd-notiming | preforkd-base)
         local bin=$PREFORKD_BIN timeout=30 accept=shared
         [[ $name == preforkd-percpu ]] && accept=per-cpu
@@ -339,9 +364,17 @@ start_server() {
         preforkd_conf "$dir/preforkd.conf" "$SERVER_PORT" "$WORKERS" "$timeout" "$accept"
         setsid "$bin" -f -c "$dir/preforkd.conf" >"$TMP/$name.out" 2>&1 &
         ;;
-    nginx)
-        local user=""
+    nginx | nginx-tls)
+        local user="" tls=""
         [[ $(id -u) == 0 ]] && user="user root;"
+        if [[ $name == nginx-tls ]]; then
+            # ssl on the listen line; preforkd's TLS settings.
+            SERVER_SSL=" ssl"
+            tls="ssl_certificate $TMP/cert.pem; ssl_certificate_key $TMP/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_prefer_server_ciphers on;
+    ssl_ciphers $TLS_CIPHERS; ssl_ecdh_curve X25519:prime256v1:secp384r1;
+    ssl_session_tickets on; ssl_session_cache off; ssl_session_timeout 2h;"
+        fi
         cat >"$dir/nginx.conf" <<EOF
 $user
 worker_processes $WORKERS;
@@ -363,8 +396,9 @@ http {
   uwsgi_temp_path $dir/uwsgi;
   scgi_temp_path $dir/scgi;
   server {
-    listen 127.0.0.1:$SERVER_PORT backlog=511;
+    listen 127.0.0.1:$SERVER_PORT$SERVER_SSL backlog=511;
     root $DOCROOT;
+    $tls
   }
 }
 EOF
@@ -394,6 +428,28 @@ EOF
     SERVER_PID=$!
     check_exec
     wait_ready
+}
+
+# The HTTPS rows' server session: warm-up, then handshakes (a connection
+# per request), keep-alive and the large file, over TLS.
+bench_server_tls() {
+    local round=$1 name=$2
+    log "round $round: $name"
+    start_server "$name"
+    timeout -k 5 30 wrk -t "$WRK_THREADS" -c "$KA_CONNS" -d 1s \
+        "https://127.0.0.1:$SERVER_PORT/1k.bin" >/dev/null 2>&1 || true
+    run_load "$round" "$name" hs "$KA_CONNS" /1k.bin -H 'Connection: close'
+    run_load "$round" "$name" tka "$KA_CONNS" /1k.bin
+    run_load "$round" "$name" tbig "$BIG_CONNS" /10m.bin
+    stop_server
+}
+
+# One self-signed P-256 certificate for both HTTPS servers.
+make_tls_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1 ||
+        die "openssl could not make the test certificate"
+    chmod a+r "$TMP/key.pem" "$TMP/cert.pem"
 }
 
 # One server's session in a round: warm-up, idle memory, then the loads. The
@@ -609,6 +665,48 @@ EOF
     echo " the last two columns: lowest-highest ratio of one round's preforkd to the same round's nginx, lighttpd)"
 }
 
+# preforkd-tls against nginx-tls (the ratio columns as in print_table).
+print_tls_table() {
+    local fmt='%-40s %-6s %-6s %10s %10s %9s  %-9s\n'
+    echo
+    echo "HTTPS (same certificate, protocols, ciphers and session settings)"
+    # shellcheck disable=SC2059
+    printf "$fmt" "load (median of $ROUNDS)" unit better preforkd nginx pf/nginx "(rounds)"
+    local label unit better metric a b
+    while IFS='|' read -r label unit better metric; do
+        a=$(median preforkd-tls "$metric")
+        b=$(median nginx-tls "$metric")
+        awk -v fmt="$fmt" -v l="$label" -v u="$unit" -v bt="$better" -v a="$a" -v b="$b" \
+            -v r="$(ratio_pair preforkd-tls nginx-tls "$metric")" '
+            function num(x) { return x == "" ? "n/a" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.3g", x)) }
+            BEGIN { printf fmt, l, u, bt, num(a), num(b),
+                    (a == "" || b == "" || b == 0) ? "n/a" : sprintf("%.2f", a / b), r }'
+    done <<'ROWS'
+new TLS connection per request, 50 conns|hs/s|higher|hs_rps
+new TLS connection: server CPU/request|us|lower|hs_cpu_us
+1 KiB keep-alive over TLS, 50 conns|req/s|higher|tka_rps
+1 KiB keep-alive over TLS: p99|ms|lower|tka_p99_ms
+1 KiB keep-alive over TLS: CPU/request|us|lower|tka_cpu_us
+10 MiB file over TLS, 4 conns|MB/s|higher|tbig_mbs
+10 MiB file over TLS: server CPU/file|ms|lower|tbig_cpu_ms
+ROWS
+}
+
+# ratio_pair A B METRIC: lowest-highest of round-by-round A / B.
+ratio_pair() {
+    awk -v a="$1" -v b="$2" -v m="$3" '
+        $3 == m && $4 != "" && $2 == a { x[$1] = $4 }
+        $3 == m && $4 != "" && $2 == b { y[$1] = $4 }
+        END {
+            for (r in x) if ((r in y) && y[r] != 0) {
+                q = x[r] / y[r]
+                if (n++ == 0 || q < lo) lo = q
+                if (n == 1 || q > hi) hi = q
+            }
+            if (n) printf "%.2f-%.2f\n", lo, hi
+        }' "$RESULTS"
+}
+
 print_report_cost() {
     local on off
     on=$(median preforkd ka_rps)
@@ -722,7 +820,9 @@ main() {
     for tool in wrk nginx lighttpd curl pgrep timeout; do
         command -v "$tool" >/dev/null || die "$tool not found (make bench-deps installs it)"
     done
-    for bin in "$PREFORKD_BIN" "$PREFORKD_NOREPORT_BIN" "$PREFORKD_NOTIMING_BIN" "$IDLECONNS_BIN"; do
+    local bins=("$PREFORKD_BIN" "$PREFORKD_NOREPORT_BIN" "$PREFORKD_NOTIMING_BIN" "$IDLECONNS_BIN")
+    [[ $BENCH_ONLY == tls ]] && bins=("$PREFORKD_BIN")
+    for bin in "${bins[@]}"; do
         [[ -x $bin ]] || die "$bin not built (run it through make bench)"
     done
     raise_fd_limit
@@ -732,17 +832,34 @@ main() {
     machine=$(print_machine)
     log "$machine"
 
-    local servers=(preforkd preforkd-percpu preforkd-noreport preforkd-notiming nginx lighttpd) round i
-    if [[ -n ${PREFORKD_BASE_BIN:-} ]]; then
+    make_tls_cert
+    local servers=(preforkd preforkd-percpu preforkd-noreport preforkd-notiming nginx lighttpd
+                   preforkd-tls nginx-tls)
+    local round i name
+    [[ $BENCH_ONLY == tls ]] && servers=(preforkd-tls nginx-tls)
+    if [[ -n ${PREFORKD_BASE_BIN:-} && $BENCH_ONLY != tls ]]; then
         [[ -x $PREFORKD_BASE_BIN ]] || die "PREFORKD_BASE_BIN $PREFORKD_BASE_BIN is not executable"
         servers+=(preforkd-base)
     fi
     local n=${#servers[@]}
     for ((round = 1; round <= ROUNDS; round++)); do
         for ((i = 0; i < n; i++)); do       # rotate the order every round
-            bench_server "$round" "${servers[(i + round - 1) % n]}"
+            name=${servers[(i + round - 1) % n]}
+            if [[ $name == *-tls ]]; then
+                bench_server_tls "$round" "$name"
+            else
+                bench_server "$round" "$name"
+            fi
         done
     done
+    if [[ $BENCH_ONLY == tls ]]; then
+        echo
+        echo "$machine"
+        echo "command: make bench-tls DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS"
+        print_tls_table
+        print_problems
+        return 0
+    fi
     log "preforkd status with $STATUS_WORKERS workers"
     bench_status "$TMP/status-line"
     log "preforkd: $RELOADS reloads under load"
@@ -756,6 +873,7 @@ main() {
     echo
     print_table
     print_accept_table
+    print_tls_table
     print_ab_table
     echo
     print_report_cost

@@ -166,6 +166,12 @@ int http_io_shutdown_wr(int fd)
     return 0;
 }
 
+size_t http_io_tls_text(int fd, char *out, size_t cap)
+{
+    (void)fd, (void)out, (void)cap;
+    return 0;
+}
+
 /* --- the root directory ------------------------------------------------- */
 
 static void put_file(const char *rel, const char *text, size_t len)

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -499,15 +500,25 @@ const char *h_http_body(int port, const char *request, char *buf, size_t cap, in
     return body ? body + 4 : "";
 }
 
-/* One response on fd: 1 ok and the connection stays, 0 ok and the server
+/* Appends what one read returns at buf (cap bytes free) to *len: 0, or -1
+ * on EOF, error or 10 s of silence. */
+typedef int (*read_some_fn)(void *io, char *buf, size_t cap, size_t *len);
+
+static int fd_read_some(void *io, char *buf, size_t cap, size_t *len)
+{
+    return h_read_some(*(int *)io, buf, cap, 10000, len);
+}
+
+/* One response on io: 1 ok and the connection stays, 0 ok and the server
  * closes it, -1 a failure. One request at a time: nothing follows it. */
-static int read_response(int fd, const char *good, char *buf, size_t cap)
+static int read_response(void *io, read_some_fn read_some, const char *good, char *buf,
+                         size_t cap)
 {
     size_t len = 0;
     char *end;
     buf[0] = '\0';
     while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
-        if (len == cap - 1 || h_read_some(fd, buf + len, cap - 1 - len, 10000, &len) != 0)
+        if (len == cap - 1 || read_some(io, buf + len, cap - 1 - len, &len) != 0)
             return -1;
         buf[len] = '\0';
     }
@@ -517,7 +528,7 @@ static int read_response(int fd, const char *good, char *buf, size_t cap)
     if (strncmp(buf + 9, "200", 3) != 0 || body >= cap - head)
         return -1;
     while (len < head + body)
-        if (h_read_some(fd, buf + len, head + body - len, 10000, &len) != 0)
+        if (read_some(io, buf + len, head + body - len, &len) != 0)
             return -1;
     buf[len] = '\0';
     if (strncmp(buf + head, good, strlen(good)) != 0)
@@ -535,7 +546,7 @@ static void *load_loop(void *arg)
         if (fd < 0)
             fd = h_tcp_connect(l->port);
         int rc = fd >= 0 && h_write_full(fd, l->request, strlen(l->request)) == 0
-                 ? read_response(fd, l->good, buf, sizeof buf) : -1;
+                 ? read_response(&fd, fd_read_some, l->good, buf, sizeof buf) : -1;
         if (rc < 0) {
             snprintf(l->last_failure, sizeof l->last_failure, "%s: %.150s",
                      fd < 0 ? "connect" : "response", buf);
@@ -575,6 +586,91 @@ void h_load_stop(struct h_load *l)
     l->stop = true;
     for (int i = 0; i < l->nthreads; i++)
         pthread_join(l->threads[i], NULL);
+    SSL_CTX_free(l->tls);
+    l->tls = NULL;
+}
+
+/* --- TLS clients (h_load_start_tls, h_tls_connect) --------------------- */
+
+SSL *h_tls_connect(SSL_CTX *ctx, int port, int *fdp)
+{
+    struct timeval tv = { .tv_sec = 10 };
+    int fd = h_tcp_connect(port);
+    SSL *ssl = fd >= 0 ? SSL_new(ctx) : NULL;
+    if (ssl && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0 &&
+        SSL_set_fd(ssl, fd) == 1 && SSL_set_tlsext_host_name(ssl, "localhost") == 1 &&
+        SSL_connect(ssl) == 1) {
+        *fdp = fd;
+        return ssl;
+    }
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static int tls_read_some(void *io, char *buf, size_t cap, size_t *len)
+{
+    int n = SSL_read(io, buf, (int)cap);
+    if (n <= 0)
+        return -1;
+    *len += (size_t)n;
+    return 0;
+}
+
+static void tls_close(SSL *ssl, int fd)
+{
+    SSL_free(ssl);
+    close(fd);
+}
+
+/* load_loop's TLS twin: a full handshake per connection, no resumption
+ * (the clients of a reload test are new clients). */
+static void *load_loop_tls(void *arg)
+{
+    struct h_load *l = arg;
+    char buf[8192];
+    SSL *ssl = NULL;
+    int fd = -1;
+    while (!l->stop) {
+        if (!ssl)
+            ssl = h_tls_connect(l->tls, l->port, &fd);
+        int len = (int)strlen(l->request);
+        int rc = ssl && SSL_write(ssl, l->request, len) == len
+                 ? read_response(ssl, tls_read_some, l->good, buf, sizeof buf) : -1;
+        if (rc < 0) {
+            snprintf(l->last_failure, sizeof l->last_failure, "%s: %.150s",
+                     ssl ? "response" : "connect or handshake", ssl ? buf : "");
+            l->failed++;
+        } else {
+            l->ok++;
+        }
+        if (rc <= 0 && ssl) {
+            tls_close(ssl, fd);
+            ssl = NULL;
+            l->reconnects++;
+        }
+    }
+    if (ssl)
+        tls_close(ssl, fd);
+    return NULL;
+}
+
+void h_load_start_tls(struct h_load *l, int n, int port, const char *cafile,
+                      const char *request, const char *good)
+{
+    memset(l, 0, sizeof *l);
+    l->port = port;
+    l->request = request;
+    l->good = good;
+    l->tls = SSL_CTX_new(TLS_client_method());
+    if (!l->tls || SSL_CTX_load_verify_locations(l->tls, cafile, NULL) != 1)
+        return;             /* no threads: the caller's checks fail */
+    SSL_CTX_set_verify(l->tls, SSL_VERIFY_PEER, NULL);
+    l->nthreads = n < 1 ? 1 : n > 4 ? 4 : n;
+    for (int i = 0; i < l->nthreads; i++)
+        pthread_create(&l->threads[i], NULL, load_loop_tls, l);
 }
 
 const char *h_resp_header(const struct h_resp *r, const char *name, char *out, size_t cap)

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <openssl/ssl.h>
+
 /* Pids a test started, directly or not (apps fork their own), killed
  * at cleanup: processes it started, by pid. */
 struct h_pids {
@@ -124,11 +126,17 @@ struct h_load {
     char last_failure[200];
     pthread_t threads[4];
     int nthreads;
+    SSL_CTX *tls;                   /* h_load_start_tls: HTTPS clients */
 };
 void h_load_start(struct h_load *l, int port, const char *request, const char *good);
 /* The same with n (1..4) client threads. */
 void h_load_start_n(struct h_load *l, int n, int port, const char *request, const char *good);
+void h_load_start_tls(struct h_load *l, int n, int port, const char *cafile,
+                      const char *request, const char *good);
 void h_load_stop(struct h_load *l);
+/* A TLS connection to 127.0.0.1:port (SNI localhost; 10 s socket
+ * timeouts), handshake done; NULL on failure. *fd: its socket. */
+SSL *h_tls_connect(SSL_CTX *ctx, int port, int *fd);
 
 /* One HTTP response, as read by h_read_resp (head kept whole, body malloc'd). */
 struct h_resp {

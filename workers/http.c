@@ -509,7 +509,8 @@ static char *put_escaped(char *p, const struct hbuf *b, struct span sp)
     return p;
 }
 
-#define LOG_LINE_MAX (3 * 4 * LOG_FIELD_MAX + 256)
+#define LOG_TLS_MAX  128                /* " TLSv1.3 CIPHER" (tls.log_cipher) */
+#define LOG_LINE_MAX (3 * 4 * LOG_FIELD_MAX + 256 + LOG_TLS_MAX)
 
 /* host - - [time] "request line" status bytes "referer" "user agent" */
 static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
@@ -530,7 +531,9 @@ static void access_log(struct conn *c, struct http_state *s, struct hbuf *b,
     o = put_escaped(o, b, b->hdr[H_REFERER]);
     o = PUTS(o, "\" \"");
     o = put_escaped(o, b, b->hdr[H_UA]);
-    o = PUTS(o, "\"\n");
+    o = PUTS(o, "\"");
+    o += http_io_tls_text(c->fd, o, LOG_TLS_MAX);
+    o = PUTS(o, "\n");
     http_log_commit(log, (size_t)(o - line));
 }
 

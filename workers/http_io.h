@@ -12,5 +12,9 @@ ssize_t http_io_read(int fd, void *buf, size_t len);
 ssize_t http_io_send(int fd, const void *buf, size_t len, int flags);
 ssize_t http_io_sendfile(int out_fd, int in_fd, off_t *off, size_t count);
 int http_io_shutdown_wr(int fd);
+/* For the access log: " PROTOCOL CIPHER" of a TLS connection whose
+ * listener has tls.log_cipher, written at out (at most cap bytes, no NUL);
+ * its length, 0 for any other. */
+size_t http_io_tls_text(int fd, char *out, size_t cap);
 
 #endif

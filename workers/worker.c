@@ -24,6 +24,7 @@
 #include "workers/http.h"
 #include "workers/loadboard.h"
 #include "workers/proxy.h"
+#include "workers/tls.h"
 
 #define ACCEPT_BATCH      16    /* accepts per wake-up */
 #define REORDER_EVERY     16    /* listener wake-ups between re-orders */
@@ -231,6 +232,7 @@ void conn_close(struct conn *c)
     if (c->proto->on_close)
         c->proto->on_close(c);
     conn_timer_clear(c);
+    tls_conn_close(c);
     /* close() also removes the fd from the epoll set. */
     close(c->fd);
     if (c->aprev) c->aprev->anext = c->anext; else w->all = c->anext;
@@ -249,6 +251,10 @@ void conn_close(struct conn *c)
 void conn_admit(struct conn *c)
 {
     c->proto = c->ls->proto;        /* a stage in front may have stood in */
+    if (tls_wanted(c)) {
+        tls_admit(c);           /* opens the protocol after its handshake */
+        return;
+    }
     c->proto->on_open(c);
 }
 
@@ -741,6 +747,9 @@ static void handle_command(struct worker *w, const struct ipc_msg *m)
     case IPC_CMD_FAULT:
         inject_fault(w, m);
         break;
+    case IPC_CMD_TLS_KEYS:
+        tls_ticket_keys_set(m->payload, m->hdr.len);
+        break;
     default:
         if (m->hdr.type >= CHAT_HELLO && deliver_to_protocol(w, m))
             break;
@@ -935,7 +944,7 @@ static void run_once(struct worker *w, const sigset_t *waitmask)
 {
     struct epoll_event evs[MAX_EVENTS];
     int64_t timeout = next_deadline(w) - w->now_ms;
-    if (timeout < 0)
+    if (timeout < 0 || tls_pending_any())
         timeout = 0;
     int n = epoll_pwait(w->epfd, evs, MAX_EVENTS, (int)timeout, waitmask);
     if (n < 0 && errno != EINTR) {
@@ -947,6 +956,7 @@ static void run_once(struct worker *w, const sigset_t *waitmask)
         struct ev *ev = evs[i].data.ptr;
         ev->on_event(w, ev, evs[i].events);
     }
+    tls_run_pending(w);
     handle_signal_flags(w);
     recycle_if_due(w);
     expire_timers(w);

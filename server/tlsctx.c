@@ -1,0 +1,300 @@
+/* tlsctx: SSL_CTX per tls listener, and the pool's ticket keys (tlsctx.h). */
+#include "server/tlsctx.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "workers/tls.h"
+
+#define ROTATE_DEFAULT_S 3600
+
+static struct {
+    struct tls_ticket_key cur, prev;
+    int64_t period_ms, due_ms;
+} KEYS;
+
+/* An hour, or PREFORKD_TLS_TICKET_ROTATE seconds (tests). */
+static int64_t rotate_period_ms(void)
+{
+    const char *env = getenv("PREFORKD_TLS_TICKET_ROTATE");
+    long s = env ? strtol(env, NULL, 10) : 0;
+    return (int64_t)(s > 0 && s <= 86400 ? s : ROTATE_DEFAULT_S) * 1000;
+}
+
+/* --- building a context ------------------------------------------------- */
+
+/* The first OpenSSL error's reason, or FALLBACK. */
+static const char *ossl_reason(const char *fallback)
+{
+    unsigned long code = ERR_peek_last_error();
+    const char *r = code ? ERR_reason_error_string(code) : NULL;
+    return r ? r : fallback;
+}
+
+__attribute__((format(printf, 5, 6)))
+static int fail(const struct config *cfg, int line, char *err, size_t errlen,
+                const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(err, errlen, "%s:%d: %s", cfg->path, line, msg);
+    ERR_clear_error();
+    return -1;
+}
+
+/* A readable file: the plain errno beats OpenSSL's "system lib". */
+static int check_readable(const struct config *cfg, int line, const char *what,
+                          const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return fail(cfg, line, err, errlen, "listen.tls.%s: cannot read \"%s\": %s", what,
+                    path, strerror(errno));
+    fclose(f);
+    return 0;
+}
+
+/* Intermediate certificates from the chain file, after the leaf's. */
+static int add_chain(SSL_CTX *ctx, const struct config *cfg, const struct tls_conf *t,
+                     char *err, size_t errlen)
+{
+    FILE *f = fopen(t->chain, "re");
+    X509 *x;
+    int n = 0;
+    if (!f)
+        return fail(cfg, t->chain_line, err, errlen, "listen.tls.chain: cannot read \"%s\": %s",
+                    t->chain, strerror(errno));
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL))) {
+        n++;
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            X509_free(x);
+            fclose(f);
+            return fail(cfg, t->chain_line, err, errlen, "listen.tls.chain: \"%s\": %s",
+                        t->chain, ossl_reason("cannot add a certificate"));
+        }
+    }
+    fclose(f);
+    ERR_clear_error();          /* the end of the file reads as an error */
+    if (n == 0)
+        return fail(cfg, t->chain_line, err, errlen,
+                    "listen.tls.chain: \"%s\" holds no PEM certificate", t->chain);
+    return 0;
+}
+
+static int use_cert_and_key(SSL_CTX *ctx, const struct config *cfg, const struct tls_conf *t,
+                            char *err, size_t errlen)
+{
+    if (check_readable(cfg, t->certificate_line, "certificate", t->certificate, err, errlen) ||
+        check_readable(cfg, t->key_line, "key", t->key, err, errlen))
+        return -1;
+    if (SSL_CTX_use_certificate_chain_file(ctx, t->certificate) != 1)
+        return fail(cfg, t->certificate_line, err, errlen, "listen.tls.certificate: \"%s\": %s",
+                    t->certificate, ossl_reason("not a PEM certificate"));
+    if (t->chain[0] && add_chain(ctx, cfg, t, err, errlen) != 0)
+        return -1;
+    FILE *f = fopen(t->key, "re");
+    EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!key)
+        return fail(cfg, t->key_line, err, errlen, "listen.tls.key: \"%s\": %s", t->key,
+                    ossl_reason("not a PEM private key"));
+    int rc = 0;
+    if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1)
+        rc = fail(cfg, t->key_line, err, errlen,
+                  "listen.tls.key: \"%s\" does not match the certificate \"%s\"", t->key,
+                  t->certificate);
+    else if (SSL_CTX_use_PrivateKey(ctx, key) != 1)
+        rc = fail(cfg, t->key_line, err, errlen, "listen.tls.key: \"%s\": %s", t->key,
+                  ossl_reason("unusable"));
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* ALPN: http/1.1 when the client offers it; otherwise no ALPN at all. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char ours[] = "\x08http/1.1";
+    unsigned char *sel;
+    (void)ssl, (void)arg;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int set_protocols(SSL_CTX *ctx, const struct config *cfg, const struct tls_conf *t,
+                         char *err, size_t errlen)
+{
+    int min = t->protocols & TLS_PROTO_12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+    int max = t->protocols & TLS_PROTO_13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+    if (SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, max) != 1)
+        return fail(cfg, t->line, err, errlen, "listen.tls.protocols: %s",
+                    ossl_reason("not supported"));
+    if (SSL_CTX_set_cipher_list(ctx, t->ciphers) != 1 && (t->protocols & TLS_PROTO_12))
+        return fail(cfg, t->line, err, errlen, "listen.tls.ciphers: no usable cipher in \"%s\"",
+                    t->ciphers);
+    if (SSL_CTX_set1_groups_list(ctx, t->curves) != 1)
+        return fail(cfg, t->line, err, errlen, "listen.tls.curves: no usable curve in \"%s\"",
+                    t->curves);
+    ERR_clear_error();
+    return 0;
+}
+
+/* Sessions resume from tickets only, sealed with the pool's keys (a
+ * session cache would be one worker's); a session lives two key periods,
+ * the most its ticket can open for. */
+static void set_sessions(SSL_CTX *ctx)
+{
+    static const unsigned char sid_ctx[] = "preforkd";
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    SSL_CTX_set_timeout(ctx, (long)(2 * rotate_period_ms() / 1000));
+    tls_ctx_use_pool_tickets(ctx);
+}
+
+static SSL_CTX *build(const struct config *cfg, const struct tls_conf *t, char *err,
+                      size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        fail(cfg, t->line, err, errlen, "listen.tls: %s", ossl_reason("out of memory"));
+        return NULL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                        SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                        (tls_ktls_available() ? SSL_OP_ENABLE_KTLS : 0));
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                     SSL_MODE_RELEASE_BUFFERS);
+    /* One read(2) for what the socket holds, not two per record (header,
+     * then body); workers/tls.c wakes a connection whose bytes wait in
+     * OpenSSL's buffer. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    if (set_protocols(ctx, cfg, t, err, errlen) != 0 ||
+        use_cert_and_key(ctx, cfg, t, err, errlen) != 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    set_sessions(ctx);
+    return ctx;
+}
+
+int tlsctx_load(struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        struct listen_conf *l = &cfg->listens[i];
+        if (!l->tls.on)
+            continue;
+        l->ssl_ctx = build(cfg, &l->tls, err, errlen);
+        if (!l->ssl_ctx) {
+            tlsctx_free(cfg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void tlsctx_free(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        SSL_CTX_free(cfg->listens[i].ssl_ctx);
+        cfg->listens[i].ssl_ctx = NULL;
+    }
+}
+
+bool tlsctx_any(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlistens; i++)
+        if (cfg->listens[i].tls.on)
+            return true;
+    return false;
+}
+
+const char *tlsctx_file_path(void)
+{
+    return tls_ktls_available()
+        ? "tls: kernel TLS is available: files go out with SSL_sendfile"
+        : "tls: no kernel TLS (the tls ULP is not loaded): files go out through a "
+          "16 KiB buffer with SSL_write";
+}
+
+/* --- ticket keys -------------------------------------------------------- */
+
+static int random_key(struct tls_ticket_key *k)
+{
+    unsigned char *p = (unsigned char *)k;
+    size_t got = 0;
+    while (got < sizeof *k) {
+        ssize_t n = getrandom(p + got, sizeof *k - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+void tlsctx_keys_payload(unsigned char payload[IPC_TLS_KEYS_SIZE])
+{
+    memcpy(payload, &KEYS.cur, sizeof KEYS.cur);
+    memcpy(payload + sizeof KEYS.cur, &KEYS.prev, sizeof KEYS.prev);
+}
+
+/* The master's own copy too: workers it forks start with it. */
+static int install(void)
+{
+    unsigned char p[IPC_TLS_KEYS_SIZE];
+    tlsctx_keys_payload(p);
+    int rc = tls_ticket_keys_set(p, sizeof p);
+    OPENSSL_cleanse(p, sizeof p);
+    return rc;
+}
+
+int tlsctx_keys_init(int64_t now_ms)
+{
+    KEYS.period_ms = rotate_period_ms();
+    KEYS.due_ms = now_ms + KEYS.period_ms;
+    if (random_key(&KEYS.cur) != 0 || random_key(&KEYS.prev) != 0)
+        return -1;
+    return install();
+}
+
+int64_t tlsctx_keys_due_ms(void)
+{
+    return KEYS.due_ms;
+}
+
+bool tlsctx_keys_rotate(int64_t now_ms, unsigned char payload[IPC_TLS_KEYS_SIZE])
+{
+    struct tls_ticket_key next;
+    if (!KEYS.period_ms || now_ms < KEYS.due_ms)
+        return false;
+    /* One rotation per due time, however late: a stalled master must not
+     * retire two keys at once (tickets of the previous period still open). */
+    KEYS.due_ms = now_ms + KEYS.period_ms;
+    if (random_key(&next) != 0)
+        return false;
+    KEYS.prev = KEYS.cur;
+    KEYS.cur = next;
+    OPENSSL_cleanse(&next, sizeof next);
+    install();
+    tlsctx_keys_payload(payload);
+    return true;
+}
