@@ -167,6 +167,36 @@ Test(tls, curl_over_tls12_and_tls13_with_alpn)
     cr_assert_eq(h_file_count(alog, "TLSv1"), 0, "log_cipher is off by default");
 }
 
+/* Behind a balancer: the PROXY header comes before the ClientHello; the
+ * stage in front takes exactly the header, the handshake reads the rest,
+ * and the log shows the header's address. A client without a header is
+ * refused before any handshake. */
+Test(tls, after_a_proxy_header)
+{
+    make_ca();
+    make_cert("server");
+    write_file("index.html", 64);
+    server_write_conf(&srv, "workers = 1\n"
+                      "http { root = \"www\" access_log = \"access.log\" }\n"
+                      "listen {\n  address = \"127.0.0.1:%d\"\n"
+                      "  proxy_protocol = true\n  proxy_from = {\"127.0.0.0/8\"}\n"
+                      "  tls { certificate = \"server.pem\" key = \"server.key\" }\n}\n", port);
+    cr_assert_eq(server_start(&srv, NULL), 0, "%s", h_read_file(srv.out));
+    int rc = h_run(out, sizeof out, "curl -sS --haproxy-protocol --interface 127.0.0.3 "
+                   "--cacert '%s/ca.pem' https://localhost:%d/index.html "
+                   "--resolve localhost:%d:127.0.0.1 2>&1", srv.dir, port, port);
+    cr_assert_eq(rc, 0, "curl with a PROXY header: %s", out);
+    cr_assert(strstr(out, "07e5c3a18f6d4b29"), "no body: %s", out);
+    rc = h_run(out, sizeof out, "curl -sS --cacert '%s/ca.pem' https://localhost:%d/ "
+               "--resolve localhost:%d:127.0.0.1 2>&1", srv.dir, port, port);
+    cr_assert_neq(rc, 0, "no PROXY header, yet answered: %s", out);
+    char alog[PATH_MAX];
+    snprintf(alog, sizeof alog, "%s/access.log", srv.dir);
+    cr_assert(WAIT_UNTIL(h_file_count(alog, "127.0.0.3 ") == 1, 10000), "%s",
+              h_read_file(alog));
+    cr_assert_eq(h_file_count(alog, "\n"), 1, "one request logged: %s", h_read_file(alog));
+}
+
 Test(tls, s_client_versions_and_nothing_older)
 {
     start(1, "", NULL);
