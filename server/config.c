@@ -1050,6 +1050,7 @@ static const struct rule rules[] = {
     { SEC_SITE, "access_log", "", apply_log_path, 0, 0, IN_SITE(access_log) },
     { SEC_SITE, "precompressed", "false", apply_bool, 0, 0, IN_SITE(opts.precompressed) },
     { SEC_SITE, "autoindex", "false", apply_bool, 0, 0, IN_SITE(opts.autoindex) },
+    { SEC_SITE, "send_timeout", "0", apply_number, 0, 3600, IN_SITE(send_timeout) },
     { SEC_CHAT, "bus", "", apply_chat_bus, 0, 0, IN_CONFIG(chat.bus) },
     { SEC_CHAT, "bus_ttl", "15", apply_number, 1, 3600, IN_CONFIG(chat.bus_ttl) },
     { SEC_CHAT, "bus_queue", "10000", apply_number, 16, 1000000, IN_CONFIG(chat.bus_queue) },

@@ -115,6 +115,7 @@ struct site_conf {
     char index[256];
     char access_log[PATH_MAX];       /* absolute, or "" = off */
     struct site_opts opts;
+    int send_timeout;                /* seconds; 0 = http { }'s */
     int line;                        /* line of "site NAME {" */
 };
 

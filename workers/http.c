@@ -10,12 +10,14 @@
 #include <errno.h>
 #include <llhttp.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -41,6 +43,10 @@
 #ifndef SENDFILE_TURN
 #define SENDFILE_TURN    (2u << 20)  /* sendfile bytes per connection per turn */
 #endif
+#define SENDFILE_WAKEUP  (8u << 20)  /* ... and across connections per wake-up */
+#define LOWAT_SEGMENTS   32             /* unsent segments a file body keeps queued */
+#define LOWAT_MIN        (16 * 1024)    /* ... in bytes, at least */
+#define LOWAT_MAX        (256 * 1024)   /* ... and at most */
 #define DRAIN_GRACE_MS   1000   /* idle keep-alive, draining: time for a
                                    request already on its way (a busy machine
                                    can hold a client back for 100+ ms) */
@@ -57,7 +63,7 @@ enum { H_NONE, H_INM, H_IMS, H_IM, H_IUS, H_RANGE, H_IF_RANGE, H_REFERER, H_UA, 
 /* F_SERVED: answered one. F_CUT: closing on a request cut short (refused
  * head or body), so the client may still be sending. F_LINGER: closing,
  * answer sent, reading and dropping what still comes. */
-enum { F_CLOSE = 1, F_SERVED = 4, F_CUT = 8, F_LINGER = 16 };
+enum { F_CLOSE = 1, F_SERVED = 4, F_CUT = 8, F_LINGER = 16, F_LOWAT = 32 };
 
 struct span { uint32_t off, len; };
 
@@ -101,6 +107,8 @@ struct http_state {
     llhttp_t parser;
     struct hbuf *b;             /* NULL while idle */
     uint8_t flags;
+    uint64_t sent;              /* bytes handed to the kernel */
+    uint64_t acked_seen;        /* sent - queued, at the last send_timeout */
 };
 
 /* Per worker process. */
@@ -113,7 +121,9 @@ static struct {
     bool virtual_hosts;         /* any site NAME { }: look Host up */
     struct http_site *default_site;
     uint64_t boundary;          /* of the next multipart answer */
-    struct tlist *header_tl, *keepalive_tl, *grace_tl, *linger_tl, *send_tl;
+    struct tlist *header_tl, *keepalive_tl, *grace_tl, *linger_tl;
+    int64_t wakeup_ns;          /* the wake-up sendfile_left belongs to */
+    uint64_t sendfile_left;     /* SENDFILE_WAKEUP budget left in it */
     llhttp_settings_t settings;
     time_t date_sec;
     size_t date_len;
@@ -1193,10 +1203,48 @@ static void serve_buffered(struct conn *c, struct http_state *s, struct hbuf *b)
 
 /* --- I/O ---------------------------------------------------------------- */
 
-/* 1 all sent, 0 the socket is full, -1 a fatal error. The bytes of
- * out, then of send_f; for multipart/byteranges, part after part. */
+/* Slow readers (tests/attacks.sh): a client that takes a few bytes a
+ * second would otherwise get a send buffer's worth (megabytes, autotuned)
+ * queued in the kernel per connection, every sendfile queueing page
+ * references for all of it: thousands of them fill the kernel's TCP memory
+ * and hold the loop for a millisecond per call. With TCP_NOTSENT_LOWAT the
+ * kernel keeps few unsent bytes and wakes us only when half of them went
+ * out. In segments: a client that advertises a tiny window gets tiny
+ * segments (the MSS is bounded by half the window), each costing a
+ * buffer's overhead. Set once per connection, before its first file body
+ * (small answers never need it: no cost for them). */
+static void limit_unsent(struct conn *c, struct http_state *s)
+{
+    int mss = 0, lowat;
+    socklen_t len = sizeof mss;
+    s->flags |= F_LOWAT;
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_MAXSEG, &mss, &len) != 0 || mss <= 0)
+        mss = 1460;
+    lowat = mss > LOWAT_MAX / LOWAT_SEGMENTS ? LOWAT_MAX : mss * LOWAT_SEGMENTS;
+    if (lowat < LOWAT_MIN)
+        lowat = LOWAT_MIN;
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat) != 0)
+        log_debug("TCP_NOTSENT_LOWAT: %s", strerror(errno));
+}
+
+/* sendfile bytes this wake-up may still send, across connections: many
+ * connections writable at once then share the wake-ups, and other events
+ * (accepts, short requests) wait for at most one budget's worth. */
+static uint64_t wakeup_budget(const struct worker *w)
+{
+    if (H.wakeup_ns != worker_now_ns(w)) {
+        H.wakeup_ns = worker_now_ns(w);
+        H.sendfile_left = SENDFILE_WAKEUP;
+    }
+    return H.sendfile_left;
+}
+
+/* 1 all sent, 0 the socket is full (or this turn's share is used), -1 a
+ * fatal error. The bytes of out, then of send_f; for multipart/byteranges,
+ * part after part. */
 static int flush_out(struct conn *c, struct hbuf *b)
 {
+    struct http_state *s = state_of(c);
     uint64_t sent = 0;
     for (;;) {
         while (b->out_head < b->out_len) {
@@ -1209,14 +1257,20 @@ static int flush_out(struct conn *c, struct hbuf *b)
                 return errno == EAGAIN ? 0 : -1;
             }
             b->out_head += (uint32_t)n;
+            s->sent += (uint64_t)n;
             c->w->stats.bytes_out += (uint64_t)n;
         }
         b->out_head = b->out_len = 0;
         while (b->send_left) {
-            if (sent >= SENDFILE_TURN)
+            uint64_t budget = wakeup_budget(c->w);
+            if (sent >= SENDFILE_TURN || budget == 0)
                 return 0;       /* still writable: epoll says so next turn */
+            if (!(s->flags & F_LOWAT))
+                limit_unsent(c, s);
             off_t off = (off_t)b->send_off;
             size_t want = b->send_left < SENDFILE_TURN ? (size_t)b->send_left : SENDFILE_TURN;
+            if (want > budget)
+                want = (size_t)budget;
             ssize_t n = http_io_sendfile(c->fd, b->send_f->fd, &off, want);
             if (n < 0 && errno == EINTR)
                 continue;
@@ -1227,6 +1281,8 @@ static int flush_out(struct conn *c, struct hbuf *b)
             b->send_off += (uint64_t)n;
             b->send_left -= (uint64_t)n;
             sent += (uint64_t)n;
+            s->sent += (uint64_t)n;
+            H.sendfile_left -= (uint64_t)n;
             c->w->stats.bytes_out += (uint64_t)n;
         }
         if (!b->nparts)
@@ -1338,7 +1394,7 @@ static void pump(struct conn *c, struct http_state *s, bool readable)
         }
         if (r == 0) {           /* the client is slow to read: wait, re-armed
                                    each time it takes bytes (send_timeout) */
-            conn_timer_set(c, H.send_tl);
+            conn_timer_set(c, b->site->send_tl);
             if (conn_set_interest(c, EPOLLOUT) != 0)
                 conn_close(c);
             return;
@@ -1421,11 +1477,31 @@ static void http_event(struct conn *c, uint32_t events)
     pump(c, s, events & (EPOLLIN | EPOLLHUP));
 }
 
+/* send_timeout passed without a write event. A client reading slowly
+ * but steadily may still have taken bytes (TCP_NOTSENT_LOWAT wakes us only
+ * for half of its low-water mark): what it took since the last look (what we handed
+ * the kernel minus what is still queued, SIOCOUTQ) decides. So a client is
+ * closed after one to two send_timeouts without taking a byte. */
+static bool took_bytes_lately(struct conn *c, struct http_state *s)
+{
+    int queued = 0;
+    if (ioctl(c->fd, SIOCOUTQ, &queued) != 0 || queued < 0)
+        return false;
+    uint64_t acked = s->sent - (uint64_t)queued;
+    bool moved = acked != s->acked_seen;
+    s->acked_seen = acked;
+    return moved;
+}
+
 /* A request that did not arrive in time gets 408; anything else closes. */
 static void http_timeout(struct conn *c)
 {
     struct http_state *s = state_of(c);
     struct hbuf *b = s->b;      /* NULL when lingering: just close */
+    if (b && (b->out_len || b->send_left || b->nparts) && took_bytes_lately(c, s)) {
+        conn_timer_set(c, b->site->send_tl);
+        return;
+    }
     if (b && !b->complete && !b->out_len && !b->send_left && !b->nparts &&
         (b->len > 0 || b->in_body)) {
         refresh_date();
@@ -1453,6 +1529,17 @@ static void http_close(struct conn *c)
         buf_put(s);
 }
 
+/* Each site's send_timeout gets its timer list (sites with the same
+ * value share one). */
+static int http_sites_send_timers(struct worker *w)
+{
+    struct http_site *site;
+    for (size_t i = 0; (site = http_site_nth(i)); i++)
+        if (!(site->send_tl = worker_timer_list(w, (int64_t)site->send_timeout * 1000)))
+            return -1;
+    return 0;
+}
+
 static int http_init(struct worker *w)
 {
     const struct http_conf *hc = &w->cfg->http;
@@ -1473,11 +1560,11 @@ static int http_init(struct worker *w)
     H.in_cap = (uint32_t)hc->max_header_size;
     H.keepalive = hc->keepalive_timeout > 0;
     H.header_tl = worker_timer_list(w, (int64_t)hc->header_timeout * 1000);
-    H.send_tl = worker_timer_list(w, (int64_t)hc->send_timeout * 1000);
     H.keepalive_tl = worker_timer_list(w, (int64_t)(H.keepalive ? hc->keepalive_timeout : 1) * 1000);
     H.grace_tl = worker_timer_list(w, DRAIN_GRACE_MS);
     H.linger_tl = worker_timer_list(w, LINGER_MS);
-    if (!H.header_tl || !H.keepalive_tl || !H.grace_tl || !H.linger_tl) {
+    if (!H.header_tl || !H.keepalive_tl || !H.grace_tl || !H.linger_tl ||
+        http_sites_send_timers(w) != 0) {
         log_error("http: out of timer lists");
         return -1;
     }

@@ -76,11 +76,13 @@ int http_sites_init(const struct config *cfg)
     S.n = cfg->nsites + 1;
     if (site_init(&S.v[0], "", hc->root, hc->index, hc->access_log, &hc->opts) != 0)
         return -1;
+    S.v[0].send_timeout = hc->send_timeout;
     for (size_t i = 0; i < cfg->nsites; i++) {
         const struct site_conf *sc = &cfg->sites[i];
         if (site_init(&S.v[i + 1], sc->name, sc->root, sc->index, sc->access_log,
                       &sc->opts) != 0)
             return -1;
+        S.v[i + 1].send_timeout = sc->send_timeout ? sc->send_timeout : hc->send_timeout;
         for (size_t j = 0; j < sc->nserver_names; j++) {
             const char *n = sc->server_names[j];
             bool wild = n[0] == '*';
@@ -104,6 +106,11 @@ void http_sites_free(void)
     free(S.v);
     free(S.names);
     memset(&S, 0, sizeof S);
+}
+
+struct http_site *http_site_nth(size_t i)
+{
+    return i < S.n ? &S.v[i] : NULL;
 }
 
 struct http_site *http_site_default(void)

@@ -13,6 +13,7 @@
 
 struct http_root;
 struct http_log;
+struct tlist;
 
 struct http_expires_line {
     time_t sec;                     /* Expires is computed from this second */
@@ -26,6 +27,8 @@ struct http_site {
     const struct site_opts *opts;
     struct http_log *log;           /* NULL: no access log */
     struct http_expires_line *expires;  /* one per opts->expires rule */
+    int send_timeout;               /* seconds (the site's, else http's) */
+    struct tlist *send_tl;          /* its timer list (workers/http.c sets it) */
 };
 
 /* Build the sites of cfg (the default first). 0, or -1 with the reason in
@@ -33,6 +36,8 @@ struct http_site {
 int http_sites_init(const struct config *cfg);
 void http_sites_free(void);
 struct http_site *http_site_default(void);
+/* Site i (0: the default), NULL past the last: for walking them all. */
+struct http_site *http_site_nth(size_t i);
 /* Whether any site NAME { } exists: without one, no lookup is needed. */
 bool http_sites_virtual(void);
 

@@ -107,7 +107,7 @@ struct worker {
     size_t nconns, max_conns;
     struct conn *all;               /* live conns */
     struct conn *pool[4];           /* free conns per protocol */
-    struct tlist timers[12];        /* one per distinct timeout duration */
+    struct tlist timers[24];        /* one per distinct timeout duration */
     size_t ntimers;
     int64_t now_ms;                 /* monotonic, updated every wakeup */
     int64_t now_ns;                 /* the same instant, in nanoseconds */
