@@ -74,6 +74,7 @@ struct ipc_report {
     uint64_t tls_handshakes;  /* completed, resumed ones included */
     uint64_t tls_resumed;
     uint64_t tls_failed;      /* handshakes that did not complete */
+    uint64_t limited;     /* connections and requests refused by limits */
 };
 
 struct ipc_msg {

@@ -540,6 +540,32 @@ static int apply_number(struct load_ctx *ctx, const struct rule *r,
     return 0;
 }
 
+/* "N r/s" or "N r/m", then optionally "burst B" (default: N): nginx's
+ * limit_req rate and burst in one string. */
+static int apply_rate_limit(struct load_ctx *ctx, const struct rule *r,
+                            const char *text, void *field)
+{
+    struct rate_limit *rl = field;
+    long n = 0, burst = 0;
+    char unit = 0, word[8] = "", extra = 0;
+    (void)r;
+    memset(rl, 0, sizeof *rl);
+    if (!text[0])
+        return 0;
+    int got = sscanf(text, " %ld r/%c %7s %ld %c", &n, &unit, word, &burst, &extra);
+    if (!(got == 2 || (got == 4 && strcmp(word, "burst") == 0)) ||
+        (unit != 's' && unit != 'm') || n < 1 || n > 1000000 ||
+        (got == 4 && (burst < 1 || burst > 1000000)) || strlen(text) >= sizeof rl->text)
+        return bad(ctx, "must be \"N r/s\" or \"N r/m\" (N 1..1000000), optionally "
+                   "followed by \"burst B\" (B 1..1000000), got \"%s\"", text);
+    snprintf(rl->text, sizeof rl->text, "%s", text);
+    rl->interval_us = (unit == 's' ? 1000000u : 60000000u) / (uint64_t)n;
+    if (rl->interval_us == 0)
+        rl->interval_us = 1;
+    rl->burst = (uint32_t)(got == 4 ? burst : n);
+    return 0;
+}
+
 static int apply_workers(struct load_ctx *ctx, const struct rule *r,
                          const char *text, void *field)
 {
@@ -993,6 +1019,9 @@ static const struct rule rules[] = {
     { SEC_ROOT, "max_requests", "0", apply_number, 0, LONG_MAX, IN_CONFIG(max_requests) },
     { SEC_ROOT, "worker_rlimit_nofile", "0", apply_number, 0, 1048576,
       IN_CONFIG(worker_rlimit_nofile) },
+    { SEC_ROOT, "max_connections_per_ip", "0", apply_number, 0, 1000000,
+      IN_CONFIG(max_connections_per_ip) },
+    { SEC_ROOT, "rate_limit", "", apply_rate_limit, 0, 0, IN_CONFIG(rate_limit) },
     { SEC_ROOT, "worker_timeout", "30", apply_number, 1, 86400, IN_CONFIG(worker_timeout) },
     { SEC_ROOT, "graceful_timeout", "30", apply_number, 0, 3600,
       IN_CONFIG(graceful_timeout) },

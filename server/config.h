@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -164,6 +165,14 @@ struct chat_conf {
     int bus_queue;                   /* publishes waiting for Redis before drops */
 };
 
+/* rate_limit = "100r/s burst 200": at most burst requests at once from
+ * an address, then one per interval. */
+struct rate_limit {
+    char text[64];                   /* as written; "" = off */
+    uint64_t interval_us;            /* 0 = off */
+    uint32_t burst;
+};
+
 struct config {
     char path[PATH_MAX];             /* the file, as given */
     char dir[PATH_MAX];              /* its absolute directory */
@@ -172,6 +181,8 @@ struct config {
     int worker_connections;
     long max_requests;               /* 0 = never */
     long worker_rlimit_nofile;       /* 0 = derive from worker_connections */
+    int max_connections_per_ip;      /* across the pool; 0 = off */
+    struct rate_limit rate_limit;    /* per client address */
     int worker_timeout;              /* seconds */
     int graceful_timeout;            /* seconds */
     char user[64];                   /* "" = do not switch */

@@ -26,6 +26,7 @@
 #include "server/sdnotify.h"
 #include "server/status.h"
 #include "server/tlsctx.h"
+#include "workers/iplimit.h"
 #include "workers/loadboard.h"
 #include "workers/worker.h"
 
@@ -162,7 +163,7 @@ static __attribute__((noreturn)) void run_child(struct master *m, size_t idx,
         .percpu = pcs, .pin_cpu = pin_cpu_for(m, idx),
         .cfg = &m->cfg, .slot = (int)idx, .gen = m->gen,
         .master_pid = getppid(), .status_fd = status_w, .cmd_fd = cmd_r,
-        .listen_fds = fds, .board = m->board,
+        .listen_fds = fds, .board = m->board, .limits = m->limits,
         .listen_ids = m->lstats.nids == m->cfg.nlistens ? m->lstats.ids : NULL,
     };
     worker_main(&a);
@@ -203,6 +204,7 @@ static int spawn_worker(struct master *m, size_t idx)
     s->board_slot = idx;
     s->pinned_cpu = pin_cpu_for(m, idx);
     loadboard_note_slot(m->board, idx);
+    iplimit_note_slot(m->limits, idx);
     s->started_ms = s->last_seen_ms = s->prev_report_ms = m->now_ms;
     s->started_wall = time(NULL);
     epoll_watch(m, EPOLL_CTL_ADD, s->status_fd, EPOLLIN, EV_STATUS, idx);
@@ -516,6 +518,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
     read_last_reports(m, idx);
     chat_worker_gone(m, s->pid);
     loadboard_clear(m->board, s->board_slot, s->pid);
+    iplimit_clear_slot(m->limits, s->board_slot);     /* its connections are gone */
     char how[96];
     master_describe_exit(status, how, sizeof how);
     bool expected = s->draining || m->stopping;
@@ -530,6 +533,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
     m->retired.bytes_in += s->report.bytes_in;
     m->retired.bytes_out += s->report.bytes_out;
     m->retired.proxy_rejected += s->report.proxy_rejected;
+    m->retired.limited += s->report.limited;
     slot_close_channels(m, s);
     free(s->lat);
     s->lat = NULL;
@@ -1331,6 +1335,7 @@ int master_run(struct master *m)
         master_abort_start(m, "no TLS session ticket keys (no randomness, or no AES-256-CBC)");
     if (tlsctx_any(&m->cfg))
         log_info("%s", tlsctx_file_path());
+    m->limits = iplimit_create();
     spawn_missing(m);
     if (apppool_start(m) != 0)
         master_abort_start(m, "out of memory starting the app pools");

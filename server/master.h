@@ -54,6 +54,7 @@ struct slot {
 struct totals {
     uint64_t accepted, requests, bytes_in, bytes_out;
     uint64_t proxy_rejected;
+    uint64_t limited;               /* refused by per-address limits */
 };
 
 struct exit_record {
@@ -96,6 +97,7 @@ struct master {
     struct chat *chat;              /* chat registry (server/chat.c), lazily */
     struct chatbus *bus;            /* chat across instances (server/chatbus.c) */
     struct loadboard *board;        /* workers' connection counts, shared */
+    struct iplimit *limits;         /* per-address counts (workers/iplimit.h) */
     struct apppools apps;           /* app pools (server/apppool.c) */
     /* systemd (server/sdnotify.c): NOTIFY_SOCKET, -1 when not under it */
     int sd_fd;

@@ -253,6 +253,7 @@ static void sum_totals(const struct master *m, struct totals *t, uint64_t *activ
         t->bytes_in += s->report.bytes_in;
         t->bytes_out += s->report.bytes_out;
         t->proxy_rejected += s->report.proxy_rejected;
+        t->limited += s->report.limited;
         *active += s->report.active;
     }
 }
@@ -631,10 +632,11 @@ static void text_summary(const struct master *m, struct sbuf *o)
     uint64_t active;
     sum_totals(m, &t, &active);
     char in[16], out[16];
-    sbuf_printf(o, "\ntotals   accepted %llu  active %llu  requests %llu  in %s  out %s",
+    sbuf_printf(o, "\ntotals   accepted %llu  active %llu  requests %llu  in %s  out %s"
+                "  limited %llu",
                 (unsigned long long)t.accepted, (unsigned long long)active,
                 (unsigned long long)t.requests, fmt_bytes(t.bytes_in, in, sizeof in),
-                fmt_bytes(t.bytes_out, out, sizeof out));
+                fmt_bytes(t.bytes_out, out, sizeof out), (unsigned long long)t.limited);
     if (t.proxy_rejected)       /* PROXY headers missing, malformed or untrusted */
         sbuf_printf(o, "  proxy_rejected %llu", (unsigned long long)t.proxy_rejected);
     sbuf_printf(o, "\n\n");
@@ -788,10 +790,11 @@ static void json_summary(const struct master *m, struct sbuf *o)
     uint64_t active;
     sum_totals(m, &t, &active);
     sbuf_printf(o, ",\"totals\":{\"accepted\":%llu,\"active\":%llu,\"requests\":%llu,"
-                "\"in\":%llu,\"out\":%llu,\"proxy_rejected\":%llu}", (unsigned long long)t.accepted,
+                "\"in\":%llu,\"out\":%llu,\"proxy_rejected\":%llu,\"limited\":%llu}",
+                (unsigned long long)t.accepted,
                 (unsigned long long)active, (unsigned long long)t.requests,
                 (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out,
-                (unsigned long long)t.proxy_rejected);
+                (unsigned long long)t.proxy_rejected, (unsigned long long)t.limited);
 }
 
 static void json_rows(const struct master *m, struct sbuf *o)
@@ -858,6 +861,9 @@ static void prom_master(const struct master *m, struct sbuf *o)
     sbuf_printf(o, "preforkd_accepted_connections_total %llu\n", (unsigned long long)t.accepted);
     prom_metric(o, "requests_total", "counter", "Requests served (echo: reads echoed).");
     sbuf_printf(o, "preforkd_requests_total %llu\n", (unsigned long long)t.requests);
+    prom_metric(o, "limited_total", "counter",
+                "Connections and requests refused by max_connections_per_ip or rate_limit.");
+    sbuf_printf(o, "preforkd_limited_total %llu\n", (unsigned long long)t.limited);
     prom_metric(o, "received_bytes_total", "counter", "Bytes received.");
     sbuf_printf(o, "preforkd_received_bytes_total %llu\n", (unsigned long long)t.bytes_in);
     prom_metric(o, "sent_bytes_total", "counter", "Bytes sent.");

@@ -39,6 +39,7 @@
 #define ERR_RESERVE      2048           /* out room always kept for an error */
 #define HDR_RESERVE      1024           /* a file response's headers fit here */
 #define POOL_KEEP        64             /* idle buffers kept for reuse */
+#define POOL_LOW         4              /* ... and kept after a quiet second */
 #define CACHE_SLOTS      256
 #ifndef SENDFILE_TURN
 #define SENDFILE_TURN    (2u << 20)  /* sendfile bytes per connection per turn */
@@ -77,6 +78,8 @@ struct hbuf {
     uint8_t cur;                /* H_* of the header value being read */
     bool url_done, in_body, complete;
     bool head_checked;          /* the head's last line end was checked */
+    bool early;                 /* to be answered at its head's end */
+    bool early_sent;            /* it was: its body is being dropped */
     uint8_t hosts;              /* Host headers seen (1.1 needs exactly one) */
     uint8_t te_lines;           /* Transfer-Encoding field lines seen */
     struct http_te te;          /* their codings */
@@ -115,7 +118,7 @@ struct http_state {
 static struct {
     struct http_cache *cache;
     struct hbuf *pool;
-    size_t npool;
+    size_t npool, pool_min;     /* pool_min: the least since the last tick */
     uint32_t in_cap;
     bool keepalive;
     bool virtual_hosts;         /* any site NAME { }: look Host up */
@@ -191,7 +194,8 @@ static void buf_reset_request(struct hbuf *b)
 {
     memset(&b->url, 0, sizeof b->url + sizeof b->field + sizeof b->val + sizeof b->hdr);
     b->cur = H_NONE;
-    b->url_done = b->in_body = b->complete = b->head_checked = false;
+    b->url_done = b->in_body = b->complete = b->head_checked = b->early =
+        b->early_sent = false;
     b->hosts = b->te_lines = 0;
     memset(&b->te, 0, sizeof b->te);
     b->method_end = b->version_end = b->colon = b->val_end = 0;
@@ -207,7 +211,8 @@ static struct hbuf *buf_get(struct conn *c)
     struct hbuf *b = H.pool;
     if (b) {
         H.pool = b->next;
-        H.npool--;
+        if (--H.npool < H.pool_min)
+            H.pool_min = H.npool;
     } else if (!(b = malloc(sizeof *b + H.in_cap + OUT_CAP))) {
         return NULL;
     }
@@ -442,13 +447,22 @@ static int on_headers_complete(llhttp_t *p)
         return refuse(b, st);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > BODY_MAX)
         return refuse(b, 413);
+    if (!conn_rate_ok(b->c))
+        return refuse(b, 503);          /* rate_limit: over it, answered at once */
     /* Upgrade (h2c, websocket) is ignored, as RFC 9110 7.8 allows: without
      * this llhttp would stop parsing the connection after this request. */
     p->upgrade = 0;
     b->head_flags = p->flags;
+    bool body = (p->flags & F_CHUNKED) || p->content_length > 0;
+    /* Early answer: a body changes no answer of a static server, and any
+     * method but GET and HEAD gets an error, so that one is sent as soon
+     * as the head is in, not after a (maybe trickled) body, which is then
+     * read and dropped as usual (within header_timeout and BODY_MAX, else
+     * the connection closes, lingering). */
+    b->early = body && p->method != HTTP_GET && p->method != HTTP_HEAD;
     /* Where the head ends is known at the pause: at on_message_complete
      * for a request without a body, here for one with a body. */
-    return (p->flags & F_CHUNKED) || p->content_length > 0 ? HPE_PAUSED : 0;
+    return body ? HPE_PAUSED : 0;
 }
 
 /* Bodies are not used: they are counted and dropped from the buffer. */
@@ -584,7 +598,7 @@ static void request_done(struct conn *c, struct http_state *s, struct hbuf *b,
     s->flags |= F_SERVED;
     if (!keep)
         s->flags |= F_CLOSE;
-    if (status >= 500 && status != 501 && status != 505)     /* not the client's */
+    if (status >= 500 && status != 501 && status != 503 && status != 505)  /* ours */
         log_error("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
     else if (status >= 400)
         log_debug("http %d for %.*s", status, log_field_len(b->url), span_ptr(b, b->url));
@@ -1168,14 +1182,15 @@ static void parse_more(struct conn *c, struct http_state *s, struct hbuf *b)
         }
         if (!b->err) {
             b->parsed = end;
-            if (!b->complete)
+            if (!b->complete && !b->early)
                 llhttp_resume(&s->parser);      /* a body follows */
-            return;
+            return;                             /* (early: after the answer) */
         }
     }
     if (!b->err)
         log_debug("http parse error: %s", llhttp_get_error_reason(&s->parser));
-    reply_error(c, s, b, parse_error_status(s, b), NULL);
+    if (!b->early_sent)         /* else its body failed: just close */
+        reply_error(c, s, b, parse_error_status(s, b), NULL);
     s->flags |= F_CLOSE | F_CUT;
 }
 
@@ -1185,9 +1200,14 @@ static void serve_buffered(struct conn *c, struct http_state *s, struct hbuf *b)
 {
     while (!(s->flags & F_CLOSE) && !b->send_left) {
         if (b->complete) {
-            if (!respond(c, s, b))
+            if (!b->early_sent && !respond(c, s, b))
                 return;
             next_request(s, b);
+        } else if (b->early && !b->early_sent) {
+            if (!respond(c, s, b))
+                return;
+            b->early_sent = true;
+            llhttp_resume(&s->parser);          /* now its body, dropped */
         } else if (b->parsed < b->len) {
             parse_more(c, s, b);
         } else {
@@ -1424,14 +1444,17 @@ static void pump(struct conn *c, struct http_state *s, bool readable)
     settle(c, s);
 }
 
-/* A canned answer when no buffer can be had; the connection closes. */
+/* A canned answer when no buffer can be had, or when a per-address limit
+ * refuses the connection (worker.c sends it); the connection closes. */
+static const char resp_unavailable[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n";
+
 static void refuse_unavailable(struct conn *c)
 {
-    static const char resp[] =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-        "Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n";
+    const char *resp = resp_unavailable;
     log_error("http: out of memory for a request buffer; answering 503");
-    ssize_t n = http_io_send(c->fd, resp, sizeof resp - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = http_io_send(c->fd, resp, strlen(resp), MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;        /* best effort: closed either way */
     conn_close(c);
 }
@@ -1502,7 +1525,7 @@ static void http_timeout(struct conn *c)
         conn_timer_set(c, b->site->send_tl);
         return;
     }
-    if (b && !b->complete && !b->out_len && !b->send_left && !b->nparts &&
+    if (b && !b->complete && !b->early_sent && !b->out_len && !b->send_left && !b->nparts &&
         (b->len > 0 || b->in_body)) {
         refresh_date();
         reply_error(c, s, b, 408, NULL);
@@ -1572,10 +1595,26 @@ static int http_init(struct worker *w)
     return 0;
 }
 
+/* Buffers no request took for a whole tick are surplus (an attack's
+ * thousands of half-sent requests, say): freed down to POOL_LOW. */
+static void pool_trim(struct worker *w)
+{
+    size_t surplus = H.pool_min > POOL_LOW ? H.pool_min - POOL_LOW : 0;
+    if (surplus)
+        worker_heap_shrank(w);
+    for (; surplus && H.pool; surplus--) {
+        struct hbuf *b = H.pool;
+        H.pool = b->next;
+        H.npool--;
+        free(b);
+    }
+    H.pool_min = H.npool;
+}
+
 static void http_tick(struct worker *w)
 {
-    (void)w;
     http_log_flush_all();
+    pool_trim(w);
 }
 
 static void http_reopen(struct worker *w)
@@ -1602,4 +1641,6 @@ const struct proto http_proto = {
     .on_reopen = http_reopen,
     .on_exit = http_exit,
     .on_tick = http_tick,
+    .refusal = resp_unavailable,
+    .rate_per_request = true,
 };

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "workers/chat.h"
 #include "workers/echo.h"
 #include "workers/http.h"
+#include "workers/iplimit.h"
 #include "workers/loadboard.h"
 #include "workers/proxy.h"
 #include "workers/tls.h"
@@ -47,6 +49,7 @@
 #define UPLINK_LIMIT      (1024 * 1024) /* frames queued to the master */
 #define UPLINK_HIGH       (256 * 1024)  /* above: producers pause */
 #define UPLINK_LOW        (64 * 1024)   /* below again: they resume */
+#define CONN_POOL_LOW     64    /* free conns kept per protocol at least */
 
 static volatile sig_atomic_t sig_drain, sig_quit, sig_reopen;
 
@@ -185,10 +188,12 @@ static void conn_dispatch(struct worker *w, struct ev *ev, uint32_t events)
 
 static struct conn *conn_alloc(struct worker *w, const struct proto *p)
 {
-    struct conn **pool = &w->pool[proto_index(p)];
-    struct conn *c = *pool;
+    int i = proto_index(p);
+    struct conn *c = w->pool[i];
     if (c) {
-        *pool = c->free_next;
+        w->pool[i] = c->free_next;
+        if (--w->npool[i] < w->pool_min[i])
+            w->pool_min[i] = w->npool[i];
     } else {
         c = malloc(sizeof *c + p->state_size);
         if (!c)
@@ -229,8 +234,10 @@ static void publish_load(struct worker *w)
 void conn_close(struct conn *c)
 {
     struct worker *w = c->w;
-    if (c->proto->on_close)
+    if (c->proto->on_close && !c->refused)
         c->proto->on_close(c);
+    if (c->ip_counted)
+        iplimit_conn_close(w->limits, (size_t)w->slot, &c->peer);
     conn_timer_clear(c);
     tls_conn_close(c);
     /* close() also removes the fd from the epoll set. */
@@ -241,6 +248,7 @@ void conn_close(struct conn *c)
     struct conn **pool = &w->pool[proto_index(c->ls->proto)];
     c->free_next = *pool;
     *pool = c;
+    w->npool[proto_index(c->ls->proto)]++;
     w->nconns--;
     w->stats.active = (uint32_t)w->nconns;
     publish_load(w);
@@ -248,9 +256,79 @@ void conn_close(struct conn *c)
         listeners_enable(w, true);
 }
 
+/* At most one warning a minute that the per-address table is full. */
+static void warn_untracked(struct worker *w)
+{
+    static int64_t last_ms = -60000;
+    if (w->now_ms - last_ms < 60000)
+        return;
+    last_ms = w->now_ms;
+    log_warn("limits: no room to track more client addresses; their connections "
+             "and requests are not limited");
+}
+
+static bool rate_ok(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct rate_limit *rl = &w->cfg->rate_limit;
+    enum iplimit_verdict v = iplimit_rate(w->limits, &c->peer, w->now_ns / 1000,
+                                          rl->interval_us, rl->burst);
+    if (v == IPL_UNTRACKED)
+        warn_untracked(w);
+    return v != IPL_OVER;
+}
+
+bool conn_rate_ok(struct conn *c)
+{
+    if (!c->w->cfg->rate_limit.interval_us || !c->peer.family || rate_ok(c))
+        return true;
+    c->w->stats.limited++;
+    return false;
+}
+
+/* max_connections_per_ip, and rate_limit for protocols that count
+ * connections: true when c may be served (and is counted if limited). */
+static bool within_limits(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (!c->peer.family)
+        return true;
+    if (w->cfg->max_connections_per_ip) {
+        enum iplimit_verdict v = iplimit_conn_open(w->limits, (size_t)w->slot, &c->peer,
+                                                   (uint32_t)w->cfg->max_connections_per_ip);
+        if (v == IPL_OVER)
+            return false;
+        if (v == IPL_UNTRACKED)
+            warn_untracked(w);
+        c->ip_counted = v == IPL_OK;
+    }
+    return c->proto->rate_per_request || conn_rate_ok(c);
+}
+
+/* Refused by a limit: the protocol's fixed answer, then close. What the
+ * client already sent is read first, so that close() sends a FIN, not a
+ * reset that could destroy the answer before the client reads it. */
+static void conn_refuse(struct conn *c)
+{
+    char sink[4096];
+    c->refused = true;
+    c->w->stats.limited++;
+    if (c->proto->refusal) {
+        ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+        n = send(c->fd, c->proto->refusal, strlen(c->proto->refusal),
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;                /* best effort: closed either way */
+    }
+    conn_close(c);
+}
+
 void conn_admit(struct conn *c)
 {
     c->proto = c->ls->proto;        /* a stage in front may have stood in */
+    if (!within_limits(c)) {
+        conn_refuse(c);
+        return;
+    }
     if (tls_wanted(c)) {
         tls_admit(c);           /* opens the protocol after its handshake */
         return;
@@ -605,6 +683,27 @@ static void send_latency(struct worker *w)
     }
 }
 
+/* Memory comes back after a flood of connections: free conns that stayed
+ * in a pool for a whole tick, down to CONN_POOL_LOW, and once anything
+ * (here or in a handler's pools) was freed, give the heap's free pages
+ * back (glibc keeps them otherwise: freed memory below its top stays). */
+static void trim_memory(struct worker *w)
+{
+    for (int i = 0; i < 4; i++) {
+        size_t surplus = w->pool_min[i] > CONN_POOL_LOW ? w->pool_min[i] - CONN_POOL_LOW : 0;
+        for (; surplus && w->pool[i]; surplus--, w->npool[i]--) {
+            struct conn *c = w->pool[i];
+            w->pool[i] = c->free_next;
+            free(c);
+            w->heap_shrank = true;
+        }
+        w->pool_min[i] = w->npool[i];
+    }
+    if (w->heap_shrank)
+        malloc_trim(0);
+    w->heap_shrank = false;
+}
+
 /* Once a second, each protocol in use gets on_tick (e.g. to flush logs). */
 static void tick_protocols(struct worker *w)
 {
@@ -619,6 +718,7 @@ static void report_if_due(struct worker *w)
 {
     if (w->now_ms >= w->next_report_ms) {
         tick_protocols(w);
+        trim_memory(w);
         if (!w->draining)           /* keeps this worker's entry fresh */
             loadboard_touch(w->board, (size_t)w->slot, w->now_ms);
         accept_sweep(w);
@@ -883,6 +983,7 @@ static int setup_worker(struct worker *w, const struct worker_args *a)
     w->master_pid = a->master_pid;
     w->pid = getpid();
     w->board = a->board;
+    w->limits = a->limits;
     w->status_fd = a->status_fd;
     w->cmd_fd = a->cmd_fd;
     w->max_conns = (size_t)a->cfg->worker_connections;

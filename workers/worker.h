@@ -60,6 +60,8 @@ struct conn {
     struct conn *free_next;         /* pool link while unused */
     struct conn *anext, *aprev;     /* the worker's list of live conns */
     struct peer_addr peer;          /* the client (see conn_admit) */
+    bool refused;                   /* by a limit at conn_admit: on_open never ran */
+    bool ip_counted;                /* counted for max_connections_per_ip */
     /* protocol state follows, proto->state_size bytes, max-aligned */
     _Alignas(max_align_t) unsigned char state[];
 };
@@ -84,10 +86,17 @@ struct proto {
     void (*on_master_msg)(struct worker *w, const struct ipc_msg *m);
     /* the queue to the master fell below its low-water mark again */
     void (*on_uplink_ready)(struct worker *w);
+    /* Per-address limits (max_connections_per_ip, rate_limit): a refused
+     * connection gets these bytes (NULL: none), then is closed. With
+     * rate_per_request, rate_limit meters the protocol's requests
+     * (conn_rate_ok) instead of its connections. */
+    const char *refusal;
+    bool rate_per_request;
 };
 
 struct loadboard;
 struct percpu_set;
+struct iplimit;
 
 struct worker {
     const struct config *cfg;
@@ -107,6 +116,8 @@ struct worker {
     size_t nconns, max_conns;
     struct conn *all;               /* live conns */
     struct conn *pool[4];           /* free conns per protocol */
+    size_t npool[4], pool_min[4];   /* their number; its least since the tick */
+    bool heap_shrank;               /* memory was freed: trim the heap */
     struct tlist timers[24];        /* one per distinct timeout duration */
     size_t ntimers;
     int64_t now_ms;                 /* monotonic, updated every wakeup */
@@ -122,6 +133,7 @@ struct worker {
     int64_t next_percpu_ms;         /* its sockets' next check */
     pid_t pid;
     struct loadboard *board;
+    struct iplimit *limits;
     enum worker_state reported_state;
     struct ipc_report stats;        /* handlers bump requests and bytes */
 };
@@ -139,6 +151,7 @@ struct worker_args {
     /* parallel to cfg->listens: a per-CPU listener's sockets, else NULL */
     const struct percpu_set *const *percpu;
     int pin_cpu;                    /* the CPU to run on, or -1 */
+    struct iplimit *limits;         /* per-address limits, or NULL */
 };
 
 /* Run a worker; never returns. */
@@ -153,6 +166,9 @@ void conn_close(struct conn *c);
 /* c->peer is the client's address now (set at accept, or by a stage in
  * front of the protocol such as a PROXY header): hand c to its protocol. */
 void conn_admit(struct conn *c);
+/* rate_limit for one request on c (protocols with rate_per_request):
+ * false = over it (counted as limited); answer it so and close. */
+bool conn_rate_ok(struct conn *c);
 
 /* Find or make the timer list for a duration (call from proto->init). */
 struct tlist *worker_timer_list(struct worker *w, int64_t dur_ms);
@@ -169,6 +185,9 @@ static inline bool worker_uplink_congested(const struct worker *w)
 {
     return w->up_congested;
 }
+/* A handler freed memory it had pooled: the worker gives the heap's free
+ * pages back to the kernel at its next tick (malloc_trim). */
+static inline void worker_heap_shrank(struct worker *w) { w->heap_shrank = true; }
 /* Millisecond monotonic clock, as cached for this wakeup. */
 int64_t monotonic_ms(void);
 static inline int64_t worker_now(const struct worker *w) { return w->now_ms; }
