@@ -1898,3 +1898,54 @@ Test(config, unterminated_section)
                  "  listen { address = \"127.0.0.1:7008\" }\n", 2,
                  "'{' is never closed (missing '}')");
 }
+
+/* Limits against misbehaving clients (tests/test_attacks.c runs them). */
+Test(config, limits_per_client_address)
+{
+    struct config c;
+    load_ok("max_connections_per_ip = 10 # per address\nrate_limit = \"100r/s burst 200\"\n"
+            ECHO_LISTEN, &c);
+    cr_assert_eq(c.max_connections_per_ip, 10);
+    cr_assert_str_eq(c.rate_limit.text, "100r/s burst 200");
+    cr_assert_eq(c.rate_limit.interval_us, 10000);
+    cr_assert_eq(c.rate_limit.burst, 200);
+    config_free(&c);
+    load_ok("rate_limit = \"30 r/m\"\n" ECHO_LISTEN, &c);
+    cr_assert_eq(c.rate_limit.interval_us, 2000000);
+    cr_assert_eq(c.rate_limit.burst, 30, "burst defaults to the rate's count");
+    cr_assert_eq(c.max_connections_per_ip, 0, "off by default");
+    config_free(&c);
+    load_ok(ECHO_LISTEN, &c);
+    cr_assert_eq(c.rate_limit.interval_us, 0, "rate_limit is off by default");
+    config_free(&c);
+    const char *msg = "rate_limit: must be \"N r/s\" or \"N r/m\" (N 1..1000000), optionally "
+                      "followed by \"burst B\" (B 1..1000000), got \"%s\"";
+    const char *bad[] = { "100", "100r/h", "0r/s", "10r/s burst", "10r/s burst 0",
+                          "10r/s bust 5", "10r/s burst 5 x", "r/s" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char v[64], m[512];
+        print_to(v, sizeof v, "\"%s\"", bad[i]);
+        print_to(m, sizeof m, msg, bad[i]);
+        expect_bad_value("rate_limit", v, m);
+    }
+    expect_bad_value("max_connections_per_ip", "-1",
+                     "max_connections_per_ip: must be between 0 and 1000000, got \"-1\"");
+}
+
+/* send_timeout in a site: its own, else the http section's. */
+Test(config, site_send_timeout)
+{
+    struct config c;
+    make_dir("www");
+    make_dir("a");
+    load_ok("listen { address = \"127.0.0.1:0\" protocol = \"http\" }\n"
+            "http { root = \"www\" send_timeout = 30 }\n"
+            "site a { server_names = {\"a.test\"} root = \"a\"\n"
+            "  send_timeout = 2   # seconds\n}\n"
+            "site b { server_names = {\"b.test\"} root = \"a\" }\n", &c);
+    cr_assert_eq(c.http.send_timeout, 30);
+    cr_assert_eq(c.nsites, 2);
+    cr_assert_eq(c.sites[0].send_timeout, 2);
+    cr_assert_eq(c.sites[1].send_timeout, 0, "0: the http section's");
+    config_free(&c);
+}

@@ -90,6 +90,7 @@ struct hbuf {
     int err;                    /* status a callback refused with */
     uint64_t body_seen;
     struct http_site *site;     /* the request's; the default until known */
+    struct tlist *send_tl;      /* send_timeout of the last answer's site */
     uint32_t out_head, out_len; /* pending response bytes out[head..len) */
     struct http_file *send_f;   /* then this file's bytes by sendfile */
     uint64_t send_off, send_left;
@@ -221,6 +222,7 @@ static struct hbuf *buf_get(struct conn *c)
     b->out_head = b->out_len = 0;
     b->send_f = NULL;
     b->send_left = 0;
+    b->send_tl = H.default_site->send_tl;
     b->nparts = 0;
     b->nanswered = 0;
     b->t_start = worker_now_ns(c->w);
@@ -1094,8 +1096,10 @@ static bool respond(struct conn *c, struct http_state *s, struct hbuf *b)
         reply_options(c, s, b);
         return true;
     }
-    if (H.virtual_hosts)
+    if (H.virtual_hosts) {
         b->site = site_of(b);
+        b->send_tl = b->site->send_tl;
+    }
     if (s->parser.method != HTTP_GET && s->parser.method != HTTP_HEAD)
         return reply_status(c, s, b, 405);
     char path[URL_MAX + 1];
@@ -1414,7 +1418,7 @@ static void pump(struct conn *c, struct http_state *s, bool readable)
         }
         if (r == 0) {           /* the client is slow to read: wait, re-armed
                                    each time it takes bytes (send_timeout) */
-            conn_timer_set(c, b->site->send_tl);
+            conn_timer_set(c, b->send_tl);
             if (conn_set_interest(c, EPOLLOUT) != 0)
                 conn_close(c);
             return;
@@ -1522,7 +1526,7 @@ static void http_timeout(struct conn *c)
     struct http_state *s = state_of(c);
     struct hbuf *b = s->b;      /* NULL when lingering: just close */
     if (b && (b->out_len || b->send_left || b->nparts) && took_bytes_lately(c, s)) {
-        conn_timer_set(c, b->site->send_tl);
+        conn_timer_set(c, b->send_tl);
         return;
     }
     if (b && !b->complete && !b->early_sent && !b->out_len && !b->send_left && !b->nparts &&
