@@ -313,11 +313,13 @@ static void conn_refuse(struct conn *c)
     char sink[4096];
     c->refused = true;
     c->w->stats.limited++;
+    /* Best effort, both: the connection is closed either way. */
     if (c->proto->refusal) {
-        ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
-        n = send(c->fd, c->proto->refusal, strlen(c->proto->refusal),
-                 MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)n;                /* best effort: closed either way */
+        if (recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) < 0 && errno != EAGAIN)
+            log_debug("refused fd %d: %s", c->fd, strerror(errno));
+        if (send(c->fd, c->proto->refusal, strlen(c->proto->refusal),
+                 MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            log_debug("refused fd %d: %s", c->fd, strerror(errno));
     }
     conn_close(c);
 }
