@@ -150,7 +150,7 @@ static int pin_cpu_for(const struct master *m, size_t idx)
 }
 
 static __attribute__((noreturn)) void run_child(struct master *m, size_t idx,
-                                                int status_w, int cmd_r)
+                                                size_t limit_slot, int status_w, int cmd_r)
 {
     close_master_fds(m, idx);
     int fds[m->nls ? m->nls : 1];
@@ -164,15 +164,32 @@ static __attribute__((noreturn)) void run_child(struct master *m, size_t idx,
         .cfg = &m->cfg, .slot = (int)idx, .gen = m->gen,
         .master_pid = getppid(), .status_fd = status_w, .cmd_fd = cmd_r,
         .listen_fds = fds, .board = m->board, .limits = m->limits,
+        .limit_slot = limit_slot,
         .listen_ids = m->lstats.nids == m->cfg.nlistens ? m->lstats.ids : NULL,
     };
     worker_main(&a);
 }
 
+/* A per-address count table no live worker writes (workers/iplimit.h):
+ * a worker moved out of its slot to drain (retire_slot) keeps its table
+ * while its replacement takes another. */
+static size_t free_limit_slot(const struct master *m)
+{
+    for (size_t k = 0;; k++) {
+        bool used = false;
+        for (size_t i = 0; i < m->nslots && !used; i++)
+            used = m->slots[i].pid && m->slots[i].limit_slot == k;
+        if (!used)
+            return k;
+    }
+}
+
 static int spawn_worker(struct master *m, size_t idx)
 {
     struct slot *s = &m->slots[idx];
+    size_t limit_slot = free_limit_slot(m);
     int st[2], cm[2];
+    iplimit_note_slot(m->limits, limit_slot);   /* before it can count */
     if (ipc_pipe(st) != 0)
         goto fail;
     if (ipc_pipe(cm) != 0) {
@@ -187,7 +204,7 @@ static int spawn_worker(struct master *m, size_t idx)
     if (pid == 0) {
         close(st[0]);
         close(cm[1]);
-        run_child(m, idx, st[1], cm[0]);
+        run_child(m, idx, limit_slot, st[1], cm[0]);
     }
     close(st[1]);
     close(cm[0]);
@@ -203,8 +220,8 @@ static int spawn_worker(struct master *m, size_t idx)
     s->state = WS_STARTING;
     s->board_slot = idx;
     s->pinned_cpu = pin_cpu_for(m, idx);
+    s->limit_slot = limit_slot;
     loadboard_note_slot(m->board, idx);
-    iplimit_note_slot(m->limits, idx);
     s->started_ms = s->last_seen_ms = s->prev_report_ms = m->now_ms;
     s->started_wall = time(NULL);
     epoll_watch(m, EPOLL_CTL_ADD, s->status_fd, EPOLLIN, EV_STATUS, idx);
@@ -518,7 +535,7 @@ static void worker_exited(struct master *m, size_t idx, int status)
     read_last_reports(m, idx);
     chat_worker_gone(m, s->pid);
     loadboard_clear(m->board, s->board_slot, s->pid);
-    iplimit_clear_slot(m->limits, s->board_slot);     /* its connections are gone */
+    iplimit_clear_slot(m->limits, s->limit_slot);     /* its connections are gone */
     char how[96];
     master_describe_exit(status, how, sizeof how);
     bool expected = s->draining || m->stopping;

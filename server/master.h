@@ -46,6 +46,7 @@ struct slot {
     double cpu_pct;                 /* CPU % (of one core) between them */
     size_t board_slot;              /* its loadboard entry: the slot it was spawned in */
     int pinned_cpu;                 /* per-CPU accept: the CPU it runs on; else -1 */
+    size_t limit_slot;              /* its per-address count table (iplimit) */
     const char *retire_reason;      /* why it drains: "reload", "max_requests", ... */
     struct lat_window *lat;         /* its request durations, once it sent any */
 };

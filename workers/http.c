@@ -1456,9 +1456,9 @@ static const char resp_unavailable[] =
 
 static void refuse_unavailable(struct conn *c)
 {
-    const char *resp = resp_unavailable;
     log_error("http: out of memory for a request buffer; answering 503");
-    ssize_t n = http_io_send(c->fd, resp, strlen(resp), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = http_io_send(c->fd, resp_unavailable, sizeof resp_unavailable - 1,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;        /* best effort: closed either way */
     conn_close(c);
 }
@@ -1505,10 +1505,11 @@ static void http_event(struct conn *c, uint32_t events)
 }
 
 /* send_timeout passed without a write event. A client reading slowly
- * but steadily may still have taken bytes (TCP_NOTSENT_LOWAT wakes us only
- * for half of its low-water mark): what it took since the last look (what we handed
- * the kernel minus what is still queued, SIOCOUTQ) decides. So a client is
- * closed after one to two send_timeouts without taking a byte. */
+ * but steadily may still have taken bytes (TCP_NOTSENT_LOWAT wakes us
+ * only when half the low-water mark went out): what it took since the
+ * last look (what we handed the kernel minus what is still queued,
+ * SIOCOUTQ) decides. So a client is closed after one to two send_timeouts
+ * without taking a byte. */
 static bool took_bytes_lately(struct conn *c, struct http_state *s)
 {
     int queued = 0;
@@ -1557,13 +1558,21 @@ static void http_close(struct conn *c)
 }
 
 /* Each site's send_timeout gets its timer list (sites with the same
- * value share one). */
+ * value share one); past the worker's number of lists, a site takes the
+ * default site's. */
 static int http_sites_send_timers(struct worker *w)
 {
-    struct http_site *site;
-    for (size_t i = 0; (site = http_site_nth(i)); i++)
-        if (!(site->send_tl = worker_timer_list(w, (int64_t)site->send_timeout * 1000)))
+    struct http_site *site, *dflt = http_site_default();
+    for (size_t i = 0; (site = http_site_nth(i)); i++) {
+        site->send_tl = worker_timer_list(w, (int64_t)site->send_timeout * 1000);
+        if (!site->send_tl && site != dflt) {
+            log_warn("site %s: too many different timeouts; send_timeout %d s "
+                     "instead of %d s", site->name, dflt->send_timeout, site->send_timeout);
+            site->send_tl = dflt->send_tl;
+        }
+        if (!site->send_tl)
             return -1;
+    }
     return 0;
 }
 

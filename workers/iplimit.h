@@ -1,8 +1,8 @@
 /* iplimit: limits per client address across the whole pool (nginx's
  * limit_conn and limit_req): max_connections_per_ip and rate_limit. Shared
  * memory the master maps before its first fork; lock-free, so a worker that
- * dies holding nothing can block nobody. Connections are counted per spawn
- * slot (each worker writes only its own table, the master empties a dead
+ * dies holding nothing can block nobody. Connections are counted per worker
+ * (each live worker writes only its own table, the master empties a dead
  * worker's), so a crash leaks no count; the limit is their sum. Requests
  * are metered by one pool-wide table of GCRA arrival times (a token bucket
  * in one word per address), updated with compare-and-swap. */
@@ -15,7 +15,7 @@
 
 #include "workers/peer.h"
 
-#define IPLIMIT_SLOTS 1024          /* = LOADBOARD_SLOTS: spawn slots are below */
+#define IPLIMIT_SLOTS 1024          /* count tables: live workers, draining ones too */
 
 struct iplimit;
 
@@ -27,12 +27,14 @@ enum iplimit_verdict {
 
 /* Master, before the first fork. NULL (logged): limits are off. */
 struct iplimit *iplimit_create(void);
-/* Master, when it spawns into slot: widens the range the sums cover. */
+/* Master, before it forks the worker that will write slot's table: widens
+ * the range the sums cover. */
 void iplimit_note_slot(struct iplimit *t, size_t slot);
 /* Master, when slot's worker is gone: its connections are closed. */
 void iplimit_clear_slot(struct iplimit *t, size_t slot);
 
-/* Worker in slot: one more connection from p, unless the pool already
+/* Worker writing table slot (the master gives each live worker its own):
+ * one more connection from p, unless the pool already
  * holds max from that address. IPL_OK means counted: pair it with
  * iplimit_conn_close. Never lets more than max in; two workers admitting
  * the last place at once may both refuse. */

@@ -237,7 +237,7 @@ void conn_close(struct conn *c)
     if (c->proto->on_close && !c->refused)
         c->proto->on_close(c);
     if (c->ip_counted)
-        iplimit_conn_close(w->limits, (size_t)w->slot, &c->peer);
+        iplimit_conn_close(w->limits, w->limit_slot, &c->peer);
     conn_timer_clear(c);
     tls_conn_close(c);
     /* close() also removes the fd from the epoll set. */
@@ -294,7 +294,7 @@ static bool within_limits(struct conn *c)
     if (!c->peer.family)
         return true;
     if (w->cfg->max_connections_per_ip) {
-        enum iplimit_verdict v = iplimit_conn_open(w->limits, (size_t)w->slot, &c->peer,
+        enum iplimit_verdict v = iplimit_conn_open(w->limits, w->limit_slot, &c->peer,
                                                    (uint32_t)w->cfg->max_connections_per_ip);
         if (v == IPL_OVER)
             return false;
@@ -986,6 +986,7 @@ static int setup_worker(struct worker *w, const struct worker_args *a)
     w->pid = getpid();
     w->board = a->board;
     w->limits = a->limits;
+    w->limit_slot = a->limit_slot;
     w->status_fd = a->status_fd;
     w->cmd_fd = a->cmd_fd;
     w->max_conns = (size_t)a->cfg->worker_connections;

@@ -134,6 +134,7 @@ struct worker {
     pid_t pid;
     struct loadboard *board;
     struct iplimit *limits;
+    size_t limit_slot;              /* its table in limits (only it writes) */
     enum worker_state reported_state;
     struct ipc_report stats;        /* handlers bump requests and bytes */
 };
@@ -152,6 +153,7 @@ struct worker_args {
     const struct percpu_set *const *percpu;
     int pin_cpu;                    /* the CPU to run on, or -1 */
     struct iplimit *limits;         /* per-address limits, or NULL */
+    size_t limit_slot;              /* the count table this worker writes */
 };
 
 /* Run a worker; never returns. */
