@@ -370,3 +370,30 @@ Test(attacks, memory_comes_back_after_an_attack)
                   "worker %d: %ld KiB before, %ld during (both), %ld now", i, before[i],
                   during, vmrss_kib(w[i]));
 }
+
+/* A reload: the old worker drains with a connection while its replacement
+ * serves others from the same address. Each keeps its own count, so when
+ * the old one exits (and its counts are dropped) the new one's stay. */
+Test(attacks, counts_survive_a_reload)
+{
+    write_www("big.bin", 8 << 20);
+    start("workers = 1\nmax_connections_per_ip = 2\ngraceful_timeout = 60", "", "");
+    pid_t old, w[2];
+    cr_assert_eq(h_children(&srv, srv.pid, &old, 1), 1);
+    int a = connect_from("127.0.0.1", 4096);    /* keeps the old worker busy */
+    const char req[] = "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    cr_assert_eq(h_write_full(a, req, sizeof req - 1), 0);
+    cr_assert(WAIT_UNTIL(total("active") == 1, 5000));
+    kill(srv.pid, SIGHUP);
+    cr_assert(WAIT_UNTIL(h_children(&srv, srv.pid, w, 2) == 2, 10000), "no replacement");
+    int b = connect_from("127.0.0.1", 0);   /* waits in the queue if it is starting */
+    cr_assert_eq(get_on(b, "/1k.bin", "t"), 200, "the new worker serves");
+    cr_assert_eq(get_from("127.0.0.1"), 503, "the old worker's connection counts");
+    close(a);
+    cr_assert(WAIT_UNTIL(h_pid_gone(old), 20000), "the old worker did not finish");
+    int c = connect_from("127.0.0.1", 0);
+    cr_assert_eq(get_on(c, "/1k.bin", "t"), 200, "b and c make two");
+    cr_assert_eq(get_from("127.0.0.1"), 503, "a third while b and c are open");
+    close(b);
+    close(c);
+}
