@@ -397,3 +397,30 @@ Test(attacks, counts_survive_a_reload)
     close(b);
     close(c);
 }
+
+/* Behind a load balancer the address limited is the client's, from the
+ * PROXY header, not the balancer's (every connection comes from it). */
+static int get_via_proxy(int fd, const char *client)
+{
+    char hdr[128];
+    int n = snprintf(hdr, sizeof hdr, "PROXY TCP4 %s 127.0.0.1 40000 %d\r\n", client, port);
+    cr_assert_eq(h_write_full(fd, hdr, (size_t)n), 0);
+    return get_on(fd, "/1k.bin", "t");
+}
+
+Test(attacks, limits_apply_to_the_proxy_protocol_address)
+{
+    write_www("1k.bin", 1024);
+    server_write_conf(&srv, "workers = 2\nmax_connections_per_ip = 1\n"
+                      "listen { address = \"127.0.0.1:%d\" proxy_protocol = true }\n"
+                      "http { root = \"www\" keepalive_timeout = 60 }\n", port);
+    cr_assert_eq(server_start(&srv, NULL), 0);
+    int a = connect_from("127.0.0.1", 0), b = connect_from("127.0.0.1", 0);
+    cr_assert_eq(get_via_proxy(a, "203.0.113.1"), 200);
+    cr_assert_eq(get_via_proxy(b, "203.0.113.2"), 200, "another client behind the same balancer");
+    int c = connect_from("127.0.0.1", 0);
+    cr_assert_eq(get_via_proxy(c, "203.0.113.1"), 503, "a second from 203.0.113.1");
+    close(a);
+    close(b);
+    close(c);
+}
