@@ -313,8 +313,9 @@ static void conn_refuse(struct conn *c)
     char sink[4096];
     c->refused = true;
     c->w->stats.limited++;
-    /* Best effort, both: the connection is closed either way. */
-    if (c->proto->refusal) {
+    /* Best effort, both: the connection is closed either way. A TLS client
+     * would take a plain-text answer for garbage: it is just closed. */
+    if (c->proto->refusal && !tls_wanted(c)) {
         if (recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) < 0 && errno != EAGAIN)
             log_debug("refused fd %d: %s", c->fd, strerror(errno));
         if (send(c->fd, c->proto->refusal, strlen(c->proto->refusal),
