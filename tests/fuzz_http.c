@@ -330,6 +330,8 @@ static void run_conn(const uint8_t *data, size_t size, struct mode m)
         if (stalled == 100)
             abort();                    /* the handler makes no progress */
         last_pos = io.pos, last_out = io.out_total;
+        W.now_ns++;                     /* each event a wake-up of its own (the
+                                           sendfile budget is per wake-up) */
         if (c->interest & EPOLLOUT)
             http_proto.on_event(c, EPOLLOUT);
         else if (io.pos < io.len)
