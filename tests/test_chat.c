@@ -14,18 +14,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tests/chatclient.h"
 #include "tests/harness.h"
 
 #define MAX_CLIENTS 128
-#define CL_CAP      (1 << 20)
 
-struct client {
-    int fd;
-    bool eof;
-    char *data;                 /* everything received, NUL-ended */
-    size_t len;
-    size_t lines;               /* newlines in data, counted as they come */
-};
 
 static struct server srv;
 static int port;
@@ -41,10 +34,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    for (size_t i = 0; i < ncl; i++) {
-        close(cl[i].fd);
-        free(cl[i].data);
-    }
+    chat_clients_close(cl, ncl);
     server_cleanup(&srv);
 }
 
@@ -61,60 +51,12 @@ static void start_chat(int workers)
 /* Read what is there on every open client, waiting at most ms for the first. */
 static void pump(int ms)
 {
-    struct pollfd p[MAX_CLIENTS];
-    for (size_t i = 0; i < ncl; i++)
-        p[i] = (struct pollfd){ .fd = cl[i].eof ? -1 : cl[i].fd, .events = POLLIN };
-    if (poll(p, ncl, ms) <= 0)
-        return;
-    for (size_t i = 0; i < ncl; i++) {
-        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-            continue;
-        ssize_t n = read(cl[i].fd, cl[i].data + cl[i].len, CL_CAP - 1 - cl[i].len);
-        if (n <= 0) {
-            cl[i].eof = true;
-            continue;
-        }
-        for (const char *q = cl[i].data + cl[i].len; (q = memchr(q, '\n',
-             (size_t)(cl[i].data + cl[i].len + n - q))); q++)
-            cl[i].lines++;
-        cl[i].len += (size_t)n;
-        cl[i].data[cl[i].len] = '\0';
-    }
-}
-
-/* Like WAIT_UNTIL, but reading all the time instead of sleeping between
- * checks: the clients must drain as fast as the server fans out. */
-#define PUMP_UNTIL(cond, ms) ({                                           \
-    int64_t _end = h_now_ms() + (ms); bool _ok;                           \
-    while (!(_ok = (cond)) && h_now_ms() < _end) pump(2);                 \
-    _ok; })
-
-static bool has(const struct client *c, const char *s)
-{
-    return strstr(c->data, s) != NULL;
+    chat_pump(cl, ncl, ms);
 }
 
 static bool wait_for(struct client *c, const char *s, int ms)
 {
-    return PUMP_UNTIL(has(c, s), ms);
-}
-
-static int count(const struct client *c, const char *s)
-{
-    int n = 0;
-    for (const char *p = c->data; (p = strstr(p, s)); p++)
-        n++;
-    return n;
-}
-
-static void say(struct client *c, const char *fmt, ...)
-{
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    cr_assert_eq(h_write_full(c->fd, line, (size_t)n), 0);
+    return PUMP_UNTIL(chat_has(c, s), ms);
 }
 
 /* Connect, wait for the greeting, take a nick. rcvbuf > 0: set it first. */
@@ -122,20 +64,17 @@ static struct client *join_as(const char *nick, int rcvbuf)
 {
     cr_assert_lt(ncl, MAX_CLIENTS);
     struct client *c = &cl[ncl];
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    chat_client_open(c, socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (rcvbuf > 0)
         setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     cr_assert_eq(connect(c->fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    c->data = calloc(1, CL_CAP);
-    c->len = 0;
-    c->eof = false;
     ncl++;
     cr_assert(wait_for(c, "welcome", 5000), "no greeting");
     if (nick) {
         char ok[64];
-        say(c, "/nick %s\n", nick);
+        chat_say(c, "/nick %s\n", nick);
         snprintf(ok, sizeof ok, "you are now %s\r\n", nick);
         cr_assert(wait_for(c, ok, 5000), "nick %s refused: %s", nick, c->data);
     }
@@ -145,7 +84,7 @@ static struct client *join_as(const char *nick, int rcvbuf)
 static void join_room(struct client *c, const char *nick, const char *room)
 {
     char ok[96];
-    say(c, "/join %s\n", room);
+    chat_say(c, "/join %s\n", room);
     snprintf(ok, sizeof ok, "[#%s] * %s joined", room, nick);
     cr_assert(wait_for(c, ok, 5000), "join %s: %s", room, c->data);
 }
@@ -225,10 +164,10 @@ Test(chat, rooms_fan_out_in_order_across_workers)
     cr_assert_geq(used, 2, "all 100 clients on one worker");
     for (int k = 0; k < PER; k++)
         for (int i = 0; i < N; i++)
-            say(&cl[i], "m %d from u%d\n", k, i);
+            chat_say(&cl[i], "m %d from u%d\n", k, i);
     for (int i = 0; i < N; i++) {
-        cr_assert(PUMP_UNTIL((count(&cl[i], ": m ") == PER * N / ROOMS), 15000),
-                  "u%d got %d lines", i, count(&cl[i], ": m "));
+        cr_assert(PUMP_UNTIL((chat_count(&cl[i], ": m ") == PER * N / ROOMS), 15000),
+                  "u%d got %d lines", i, chat_count(&cl[i], ": m "));
         snprintf(room, sizeof room, "[#r%d] ", i % ROOMS);
         for (const char *p = cl[i].data; (p = strstr(p, "\n[#")); p++)
             cr_assert_eq(strncmp(p + 1, room, strlen(room)), 0, "u%d got %.40s", i, p + 1);
@@ -248,12 +187,12 @@ Test(chat, private_message_reaches_only_target)
 {
     start_chat(2);
     struct client *a = join_as("alice", 0), *b = join_as("bob", 0), *c = join_as("carol", 0);
-    say(a, "/msg bob the secret\n/msg carol marker\n");
+    chat_say(a, "/msg bob the secret\n/msg carol marker\n");
     cr_assert(wait_for(b, "[private] alice: the secret", 5000));
     cr_assert(wait_for(c, "[private] alice: marker", 5000));
     cr_assert(wait_for(a, "[private -> bob] the secret", 5000));
-    cr_assert(!has(c, "secret"), "carol saw bob's message");
-    say(a, "/msg nobody hi\n");
+    cr_assert(!chat_has(c, "secret"), "carol saw bob's message");
+    chat_say(a, "/msg nobody hi\n");
     cr_assert(wait_for(a, "error: no such nick nobody", 5000));
 }
 
@@ -278,9 +217,9 @@ Test(chat, nick_unique_across_workers)
         snprintf(taken, sizeof taken, "nick racer%d is taken", round);
         cr_assert_eq(write(first->fd, cmd, (size_t)n), n);
         cr_assert_eq(write(other->fd, cmd, (size_t)n), n);
-        cr_assert(PUMP_UNTIL(((has(first, ok) || has(first, taken)) &&
-                                       (has(other, ok) || has(other, taken))), 5000));
-        cr_assert_eq(has(first, ok) + has(other, ok), 1, "round %d: %s | %s", round,
+        cr_assert(PUMP_UNTIL(((chat_has(first, ok) || chat_has(first, taken)) &&
+                                       (chat_has(other, ok) || chat_has(other, taken))), 5000));
+        cr_assert_eq(chat_has(first, ok) + chat_has(other, ok), 1, "round %d: %s | %s", round,
                      first->data, other->data);
     }
 }
@@ -309,7 +248,7 @@ Test(chat, slow_reader_cut_off_others_continue)
      * non-reader falls behind. */
     for (int k = 0; k < LINES; k++) {
         for (int i = 0; i < SENDERS; i++)
-            say(&cl[first + (size_t)i], "%d %s\n", k, text);
+            chat_say(&cl[first + (size_t)i], "%d %s\n", k, text);
         size_t want = (size_t)(k + 1) * SENDERS;
         for (int i = 0; i < SENDERS; i++) {
             struct client *c = &cl[first + (size_t)i];
@@ -318,16 +257,16 @@ Test(chat, slow_reader_cut_off_others_continue)
         }
     }
     for (size_t i = first; i < ncl; i++) {
-        cr_assert(PUMP_UNTIL((count(&cl[i], " xxxx") == SENDERS * LINES), 15000),
+        cr_assert(PUMP_UNTIL((chat_count(&cl[i], " xxxx") == SENDERS * LINES), 15000),
                   "s%zu got %d lines; log: %d cut off, %d flood, %d lagging", i - first,
-                  count(&cl[i], " xxxx"), h_file_count(srv.log, "output queue full"),
+                  chat_count(&cl[i], " xxxx"), h_file_count(srv.log, "output queue full"),
                   h_file_count(srv.log, "flood"), h_file_count(srv.log, "keeping up"));
         cr_assert(wait_for(&cl[i], "* slow left", 5000), "no leave announced");
     }
     slow->eof = false;
     cr_assert(PUMP_UNTIL((slow->eof), 15000), "slow reader not disconnected");
-    cr_assert(has(slow, "error: output queue full"), "no reason given");
-    cr_assert_lt(count(slow, " xxxx"), SENDERS * LINES);
+    cr_assert(chat_has(slow, "error: output queue full"), "no reason given");
+    cr_assert_lt(chat_count(slow, " xxxx"), SENDERS * LINES);
 }
 
 /* SIGKILL a worker: members elsewhere see its users leave. */
@@ -352,12 +291,12 @@ Test(chat, killed_worker_users_leave_rooms)
     for (int i = 0; i < N; i++) {
         if (where[i] == victim)
             continue;
-        cr_assert(PUMP_UNTIL((count(&cl[i], "left (connection lost)") == gone), 5000),
-                  "k%d saw %d of %d departures", i, count(&cl[i], "left (connection lost)"), gone);
+        cr_assert(PUMP_UNTIL((chat_count(&cl[i], "left (connection lost)") == gone), 5000),
+                  "k%d saw %d of %d departures", i, chat_count(&cl[i], "left (connection lost)"), gone);
         for (int j = 0; j < N; j++) {
             char line[64];
             snprintf(line, sizeof line, "* k%d left (connection lost)", j);
-            cr_assert_eq(has(&cl[i], line), where[j] == victim);
+            cr_assert_eq(chat_has(&cl[i], line), where[j] == victim);
         }
     }
 }
@@ -369,17 +308,17 @@ Test(chat, limits_line_nick_room)
     char big[700];
     memset(big, 'y', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    say(c, "%s\n", big);
+    chat_say(c, "%s\n", big);
     cr_assert(wait_for(c, "error: line too long", 5000));
-    say(c, "/nick bad!nick\n/nick %s\n", "n23456789012345678901234567");
-    cr_assert(PUMP_UNTIL((count(c, "error: bad nick") == 2), 5000));
-    say(c, "/join #no way\n/join #%s\n", "r2345678901234567890123456789012345");
-    cr_assert(PUMP_UNTIL((count(c, "error: bad room name") == 2), 5000));
+    chat_say(c, "/nick bad!nick\n/nick %s\n", "n23456789012345678901234567");
+    cr_assert(PUMP_UNTIL((chat_count(c, "error: bad nick") == 2), 5000));
+    chat_say(c, "/join #no way\n/join #%s\n", "r2345678901234567890123456789012345");
+    cr_assert(PUMP_UNTIL((chat_count(c, "error: bad room name") == 2), 5000));
     for (int i = 0; i < 16; i++)
-        say(c, "/join r%d\n", i);
-    say(c, "/join onemore\n");
+        chat_say(c, "/join r%d\n", i);
+    chat_say(c, "/join onemore\n");
     cr_assert(wait_for(c, "error: too many rooms", 5000));
-    say(c, "still here\n");
+    chat_say(c, "still here\n");
     cr_assert(wait_for(c, "[#r15] lim: still here", 5000), "%s", c->data);
 }
 
@@ -394,7 +333,7 @@ Test(chat, flood_limit_then_disconnect)
     cr_assert_eq(h_write_full(c->fd, burst, (size_t)(p - burst)), 0);
     cr_assert(wait_for(c, "error: flood limit", 5000));
     cr_assert(wait_for(c, "[#f] fl: f 35\r\n", 5000));
-    cr_assert(!has(c, "[#f] fl: f 59\r\n"), "the whole burst went through");
+    cr_assert(!chat_has(c, "[#f] fl: f 59\r\n"), "the whole burst went through");
     cr_assert(!c->eof);
     char flood[300 * 16];
     p = flood;
@@ -402,5 +341,5 @@ Test(chat, flood_limit_then_disconnect)
         p += sprintf(p, "g %d\n", i);
     cr_assert_eq(h_write_full(c->fd, flood, (size_t)(p - flood)), 0);
     cr_assert(PUMP_UNTIL((c->eof), 5000), "flooder not disconnected");
-    cr_assert(has(c, "error: flooding; disconnecting"));
+    cr_assert(chat_has(c, "error: flooding; disconnecting"));
 }

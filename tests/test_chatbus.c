@@ -17,18 +17,12 @@
 #include <unistd.h>
 
 #include "server/config.h"
+#include "tests/chatclient.h"
 #include "tests/harness.h"
 
 #define NINST       3
 #define MAX_CLIENTS 32
-#define CL_CAP      (1 << 20)
 
-struct client {
-    int fd;
-    bool eof;
-    char *data;                 /* everything received, NUL-ended */
-    size_t len;
-};
 
 static struct server inst[NINST];
 static int ports[NINST], ninst;
@@ -125,10 +119,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    for (size_t i = 0; i < ncl; i++) {
-        close(cl[i].fd);
-        free(cl[i].data);
-    }
+    chat_clients_close(cl, ncl);
     for (int i = NINST - 1; i >= 0; i--)
         server_cleanup(&inst[i]);      /* inst[0].dir holds redis.log */
     redis_kill();
@@ -170,62 +161,16 @@ static void start_all(int n, const char *chat_extra)
 
 static void pump(int ms)
 {
-    struct pollfd p[MAX_CLIENTS];
-    for (size_t i = 0; i < ncl; i++)
-        p[i] = (struct pollfd){ .fd = cl[i].eof ? -1 : cl[i].fd, .events = POLLIN };
-    if (poll(p, ncl, ms) <= 0)
-        return;
-    for (size_t i = 0; i < ncl; i++) {
-        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-            continue;
-        ssize_t n = read(cl[i].fd, cl[i].data + cl[i].len, CL_CAP - 1 - cl[i].len);
-        if (n <= 0) {
-            cl[i].eof = true;
-            continue;
-        }
-        cl[i].len += (size_t)n;
-        cl[i].data[cl[i].len] = '\0';
-    }
-}
-
-#define PUMP_UNTIL(cond, ms) ({                                           \
-    int64_t _end = h_now_ms() + (ms); bool _ok;                           \
-    while (!(_ok = (cond)) && h_now_ms() < _end) pump(5);                 \
-    _ok; })
-
-static bool has(const struct client *c, const char *s)
-{
-    return strstr(c->data, s) != NULL;
-}
-
-static int count(const struct client *c, const char *s)
-{
-    int n = 0;
-    for (const char *p = c->data; (p = strstr(p, s)); p++)
-        n++;
-    return n;
-}
-
-static void __attribute__((format(printf, 2, 3))) say(struct client *c, const char *fmt, ...)
-{
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    cr_assert_eq(h_write_full(c->fd, line, (size_t)n), 0);
+    chat_pump(cl, ncl, ms);
 }
 
 static struct client *connect_to(int i)
 {
     cr_assert_lt(ncl, MAX_CLIENTS);
     struct client *c = &cl[ncl++];
-    c->fd = h_tcp_connect(ports[i]);
+    chat_client_open(c, h_tcp_connect(ports[i]));
     cr_assert_geq(c->fd, 0);
-    c->data = calloc(1, CL_CAP);
-    c->len = 0;
-    c->eof = false;
-    cr_assert(PUMP_UNTIL(has(c, "welcome"), 10000), "no greeting");
+    cr_assert(PUMP_UNTIL(chat_has(c, "welcome"), 10000), "no greeting");
     return c;
 }
 
@@ -234,15 +179,15 @@ static struct client *user(int i, const char *nick, ...)
 {
     char ok[96];
     struct client *c = connect_to(i);
-    say(c, "/nick %s\n", nick);
+    chat_say(c, "/nick %s\n", nick);
     snprintf(ok, sizeof ok, "you are now %s\r\n", nick);
-    cr_assert(PUMP_UNTIL(has(c, ok), 10000), "nick %s: %s", nick, c->data);
+    cr_assert(PUMP_UNTIL(chat_has(c, ok), 10000), "nick %s: %s", nick, c->data);
     va_list ap;
     va_start(ap, nick);
     for (const char *room; (room = va_arg(ap, const char *));) {
-        say(c, "/join %s\n", room);
+        chat_say(c, "/join %s\n", room);
         snprintf(ok, sizeof ok, "[%s] * %s joined", room, nick);
-        cr_assert(PUMP_UNTIL(has(c, ok), 10000), "join %s: %s", room, c->data);
+        cr_assert(PUMP_UNTIL(chat_has(c, ok), 10000), "join %s: %s", room, c->data);
     }
     va_end(ap);
     return c;
@@ -250,7 +195,7 @@ static struct client *user(int i, const char *nick, ...)
 
 static void expect(struct client *c, const char *s, int ms)
 {
-    cr_assert(PUMP_UNTIL(has(c, s), ms), "waited for \"%s\"; got:\n%s", s, c->data);
+    cr_assert(PUMP_UNTIL(chat_has(c, s), ms), "waited for \"%s\"; got:\n%s", s, c->data);
 }
 
 /* Send line every half second until the answer has want (state that
@@ -259,8 +204,8 @@ static void ask_until(struct client *c, const char *line, const char *want, int 
 {
     bool ok = false;
     for (int64_t end = h_now_ms() + ms; !ok && h_now_ms() < end;) {
-        say(c, "%s\n", line);
-        ok = PUMP_UNTIL(has(c, want), 500);
+        chat_say(c, "%s\n", line);
+        ok = PUMP_UNTIL(chat_has(c, want), 500);
     }
     cr_assert(ok, "%s: never \"%s\"; got:\n%s", line, want, c->data);
 }
@@ -273,18 +218,18 @@ Test(chatbus, two_instances_share_rooms_who_and_private_lines)
     struct client *a = user(0, "alice", "#x", NULL), *b = user(1, "bob", "#x", NULL);
     struct client *c = user(0, "carol", NULL);
     expect(a, "[#x] * bob joined", 10000);
-    say(a, "hello from one\n");
+    chat_say(a, "hello from one\n");
     expect(b, "[#x] alice: hello from one\r\n", 10000);
-    say(b, "hello from two\n/who #x\n/rooms\n");
+    chat_say(b, "hello from two\n/who #x\n/rooms\n");
     expect(a, "[#x] bob: hello from two\r\n", 10000);
     expect(b, "who #x: bob, alice\r\n", 10000);
     expect(b, "rooms: #x (2)\r\n", 10000);
-    say(b, "/msg carol the secret\n/msg nobody hi\n");
+    chat_say(b, "/msg carol the secret\n/msg nobody hi\n");
     expect(c, "[private] bob: the secret\r\n", 10000);
     expect(b, "[private -> carol] the secret", 10000);
     expect(b, "error: no such nick nobody", 10000);
-    cr_assert(!has(a, "secret"), "alice saw carol's private line");
-    cr_assert_eq(count(a, "hello from two"), 1);
+    cr_assert(!chat_has(a, "secret"), "alice saw carol's private line");
+    cr_assert_eq(chat_count(a, "hello from two"), 1);
     cr_assert_gt(h_status_number(&inst[0], "published"), 0);
     cr_assert_gt(h_status_number(&inst[1], "received"), 0);
     char out[65536];
@@ -315,24 +260,24 @@ Test(chatbus, three_instances_burst_exactly_once_in_order)
     }
     for (int k = 0; k < LINES; k++)
         for (int i = 0; i < USERS; i++)
-            say(u[i], "m %d from u%d\n", k, i);
+            chat_say(u[i], "m %d from u%d\n", k, i);
     for (int i = 0; i < USERS; i++) {
-        cr_assert(PUMP_UNTIL(count(u[i], ": m ") >= USERS * LINES, 30000),
-                  "u%d got %d lines", i, count(u[i], ": m "));
+        cr_assert(PUMP_UNTIL(chat_count(u[i], ": m ") >= USERS * LINES, 30000),
+                  "u%d got %d lines", i, chat_count(u[i], ": m "));
         for (int s = 0; s < USERS; s++) {
             const char *prev = u[i]->data;
             for (int k = 0; k < LINES; k++) {
                 snprintf(mark, sizeof mark, "] u%d: m %d from u%d\r\n", s, k, s);
                 const char *at = strstr(u[i]->data, mark);
                 cr_assert(at && at >= prev, "u%d: %s missing or out of order", i, mark);
-                cr_assert_eq(count(u[i], mark), 1, "u%d: %s more than once", i, mark);
+                cr_assert_eq(chat_count(u[i], mark), 1, "u%d: %s more than once", i, mark);
                 prev = at;
             }
         }
     }
     pump(200);
     for (int i = 0; i < USERS; i++)
-        cr_assert_eq(count(u[i], ": m "), USERS * LINES, "u%d: extra lines", i);
+        cr_assert_eq(chat_count(u[i], ": m "), USERS * LINES, "u%d: extra lines", i);
 }
 
 Test(chatbus, nick_unique_across_instances)
@@ -341,17 +286,17 @@ Test(chatbus, nick_unique_across_instances)
     start_all(2, NULL);
     struct client *a = user(0, "alice", NULL);
     struct client *b = connect_to(1);
-    say(b, "/nick alice\n");
+    chat_say(b, "/nick alice\n");
     expect(b, "error: nick alice is taken", 10000);
     /* A nick held in Redis by an instance this one has never heard of. */
     redis_cmd("SET preforkd:0:nick:dave 0123456789abcdef EX 600\r\n", out, sizeof out);
     cr_assert_eq(strncmp(out, "+OK", 3), 0, "%s", out);
-    say(b, "/nick Dave\n");
+    chat_say(b, "/nick Dave\n");
     expect(b, "error: nick Dave is taken", 10000);
     redis_cmd("GET preforkd:0:nick:alice\r\n", out, sizeof out);
     cr_assert(strstr(out, "$16"), "alice's claim is not in Redis: %s", out);
     /* alice quits: her nick is free on the other instance at once. */
-    say(a, "/quit\n");
+    chat_say(a, "/quit\n");
     cr_assert(PUMP_UNTIL(a->eof, 10000));
     ask_until(b, "/nick alice", "you are now alice", 10000);
 }
@@ -366,21 +311,21 @@ Test(chatbus, redis_restart_mid_conversation)
     redis_kill();
     expect(a, "notice: other instances are unreachable", 15000);
     expect(b, "notice: other instances are unreachable", 15000);
-    say(a, "while redis is away\n");
+    chat_say(a, "while redis is away\n");
     expect(a2, "[#x] alice: while redis is away", 10000);    /* local chat goes on */
-    say(b, "/join #y\n");
+    chat_say(b, "/join #y\n");
     expect(b, "[#y] * bob joined", 10000);
     redis_start(port);
     expect(a, "notice: other instances are reachable again", 20000);
     expect(b, "notice: other instances are reachable again", 20000);
     for (int i = 0; i < 2; i++)
         cr_assert(WAIT_UNTIL(bus_connected(i), 15000));
-    say(a, "after the restart\n");
+    chat_say(a, "after the restart\n");
     expect(b, "[#x] alice: after the restart", 10000);
     ask_until(a, "/rooms", "rooms: #x (3), #y (1)", 10000);    /* state sent again */
-    cr_assert_eq(count(a, "unreachable"), 1);
-    cr_assert_eq(count(b, "reachable again"), 1);
-    cr_assert(!has(b, "while redis is away"));
+    cr_assert_eq(chat_count(a, "unreachable"), 1);
+    cr_assert_eq(chat_count(b, "reachable again"), 1);
+    cr_assert(!chat_has(b, "while redis is away"));
 }
 
 /* SIGKILL: no goodbye; the others notice the silence after bus_ttl. */
@@ -393,7 +338,7 @@ Test(chatbus, killed_instance_users_leave_every_room)
     cr_assert_eq(kill(inst[1].pid, SIGKILL), 0);
     expect(a, "[#x] * bob left (instance lost)", 20000);
     expect(a, "[#y] * bob left (instance lost)", 20000);
-    say(a, "/who #x\n");
+    chat_say(a, "/who #x\n");
     expect(a, "who #x: alice\r\n", 10000);
     /* Its nick claims expire too. */
     struct client *c = connect_to(0);
@@ -410,16 +355,16 @@ Test(chatbus, slow_redis_bounded_queue_drops_and_says_so)
     expect(a, "[#x] * bob joined", 10000);
     cr_assert_eq(kill(redis_pid, SIGSTOP), 0);
     for (int k = 0; k < 35; k++)
-        say(a, "burst %d\n", k);
+        chat_say(a, "burst %d\n", k);
     expect(a, "notice: the chat bus is behind", 10000);
-    cr_assert(PUMP_UNTIL(count(a2, "alice: burst") == 35, 10000), "amy: %s", a2->data);
-    cr_assert_eq(count(a, "the chat bus is behind"), 1);
+    cr_assert(PUMP_UNTIL(chat_count(a2, "alice: burst") == 35, 10000), "amy: %s", a2->data);
+    cr_assert_eq(chat_count(a, "the chat bus is behind"), 1);
     cr_assert_gt(h_status_number(&inst[0], "dropped"), 0);
     cr_assert_eq(kill(redis_pid, SIGCONT), 0);
     expect(b, "alice: burst 0\r\n", 15000);     /* what was queued goes out */
-    say(a, "caught up\n");
+    chat_say(a, "caught up\n");
     expect(b, "alice: caught up", 15000);
-    cr_assert_lt(count(b, "alice: burst"), 35);
+    cr_assert_lt(chat_count(b, "alice: burst"), 35);
 }
 
 /* Nothing listens where the bus points yet: the instance starts (the
@@ -432,7 +377,7 @@ Test(chatbus, redis_absent_at_start_then_joined)
     struct client *a = connect_to(0);
     expect(a, "other instances are unreachable right now", 5000);
     struct client *a2 = user(0, "amy", "#x", NULL);
-    say(a, "/nick alice\n/join #x\nlocal line\n");
+    chat_say(a, "/nick alice\n/join #x\nlocal line\n");
     expect(a2, "[#x] alice: local line", 10000);
     redis_start(redis_port);
     cr_assert(WAIT_UNTIL(bus_connected(0), 20000), "never joined the bus");
@@ -442,7 +387,7 @@ Test(chatbus, redis_absent_at_start_then_joined)
     struct client *b = user(1, "bob", "#x", NULL);
     ask_until(b, "/who #x", "who #x: bob, ", 10000);
     cr_assert(strstr(b->data, "alice") && strstr(b->data, "amy"), "%s", b->data);
-    say(b, "hello\n");
+    chat_say(b, "hello\n");
     expect(a, "[#x] bob: hello", 10000);
 }
 
@@ -456,7 +401,7 @@ Test(chatbus, stopped_instance_users_leave_at_once)
     expect(a, "[#x] * bob joined", 10000);
     cr_assert_eq(kill(inst[1].pid, SIGTERM), 0);
     expect(a, "[#x] * bob left", 30000);
-    say(a, "/who #x\n");
+    chat_say(a, "/who #x\n");
     expect(a, "who #x: alice\r\n", 10000);
     cr_assert(WAIT_UNTIL(h_status_number(&inst[0], "peers") == 0, 20000),
               "the stopped instance is still a peer");
@@ -491,9 +436,9 @@ Test(chatbus, reload_joins_the_bus)
     cr_assert_eq(kill(inst[0].pid, SIGHUP), 0);
     cr_assert(WAIT_UNTIL(bus_connected(0), 15000), "the reload did not join the bus");
     expect(b, "[#x] * alice joined", 10000);     /* news to the other instance */
-    say(b, "hi alice\n");
+    chat_say(b, "hi alice\n");
     expect(a, "[#x] bob: hi alice", 10000);
-    say(a, "hi bob\n");
+    chat_say(a, "hi bob\n");
     expect(b, "[#x] alice: hi bob", 10000);
 }
 
