@@ -47,7 +47,7 @@
 #define SENDFILE_WAKEUP  (8u << 20)  /* ... and across connections per wake-up */
 #define LOWAT_SEGMENTS   32             /* unsent segments a file body keeps queued */
 #define LOWAT_MIN        (16 * 1024)    /* ... in bytes, at least */
-#define LOWAT_MAX        (256 * 1024)   /* ... and at most */
+#define LOWAT_MAX        (4 << 20)      /* ... and at most */
 #define DRAIN_GRACE_MS   1000   /* idle keep-alive, draining: time for a
                                    request already on its way (a busy machine
                                    can hold a client back for 100+ ms) */
