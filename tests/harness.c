@@ -131,8 +131,11 @@ int server_start(struct server *s, char *const *env)
         _exit(127);
     }
     s->pid = pid;
+    /* valgrind: a master starting beside a busy valgrinded test (50 reloads
+     * under load) took more than 15 s to be ready */
+    int start_ms = getenv("PREFORKD_VALGRIND") ? 60000 : 15000;
     bool ready = WAIT_UNTIL(read_pidfile(s->pidfile) == pid ||
-                            waitpid(pid, NULL, WNOHANG) == pid, 15000);
+                            waitpid(pid, NULL, WNOHANG) == pid, start_ms);
     if (!ready || read_pidfile(s->pidfile) != pid) {
         s->pid = 0;
         return -1;
