@@ -39,7 +39,11 @@ int percpu_steer(const struct percpu_set *pc, char *err, size_t errlen)
     }
     code[len++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (uint32_t)pc->n);
     code[len++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_A, 0);
-    struct sock_fprog prog = { .len = len, .filter = code };
+    /* memset: the padding after .len goes to the kernel too (valgrind) */
+    struct sock_fprog prog;
+    memset(&prog, 0, sizeof prog);
+    prog.len = len;
+    prog.filter = code;
     if (setsockopt(pc->fd[0], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0) {
         snprintf(err, errlen, "SO_ATTACH_REUSEPORT_CBPF: %s", strerror(errno));
         return -1;
