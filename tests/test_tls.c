@@ -329,6 +329,25 @@ Test(tls, session_resumes_on_every_worker_tls12)
     resume_across_workers("-tls1_2");
 }
 
+/* A TLS 1.3 client uses a ticket once (RFC 8446, C.4: browsers do; so does
+ * OpenSSL's client when it reconnects with SSL_clear, as wrk does). So a
+ * resumed TLS 1.3 connection gets a fresh ticket, or that client's next
+ * connection is a full handshake again: every other one was, before. */
+Test(tls, tls13_resumption_hands_out_a_fresh_ticket)
+{
+    start(2, "", NULL);
+    cr_assert_eq(s_client("-tls1_3 -sess_out s0.pem", GET_CLOSE), 0, "%s", out);
+    cr_assert(strstr(out, "\nNew, "), "%s", out);
+    for (int i = 0; i < 4; i++) {
+        char args[128];
+        snprintf(args, sizeof args, "-tls1_3 -msg -sess_in s%d.pem -sess_out s%d.pem", i, i + 1);
+        cr_assert_eq(s_client(args, GET_CLOSE), 0, "%s", out);
+        cr_assert(strstr(out, "\nReused, "), "connection %d not resumed: %s", i + 2, out);
+        cr_assert(strstr(out, "NewSessionTicket"), "resumed connection %d got no new ticket: %s",
+                  i + 2, out);
+    }
+}
+
 /* Keys rotate every 2 s here: a ticket still opens for at least one
  * period (the previous key), and not forever. */
 Test(tls, ticket_keys_rotate)
