@@ -39,7 +39,13 @@
 # session tickets on with a 2 h session lifetime, no session cache, kernel
 # TLS only if the kernel has it loaded):
 #   hs     1 KiB file, Connection: close, 50 conns   handshakes/s (wrk
-#          resumes no session: each request is a full handshake)
+#          keeps its SSL objects, SSL_clear: each new connection resumes
+#          the last session with its newest ticket, as a returning browser)
+#   hsfull 1 KiB file, a new session per connection: handshakes/s of
+#          HS_CLIENTS `openssl s_time -new` clients (full handshakes, no
+#          resumption; the clients' certificate checks cost about twice the
+#          server's CPU, so the rate is the clients' and the server CPU per
+#          handshake is the figure that compares the servers)
 #   tka    1 KiB file, keep-alive, 50 connections    req/s
 #   tbig   10 MiB file, keep-alive, 4 connections    MB/s
 #   and the server CPU per request (per file) of each.
@@ -69,6 +75,7 @@ BENCH_ONLY=${BENCH_ONLY:-}
 TLS_CIPHERS=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305
 BIG_CONNS=4
 WRK_THREADS=2
+HS_CLIENTS=4                         # s_time clients of the hsfull row
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PREFORKD_BIN=${PREFORKD_BIN:-$ROOT/build/preforkd}
@@ -439,9 +446,39 @@ bench_server_tls() {
     timeout -k 5 30 wrk -t "$WRK_THREADS" -c "$KA_CONNS" -d 1s \
         "https://127.0.0.1:$SERVER_PORT/1k.bin" >/dev/null 2>&1 || true
     run_load "$round" "$name" hs "$KA_CONNS" /1k.bin -H 'Connection: close'
+    run_full_handshakes "$round" "$name"
     run_load "$round" "$name" tka "$KA_CONNS" /1k.bin
     run_load "$round" "$name" tbig "$BIG_CONNS" /10m.bin
     stop_server
+}
+
+# run_full_handshakes ROUND NAME: HS_CLIENTS `openssl s_time -new` for
+# DURATION seconds, each a full handshake + GET /1k.bin per connection;
+# records hsfull_rps (over the wall-clock time of the whole run) and
+# hsfull_cpu_us (server CPU per handshake).
+run_full_handshakes() {
+    local round=$1 name=$2 k t0 t1 w0 w1 n pids=()
+    t0=$(server_cpu_ticks)
+    w0=$(date +%s%N)
+    for ((k = 0; k < HS_CLIENTS; k++)); do
+        timeout -k 5 $((DURATION + 30)) openssl s_time -connect "127.0.0.1:$SERVER_PORT" \
+            -new -time "$DURATION" -www /1k.bin >"$TMP/stime-$round-$name-$k.txt" 2>&1 &
+        pids+=($!)
+    done
+    wait "${pids[@]}" || true          # not the server, also a job of this script
+    w1=$(date +%s%N)
+    t1=$(server_cpu_ticks)
+    n=$(cat "$TMP"/stime-"$round-$name"-*.txt |
+        awk '/connections in .* real seconds/ { s += $1 } END { print s + 0 }')
+    if ((n == 0)); then
+        log "  ! no result from s_time on $name hsfull:"
+        sed 's/^/    /' "$TMP"/stime-"$round-$name"-*.txt >&2
+        return 0
+    fi
+    record "$round" "$name" hsfull_rps "$(awk -v n="$n" -v ns=$((w1 - w0)) 'BEGIN { print n * 1e9 / ns }')"
+    record "$round" "$name" hsfull_cpu_us \
+        "$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { print d * 1e6 / hz / n }')"
+    log "  hsfull: $n full handshakes in $(((w1 - w0) / 1000000)) ms, cpu $((t1 - t0)) ticks"
 }
 
 # One self-signed P-256 certificate for both HTTPS servers.
@@ -684,6 +721,8 @@ print_tls_table() {
     done <<'ROWS'
 new TLS connection per request, 50 conns|hs/s|higher|hs_rps
 new TLS connection: server CPU/request|us|lower|hs_cpu_us
+full handshake per request (s_time -new)|hs/s|higher|hsfull_rps
+full handshake: server CPU/request|us|lower|hsfull_cpu_us
 1 KiB keep-alive over TLS, 50 conns|req/s|higher|tka_rps
 1 KiB keep-alive over TLS: p99|ms|lower|tka_p99_ms
 1 KiB keep-alive over TLS: CPU/request|us|lower|tka_cpu_us
