@@ -24,6 +24,7 @@
 
 #define PREFORKD_VERSION "0.1.0"
 #define DEFAULT_CONF "etc/preforkd.conf"
+#define INSTALLED_CONF "../etc/preforkd/preforkd.conf"   /* from $PREFIX/sbin */
 
 struct options {
     const char *conf;
@@ -49,7 +50,32 @@ static void usage(FILE *out)
         "                                        graceful_timeout, graceful_stop_delay,\n"
         "                                        workers)\n"
         "       preforkd -v | -h\n"
-        "default FILE: %s\n", DEFAULT_CONF);
+        "default FILE: $PREFORKD_CONF, else PREFIX/%s when run as\n"
+        "              PREFIX/sbin/preforkd (installed), else %s\n", INSTALLED_CONF + 3,
+        DEFAULT_CONF);
+}
+
+/* The configuration when there is no -c: $PREFORKD_CONF (as preforkctl),
+ * else the installed one when this binary is installed ($PREFIX/sbin/preforkd
+ * reads $PREFIX/etc/preforkd/preforkd.conf wherever it is started from),
+ * else etc/preforkd.conf of the checkout in the current directory. */
+static const char *default_conf(void)
+{
+    static char path[PATH_MAX];
+    const char *env = getenv("PREFORKD_CONF");
+    if (env && *env)
+        return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash && (size_t)snprintf(path, sizeof path, "%.*s/%s", (int)(slash - exe), exe,
+                                      INSTALLED_CONF) < sizeof path &&
+            access(path, F_OK) == 0)
+            return path;
+    }
+    return DEFAULT_CONF;
 }
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -62,7 +88,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (struct options){ .conf = DEFAULT_CONF, .format = STATUS_TEXT };
+    *o = (struct options){ .conf = default_conf(), .format = STATUS_TEXT };
     if (argc > 1 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "top") == 0)) {
         o->status = argv[1][0] == 's';
         o->top = argv[1][0] == 't';

@@ -238,6 +238,15 @@ Test(install, installed_preforkctl_runs_installed_binary_then_uninstall)
 
     cr_assert_eq(ctl(conf, "status"), 0, "status: %s", out);
     cr_assert(strstr(out, "generation 1"), "%s", out);
+    /* The installed binary without -c, started from anywhere, reads the
+     * installed configuration (it used to look for etc/preforkd.conf in the
+     * current directory). */
+    cr_assert_eq(h_run(out, sizeof out, "cd / && env -u PREFORKD_CONF %s show pidfile 2>&1",
+                       installed(p, "sbin/preforkd")), 0, "show pidfile: %s", out);
+    cr_assert(strncmp(out, srv.pidfile, strlen(srv.pidfile)) == 0, "%s", out);
+    cr_assert_eq(h_run(out, sizeof out, "cd / && env -u PREFORKD_CONF %s status 2>&1",
+                       installed(p, "sbin/preforkd")), 0, "status without -c: %s", out);
+    cr_assert(strstr(out, "generation 1"), "%s", out);
     char listener[64];
     snprintf(listener, sizeof listener, "http %s", http);
     cr_assert(strstr(out, listener), "%s", out);
