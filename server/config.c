@@ -26,7 +26,7 @@
 
 /* SEC_APP_LISTEN: a listen section inside an app section. */
 enum section { SEC_ROOT, SEC_HTTP, SEC_LISTEN, SEC_APP, SEC_APP_LISTEN, SEC_SITE, SEC_CHAT,
-                SEC_LISTEN_TLS };
+                SEC_LISTEN_TLS, SEC_SITE_TLS };
 
 struct load_ctx;
 struct rule;
@@ -87,10 +87,10 @@ static bool report_duplicate_title(struct load_ctx *ctx, const char *name, int l
 static int add_line(struct load_ctx *ctx, struct line_list *list, int line);
 
 static const char *const section_prefix[] = {
-    "", "http.", "listen.", "app.", "app.listen.", "site.", "chat.", "listen.tls."
+    "", "http.", "listen.", "app.", "app.listen.", "site.", "chat.", "listen.tls.", "site.tls."
 };
 static const char *const section_path[] = {
-    "", "http|", "listen|", "app|", "app|listen|", "site|", "chat|", "listen|tls|"
+    "", "http|", "listen|", "app|", "app|listen|", "site|", "chat|", "listen|tls|", "site|tls|"
 };
 
 /* ---- error reporting ---- */
@@ -966,7 +966,7 @@ static int apply_max_rss(struct load_ctx *ctx, const struct rule *r,
 static int apply_tls_file(struct load_ctx *ctx, const struct rule *r,
                           const char *text, void *field)
 {
-    struct tls_conf *t = &ctx->pending.tls;
+    struct tls_conf *t = r->section == SEC_SITE_TLS ? &ctx->site.tls : &ctx->pending.tls;
     int *line = strcmp(r->name, "key") == 0 ? &t->key_line
               : strcmp(r->name, "chain") == 0 ? &t->chain_line : &t->certificate_line;
 
@@ -1080,6 +1080,9 @@ static const struct rule rules[] = {
     { SEC_SITE, "precompressed", "false", apply_bool, 0, 0, IN_SITE(opts.precompressed) },
     { SEC_SITE, "autoindex", "false", apply_bool, 0, 0, IN_SITE(opts.autoindex) },
     { SEC_SITE, "send_timeout", "0", apply_number, 0, 3600, IN_SITE(send_timeout) },
+    { SEC_SITE_TLS, "certificate", NULL, apply_tls_file, 0, 0, IN_SITE(tls.certificate) },
+    { SEC_SITE_TLS, "key", NULL, apply_tls_file, 0, 0, IN_SITE(tls.key) },
+    { SEC_SITE_TLS, "chain", "", apply_tls_file, 0, 0, IN_SITE(tls.chain) },
     { SEC_CHAT, "bus", "", apply_chat_bus, 0, 0, IN_CONFIG(chat.bus) },
     { SEC_CHAT, "bus_ttl", "15", apply_number, 1, 3600, IN_CONFIG(chat.bus_ttl) },
     { SEC_CHAT, "bus_queue", "10000", apply_number, 16, 1000000, IN_CONFIG(chat.bus_queue) },
@@ -1097,7 +1100,8 @@ static char *rule_base(struct load_ctx *ctx, enum section section)
     case SEC_LISTEN_TLS:
     case SEC_APP_LISTEN: return (char *)&ctx->pending;
     case SEC_APP:        return (char *)&ctx->app;
-    case SEC_SITE:       return (char *)&ctx->site;
+    case SEC_SITE:
+    case SEC_SITE_TLS:   return (char *)&ctx->site;
     }
     return NULL;
 }
@@ -1492,6 +1496,8 @@ static int begin_site(struct load_ctx *ctx)
     if (check_title(ctx, "site", title ? title : "", ctx->site.line, SITE_NAME_MAX,
                     TITLE_CHARS ".", "A-Z a-z 0-9 _ - .", ctx->site.name) < 0)
         return -1;
+    if (apply_defaults(ctx, SEC_SITE_TLS) < 0)
+        return -1;
     return apply_defaults(ctx, SEC_SITE);
 }
 
@@ -1771,7 +1777,7 @@ static int begin_section(struct load_ctx *ctx, enum section section)
 {
     if ((section == SEC_APP || section == SEC_APP_LISTEN) && begin_app(ctx) < 0)
         return -1;
-    if (section == SEC_SITE)
+    if (section == SEC_SITE || section == SEC_SITE_TLS)
         return begin_site(ctx);
     if (section == SEC_LISTEN || section == SEC_APP_LISTEN)
         return begin_listen(ctx, section);
@@ -1915,6 +1921,34 @@ static int on_tls_end(cfg_t *parent, cfg_opt_t *opt)
         return report(ctx, t->line, "listen.tls: certificate is required");
     if (!t->key[0])
         return report(ctx, t->line, "listen.tls: key is required");
+    return 0;
+}
+
+/* An option of a site's tls section ("tls" alone does not say whose). */
+static int on_site_tls_option(cfg_t *sec, cfg_opt_t *opt)
+{
+    return apply_option(SEC_SITE_TLS, sec, opt);
+}
+
+/* A site's tls section closed: a certificate and its key. */
+static int on_site_tls_end(cfg_t *parent, cfg_opt_t *opt)
+{
+    struct load_ctx *ctx = loading;
+    struct tls_conf *t;
+
+    (void)opt;
+    if (!ctx || begin_site(ctx) < 0)
+        return -1;
+    t = &ctx->site.tls;
+    if (t->on)
+        return report(ctx, parent->line, "site.tls: one tls section per site");
+    t->on = true;
+    t->line = parent->line;
+    t->protocols = TLS_PROTO_12 | TLS_PROTO_13;     /* the listener's rule */
+    if (!t->certificate[0])
+        return report(ctx, t->line, "site.tls: certificate is required");
+    if (!t->key[0])
+        return report(ctx, t->line, "site.tls: key is required");
     return 0;
 }
 
@@ -2310,8 +2344,9 @@ static void set_callbacks(cfg_t *cc)
     cfg_set_error_function(cc, on_confuse_error);
     for (size_t i = 0; i < NRULES; i++) {
         snprintf(name, sizeof name, "%s%s", section_path[rules[i].section], rules[i].name);
-        cfg_set_validate_func(cc, name, rules[i].section == SEC_APP_LISTEN
-                                        ? on_app_listen_option : on_option);
+        cfg_set_validate_func(cc, name, rules[i].section == SEC_APP_LISTEN ? on_app_listen_option
+                                        : rules[i].section == SEC_SITE_TLS ? on_site_tls_option
+                                        : on_option);
     }
     cfg_set_validate_func(cc, "listen", on_listen_end);
     cfg_set_validate_func(cc, "listen|tls", on_tls_end);
@@ -2326,6 +2361,7 @@ static void set_callbacks(cfg_t *cc)
     cfg_set_validate_func(cc, "site|server_names", on_site_list);
     cfg_set_validate_func(cc, "site|error_pages", on_site_list);
     cfg_set_validate_func(cc, "site|expires", on_site_list);
+    cfg_set_validate_func(cc, "site|tls", on_site_tls_end);
     cfg_set_validate_func(cc, "site", on_site_end);
     cfg_set_validate_func(cc, "status_allow", on_status_allow);
     cfg_set_validate_func(cc, "listen|proxy_from", on_proxy_from);
@@ -2338,7 +2374,7 @@ static cfg_t *new_parser(void)
 {
     cfg_opt_t root[NRULES + 7], http[NRULES + 3], listen[NRULES + 3];
     cfg_opt_t app[NRULES + 4], app_listen[NRULES + 1], site[NRULES + 4], chat[NRULES + 1];
-    cfg_opt_t tls[NRULES + 2];
+    cfg_opt_t tls[NRULES + 2], site_tls[NRULES + 1];
     size_t n = section_opts(SEC_ROOT, root), a = section_opts(SEC_APP, app);
     size_t h = section_opts(SEC_HTTP, http), s = section_opts(SEC_SITE, site);
     cfg_t *cc;
@@ -2349,6 +2385,8 @@ static cfg_t *new_parser(void)
     site[s++] = (cfg_opt_t)CFG_STR_LIST("server_names", NULL, CFGF_NODEFAULT);
     site[s++] = (cfg_opt_t)CFG_STR_LIST("error_pages", NULL, CFGF_NODEFAULT);
     site[s++] = (cfg_opt_t)CFG_STR_LIST("expires", NULL, CFGF_NODEFAULT);
+    site_tls[section_opts(SEC_SITE_TLS, site_tls)] = (cfg_opt_t)CFG_END();
+    site[s++] = (cfg_opt_t)CFG_SEC("tls", site_tls, CFGF_NONE);
     site[s] = (cfg_opt_t)CFG_END();
     size_t t = section_opts(SEC_LISTEN_TLS, tls), l = section_opts(SEC_LISTEN, listen);
     listen[l++] = (cfg_opt_t)CFG_STR_LIST("proxy_from", "{\"" PROXY_FROM_DEFAULT "\"}", CFGF_NONE);

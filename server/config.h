@@ -118,6 +118,11 @@ struct site_conf {
     struct site_opts opts;
     int send_timeout;                /* seconds; 0 = http { }'s */
     int line;                        /* line of "site NAME {" */
+    /* tls { certificate key chain }: the certificate a TLS client that asks
+     * for one of server_names (SNI) gets, on every tls listener; the
+     * handshake's protocols and ciphers stay the listener's. */
+    struct tls_conf tls;
+    struct ssl_ctx_st *ssl_ctx;      /* the master's (tlsctx_load); NULL: none */
 };
 
 /* How an app finds its listeners besides fd 3.. (see workers/app.c). */

@@ -1,4 +1,5 @@
-/* tlsctx: SSL_CTX per tls listener, and the pool's ticket keys (tlsctx.h). */
+/* tlsctx: SSL_CTX per tls listener and per site with a certificate, and the
+ * pool's ticket keys (tlsctx.h). */
 #include "server/tlsctx.h"
 
 #include <errno.h>
@@ -55,69 +56,70 @@ static int fail(const struct config *cfg, int line, char *err, size_t errlen,
 }
 
 /* A readable file: the plain errno beats OpenSSL's "system lib". */
-static int check_readable(const struct config *cfg, int line, const char *what,
-                          const char *path, char *err, size_t errlen)
+static int check_readable(const struct config *cfg, const char *sec, int line,
+                          const char *what, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "re");
     if (!f)
-        return fail(cfg, line, err, errlen, "listen.tls.%s: cannot read \"%s\": %s", what,
+        return fail(cfg, line, err, errlen, "%s.%s: cannot read \"%s\": %s", sec, what,
                     path, strerror(errno));
     fclose(f);
     return 0;
 }
 
 /* Intermediate certificates from the chain file, after the leaf's. */
-static int add_chain(SSL_CTX *ctx, const struct config *cfg, const struct tls_conf *t,
-                     char *err, size_t errlen)
+static int add_chain(SSL_CTX *ctx, const struct config *cfg, const char *sec,
+                     const struct tls_conf *t, char *err, size_t errlen)
 {
     FILE *f = fopen(t->chain, "re");
     X509 *x;
     int n = 0;
     if (!f)
-        return fail(cfg, t->chain_line, err, errlen, "listen.tls.chain: cannot read \"%s\": %s",
-                    t->chain, strerror(errno));
+        return fail(cfg, t->chain_line, err, errlen, "%s.chain: cannot read \"%s\": %s",
+                    sec, t->chain, strerror(errno));
     while ((x = PEM_read_X509(f, NULL, NULL, NULL))) {
         n++;
         if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
             X509_free(x);
             fclose(f);
-            return fail(cfg, t->chain_line, err, errlen, "listen.tls.chain: \"%s\": %s",
-                        t->chain, ossl_reason("cannot add a certificate"));
+            return fail(cfg, t->chain_line, err, errlen, "%s.chain: \"%s\": %s",
+                        sec, t->chain, ossl_reason("cannot add a certificate"));
         }
     }
     fclose(f);
     ERR_clear_error();          /* the end of the file reads as an error */
     if (n == 0)
         return fail(cfg, t->chain_line, err, errlen,
-                    "listen.tls.chain: \"%s\" holds no PEM certificate", t->chain);
+                    "%s.chain: \"%s\" holds no PEM certificate", sec, t->chain);
     return 0;
 }
 
-static int use_cert_and_key(SSL_CTX *ctx, const struct config *cfg, const struct tls_conf *t,
-                            char *err, size_t errlen)
+static int use_cert_and_key(SSL_CTX *ctx, const struct config *cfg, const char *sec,
+                            const struct tls_conf *t, char *err, size_t errlen)
 {
-    if (check_readable(cfg, t->certificate_line, "certificate", t->certificate, err, errlen) ||
-        check_readable(cfg, t->key_line, "key", t->key, err, errlen))
+    if (check_readable(cfg, sec, t->certificate_line, "certificate", t->certificate, err,
+                       errlen) ||
+        check_readable(cfg, sec, t->key_line, "key", t->key, err, errlen))
         return -1;
     if (SSL_CTX_use_certificate_chain_file(ctx, t->certificate) != 1)
-        return fail(cfg, t->certificate_line, err, errlen, "listen.tls.certificate: \"%s\": %s",
+        return fail(cfg, t->certificate_line, err, errlen, "%s.certificate: \"%s\": %s", sec,
                     t->certificate, ossl_reason("not a PEM certificate"));
-    if (t->chain[0] && add_chain(ctx, cfg, t, err, errlen) != 0)
+    if (t->chain[0] && add_chain(ctx, cfg, sec, t, err, errlen) != 0)
         return -1;
     FILE *f = fopen(t->key, "re");
     EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
     if (f)
         fclose(f);
     if (!key)
-        return fail(cfg, t->key_line, err, errlen, "listen.tls.key: \"%s\": %s", t->key,
+        return fail(cfg, t->key_line, err, errlen, "%s.key: \"%s\": %s", sec, t->key,
                     ossl_reason("not a PEM private key"));
     int rc = 0;
     if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1)
         rc = fail(cfg, t->key_line, err, errlen,
-                  "listen.tls.key: \"%s\" does not match the certificate \"%s\"", t->key,
+                  "%s.key: \"%s\" does not match the certificate \"%s\"", sec, t->key,
                   t->certificate);
     else if (SSL_CTX_use_PrivateKey(ctx, key) != 1)
-        rc = fail(cfg, t->key_line, err, errlen, "listen.tls.key: \"%s\": %s", t->key,
+        rc = fail(cfg, t->key_line, err, errlen, "%s.key: \"%s\": %s", sec, t->key,
                   ossl_reason("unusable"));
     EVP_PKEY_free(key);
     return rc;
@@ -168,12 +170,16 @@ static void set_sessions(SSL_CTX *ctx)
     tls_ctx_use_pool_tickets(ctx);
 }
 
-static SSL_CTX *build(const struct config *cfg, const struct tls_conf *t, char *err,
-                      size_t errlen)
+/* A listener's context (sec "listen.tls": protocols, ciphers, curves, its
+ * certificate) or a site's ("site.tls": its certificate; a handshake keeps
+ * its listener's protocols when the site's context is swapped in). */
+static SSL_CTX *build(const struct config *cfg, const char *sec, const struct tls_conf *t,
+                      char *err, size_t errlen)
 {
+    bool listener = strcmp(sec, "listen.tls") == 0;
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        fail(cfg, t->line, err, errlen, "listen.tls: %s", ossl_reason("out of memory"));
+        fail(cfg, t->line, err, errlen, "%s: %s", sec, ossl_reason("out of memory"));
         return NULL;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
@@ -189,8 +195,8 @@ static SSL_CTX *build(const struct config *cfg, const struct tls_conf *t, char *
      * then body); workers/tls.c wakes a connection whose bytes wait in
      * OpenSSL's buffer. */
     SSL_CTX_set_read_ahead(ctx, 1);
-    if (set_protocols(ctx, cfg, t, err, errlen) != 0 ||
-        use_cert_and_key(ctx, cfg, t, err, errlen) != 0) {
+    if ((listener && set_protocols(ctx, cfg, t, err, errlen) != 0) ||
+        use_cert_and_key(ctx, cfg, sec, t, err, errlen) != 0) {
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -199,17 +205,43 @@ static SSL_CTX *build(const struct config *cfg, const struct tls_conf *t, char *
     return ctx;
 }
 
+/* Sites with a certificate: each gets its context; every tls listener then
+ * picks one by the name the client asks for (SNI, workers/tls.c). */
+static int load_sites(struct config *cfg, char *err, size_t errlen)
+{
+    bool any = false;
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        struct site_conf *s = &cfg->sites[i];
+        if (!s->tls.on)
+            continue;
+        if (!tlsctx_any(cfg))
+            return fail(cfg, s->tls.line, err, errlen, "site.tls: no listen section has tls { }"
+                        " (a site's certificate is for the TLS clients of a tls listener)");
+        if (!(s->ssl_ctx = build(cfg, "site.tls", &s->tls, err, errlen)))
+            return -1;
+        any = true;
+    }
+    for (size_t i = 0; any && i < cfg->nlistens; i++)
+        if (cfg->listens[i].ssl_ctx)
+            tls_ctx_use_site_certs(cfg->listens[i].ssl_ctx);
+    return 0;
+}
+
 int tlsctx_load(struct config *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->nlistens; i++) {
         struct listen_conf *l = &cfg->listens[i];
         if (!l->tls.on)
             continue;
-        l->ssl_ctx = build(cfg, &l->tls, err, errlen);
+        l->ssl_ctx = build(cfg, "listen.tls", &l->tls, err, errlen);
         if (!l->ssl_ctx) {
             tlsctx_free(cfg);
             return -1;
         }
+    }
+    if (load_sites(cfg, err, errlen) != 0) {
+        tlsctx_free(cfg);
+        return -1;
     }
     return 0;
 }
@@ -219,6 +251,10 @@ void tlsctx_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nlistens; i++) {
         SSL_CTX_free(cfg->listens[i].ssl_ctx);
         cfg->listens[i].ssl_ctx = NULL;
+    }
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        SSL_CTX_free(cfg->sites[i].ssl_ctx);
+        cfg->sites[i].ssl_ctx = NULL;
     }
 }
 

@@ -619,3 +619,120 @@ Test(tls, chromium_loads_the_site_over_https)
     cr_assert_eq(h_file_count(alog, "\" 200 "), h_file_count(alog, "\n"),
                  "not every request was a 200: %s", h_read_file(alog));
 }
+
+/* --- certificates per site (SNI) ---------------------------------------- */
+
+/* A certificate for DNS name DNS, signed by the test CA, as NAME.pem/.key. */
+static void make_site_cert(const char *name, const char *dns)
+{
+    int rc = h_run(out, sizeof out,
+                   "cd '%1$s' && printf 'subjectAltName=DNS:%3$s\\n' > %2$s.ext && "
+                   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                   "-keyout %2$s.key -out %2$s.csr -subj /CN=%3$s 2>&1 && "
+                   "openssl x509 -req -in %2$s.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                   "-days 2 -extfile %2$s.ext -out %2$s.pem 2>&1", srv.dir, name, dns);
+    cr_assert_eq(rc, 0, "making certificate %s: %s", name, out);
+}
+
+/* The listener's certificate (localhost) and two sites with their own: an
+ * exact name and a wildcard; site_b's key file is KEY_B. */
+static void write_sni_conf(const char *key_b)
+{
+    server_write_conf(&srv, "workers = 2\ngraceful_timeout = 5\n"
+                      "http { root = \"www\" }\n"
+                      "listen {\n  address = \"127.0.0.1:%d\"\n"
+                      "  tls { certificate = \"server.pem\" key = \"server.key\" }\n}\n"
+                      "site a {\n  server_names = {\"a.test\"}\n  root = \"www-a\"\n"
+                      "  tls {\n    # a's own\n    certificate = \"a.pem\"\n"
+                      "    key = \"a.key\"\n  }\n}\n"
+                      "site b {\n  server_names = {\"*.b.test\"}\n  root = \"www-b\"\n"
+                      "  tls { certificate = \"b.pem\" key = \"%s\" }\n}\n"
+                      "site c {\n  server_names = {\"c.test\"}\n  root = \"www-c\"\n}\n",
+                      port, key_b);
+}
+
+static void start_sni(void)
+{
+    make_ca();
+    make_cert("server");
+    make_site_cert("a", "a.test");
+    make_site_cert("b", "*.b.test");
+    cr_assert_eq(h_run(out, sizeof out, "cd '%s' && mkdir -p www www-a www-b www-c && "
+                       "echo default > www/index.html && echo site-a > www-a/index.html && "
+                       "echo site-b > www-b/index.html && echo site-c > www-c/index.html",
+                       srv.dir), 0, "%s", out);
+    write_sni_conf("b.key");
+    cr_assert_eq(server_start(&srv, NULL), 0, "server did not start: %s",
+                 h_read_file(srv.out) ? h_read_file(srv.out) : "");
+}
+
+/* curl, verifying the certificate against the test CA for the name it
+ * asks for; the body (or curl's error) in out. */
+static int curl_name(const char *name)
+{
+    return h_run(out, sizeof out, "cd '%s' && curl -sS --max-time 20 --cacert ca.pem "
+                 "--resolve %s:%d:127.0.0.1 https://%s:%d/ 2>&1", srv.dir, name, port, name,
+                 port);
+}
+
+/* The subject of the certificate served for SNI name (NULL: no SNI). */
+static void served_subject(const char *name, char *subj, size_t cap)
+{
+    char sni[300];
+    snprintf(sni, sizeof sni, name ? "-servername %s" : "-noservername", name);
+    if (h_run(subj, cap, "timeout 20 openssl s_client -connect 127.0.0.1:%d %s </dev/null "
+              "2>/dev/null | openssl x509 -noout -subject", port, sni) != 0)
+        subj[0] = '\0';
+}
+
+Test(tls, site_certificates_chosen_by_sni)
+{
+    start_sni();
+    cr_assert_eq(curl_name("a.test"), 0, "a.test: %s", out);
+    cr_assert(strstr(out, "site-a"), "%s", out);
+    cr_assert_eq(curl_name("www.b.test"), 0, "www.b.test: %s", out);
+    cr_assert(strstr(out, "site-b"), "%s", out);
+    cr_assert_eq(curl_name("localhost"), 0, "localhost: %s", out);
+    cr_assert(strstr(out, "default"), "%s", out);
+    char subj[512];
+    served_subject("c.test", subj, sizeof subj);   /* a site without a certificate */
+    cr_assert(strstr(subj, "CN = localhost"), "c.test got %s", subj);
+    served_subject("unknown.test", subj, sizeof subj);
+    cr_assert(strstr(subj, "CN = localhost"), "unknown.test got %s", subj);
+    served_subject(NULL, subj, sizeof subj);
+    cr_assert(strstr(subj, "CN = localhost"), "no SNI got %s", subj);
+    served_subject("A.TEST", subj, sizeof subj);   /* names match as Host does */
+    cr_assert(strstr(subj, "CN = a.test"), "A.TEST got %s", subj);
+    /* A site's session resumes (its context opens the pool's tickets). */
+    cr_assert_eq(s_client("-servername a.test -sess_out sa.pem", GET_CLOSE), 0, "%s", out);
+    cr_assert_eq(s_client("-servername a.test -sess_in sa.pem", GET_CLOSE), 0, "%s", out);
+    cr_assert(strstr(out, "\nReused, "), "%s", out);
+}
+
+/* A site's bad key is a FILE:LINE verdict at reload and at -t; the old
+ * certificates keep serving. A site's tls without a tls listener is one. */
+Test(tls, site_certificate_errors_name_file_and_line)
+{
+    start_sni();
+    make_site_cert("other", "other.test");
+    write_sni_conf("other.key");
+    reload_and_wait(0);
+    char want[PATH_MAX + 128];
+    snprintf(want, sizeof want, "\"result\":\"rejected\",\"message\":\"%s:24: site.tls.key: ",
+             srv.conf);
+    cr_assert(strstr(out, want), "want %s in %s", want, out);
+    cr_assert(strstr(out, "does not match the certificate"), "%s", out);
+    cr_assert_eq(curl_name("www.b.test"), 0, "www.b.test: %s", out);
+    cr_assert(strstr(out, "site-b"), "%s", out);
+    write_sni_conf("");
+    cr_assert_neq(h_run(out, sizeof out, "%s -t -c %s", h_bin(), srv.conf), 0);
+    snprintf(want, sizeof want, "%s:24: site.tls.key: must not be empty", srv.conf);
+    cr_assert(strstr(out, want), "want %s in %s", want, out);
+    server_write_conf(&srv, "http { root = \"www\" }\n"
+                      "listen {\n  address = \"127.0.0.1:%d\"\n}\n"
+                      "site a {\n  server_names = {\"a.test\"}\n  root = \"www-a\"\n"
+                      "  tls { certificate = \"a.pem\" key = \"a.key\" }\n}\n", port);
+    cr_assert_neq(h_run(out, sizeof out, "%s -t -c %s", h_bin(), srv.conf), 0);
+    snprintf(want, sizeof want, "%s:12: site.tls: no listen section has tls", srv.conf);
+    cr_assert(strstr(out, want), "want %s in %s", want, out);
+}

@@ -83,6 +83,7 @@ int http_sites_init(const struct config *cfg)
                       &sc->opts) != 0)
             return -1;
         S.v[i + 1].send_timeout = sc->send_timeout ? sc->send_timeout : hc->send_timeout;
+        S.v[i + 1].ssl_ctx = sc->ssl_ctx;
         for (size_t j = 0; j < sc->nserver_names; j++) {
             const char *n = sc->server_names[j];
             bool wild = n[0] == '*';

@@ -29,6 +29,7 @@ struct http_site {
     struct http_expires_line *expires;  /* one per opts->expires rule */
     int send_timeout;               /* seconds (the site's, else http's) */
     struct tlist *send_tl;          /* its timer list (workers/http.c sets it) */
+    struct ssl_ctx_st *ssl_ctx;     /* its certificate for TLS clients (SNI), or NULL */
 };
 
 /* Build the sites of cfg (the default first). 0, or -1 with the reason in

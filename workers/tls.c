@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "server/log.h"
+#include "workers/http_site.h"
 #include "workers/worker.h"
 
 /* Files without kernel TLS: one TLS record's worth per SSL_write. */
@@ -106,6 +107,32 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 int tls_ctx_use_pool_tickets(SSL_CTX *ctx)
 {
     return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) == 1 ? 0 : -1;
+}
+
+/* --- certificates per site (SNI) ---------------------------------------- */
+
+/* The client hello's server name picks a site as a Host value would; a
+ * site with a certificate lends it to this handshake (SSL_set_SSL_CTX takes
+ * the certificate and key; the protocols and ciphers stay the listener's).
+ * The site's context seals and opens tickets with the same keys, so a
+ * session resumes whichever certificate it began with. */
+static int choose_site_cert(SSL *ssl, int *alert, void *arg)
+{
+    (void)arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name || !http_sites_virtual())
+        return SSL_TLSEXT_ERR_NOACK;
+    const struct http_site *site = http_site_for_host(name, strlen(name));
+    if (site->ssl_ctx && SSL_set_SSL_CTX(ssl, site->ssl_ctx) != site->ssl_ctx) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+void tls_ctx_use_site_certs(SSL_CTX *ctx)
+{
+    SSL_CTX_set_tlsext_servername_callback(ctx, choose_site_cert);
 }
 
 /* --- the fd table ------------------------------------------------------- */

@@ -29,6 +29,10 @@ _Static_assert(2 * sizeof(struct tls_ticket_key) == IPC_TLS_KEYS_SIZE,
 
 /* Seal tickets of CTX with the pool's keys (the master, at load). */
 int tls_ctx_use_pool_tickets(SSL_CTX *ctx);
+/* Let CTX's handshakes take the certificate of the site a client names
+ * (SNI, matched as Host is: workers/http_site.c); other names, and none,
+ * keep CTX's own (the master, at load, when a site has tls { }). */
+void tls_ctx_use_site_certs(SSL_CTX *ctx);
 /* Install the current and previous keys (PAYLOAD: cur then prev, as the
  * master sends them); 0, or -1 on a bad length or no AES-256-CBC. */
 int tls_ticket_keys_set(const void *payload, size_t len);
