@@ -967,11 +967,13 @@ static int apply_tls_file(struct load_ctx *ctx, const struct rule *r,
                           const char *text, void *field)
 {
     struct tls_conf *t = r->section == SEC_SITE_TLS ? &ctx->site.tls : &ctx->pending.tls;
+    bool optional = r->def && !*r->def;     /* chain, ocsp_response: "" = none */
     int *line = strcmp(r->name, "key") == 0 ? &t->key_line
-              : strcmp(r->name, "chain") == 0 ? &t->chain_line : &t->certificate_line;
+              : strcmp(r->name, "chain") == 0 ? &t->chain_line
+              : strcmp(r->name, "ocsp_response") == 0 ? &t->ocsp_line : &t->certificate_line;
 
     *line = ctx->line;
-    if (!*text && strcmp(r->name, "chain") == 0) {
+    if (!*text && optional) {
         *(char *)field = '\0';
         return 0;
     }
@@ -1056,6 +1058,7 @@ static const struct rule rules[] = {
     { SEC_LISTEN_TLS, "certificate", NULL, apply_tls_file, 0, 0, IN_LISTEN(tls.certificate) },
     { SEC_LISTEN_TLS, "key", NULL, apply_tls_file, 0, 0, IN_LISTEN(tls.key) },
     { SEC_LISTEN_TLS, "chain", "", apply_tls_file, 0, 0, IN_LISTEN(tls.chain) },
+    { SEC_LISTEN_TLS, "ocsp_response", "", apply_tls_file, 0, 0, IN_LISTEN(tls.ocsp_response) },
     { SEC_LISTEN_TLS, "ciphers", TLS_CIPHERS_DEFAULT, apply_tls_list, 0, 0,
       IN_LISTEN(tls.ciphers) },
     { SEC_LISTEN_TLS, "curves", "X25519:P-256:P-384", apply_tls_list, 0, 0,
@@ -1083,6 +1086,7 @@ static const struct rule rules[] = {
     { SEC_SITE_TLS, "certificate", NULL, apply_tls_file, 0, 0, IN_SITE(tls.certificate) },
     { SEC_SITE_TLS, "key", NULL, apply_tls_file, 0, 0, IN_SITE(tls.key) },
     { SEC_SITE_TLS, "chain", "", apply_tls_file, 0, 0, IN_SITE(tls.chain) },
+    { SEC_SITE_TLS, "ocsp_response", "", apply_tls_file, 0, 0, IN_SITE(tls.ocsp_response) },
     { SEC_CHAT, "bus", "", apply_chat_bus, 0, 0, IN_CONFIG(chat.bus) },
     { SEC_CHAT, "bus_ttl", "15", apply_number, 1, 3600, IN_CONFIG(chat.bus_ttl) },
     { SEC_CHAT, "bus_queue", "10000", apply_number, 16, 1000000, IN_CONFIG(chat.bus_queue) },

@@ -38,12 +38,13 @@ struct tls_conf {
     char certificate[PATH_MAX];
     char key[PATH_MAX];
     char chain[PATH_MAX];            /* "" = none */
+    char ocsp_response[PATH_MAX];    /* DER OCSP response to staple, "" = none */
     char ciphers[512];               /* TLS 1.2 cipher list (1.3: OpenSSL's) */
     char curves[256];                /* groups, ":"-separated */
     unsigned protocols;              /* TLS_PROTO_* bits, >= 1 */
     bool log_cipher;                 /* access log lines end with protocol, cipher */
     int line;                        /* the tls section's closing brace */
-    int certificate_line, key_line, chain_line;
+    int certificate_line, key_line, chain_line, ocsp_line;
 };
 
 struct ssl_ctx_st;

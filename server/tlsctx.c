@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -125,6 +127,99 @@ static int use_cert_and_key(SSL_CTX *ctx, const struct config *cfg, const char *
     return rc;
 }
 
+/* --- OCSP stapling (ocsp_response) ---------------------------------------- */
+
+/* The issuer of LEAF among the certificates CTX's files gave. */
+static X509 *issuer_of(SSL_CTX *ctx, X509 *leaf)
+{
+    STACK_OF(X509) *chain = NULL;
+    SSL_CTX_get0_chain_certs(ctx, &chain);
+    for (int i = 0; i < sk_X509_num(chain); i++)
+        if (X509_check_issued(sk_X509_value(chain, i), leaf) == X509_V_OK)
+            return sk_X509_value(chain, i);
+    return NULL;
+}
+
+/* The answer about LEAF in BS (matched with each answer's own hash), or NULL. */
+static OCSP_SINGLERESP *answer_for(OCSP_BASICRESP *bs, X509 *leaf, X509 *issuer)
+{
+    for (int i = 0; i < OCSP_resp_count(bs); i++) {
+        OCSP_SINGLERESP *one = OCSP_resp_get0(bs, i);
+        const OCSP_CERTID *id = OCSP_SINGLERESP_get0_id(one);
+        ASN1_OBJECT *md_oid = NULL;
+        OCSP_id_get0_info(NULL, &md_oid, NULL, NULL, (OCSP_CERTID *)id);
+        const EVP_MD *md = md_oid ? EVP_get_digestbyobj(md_oid) : NULL;
+        OCSP_CERTID *ours = md ? OCSP_cert_to_id(md, leaf, issuer) : NULL;
+        bool same = ours && OCSP_id_cmp(ours, id) == 0;
+        OCSP_CERTID_free(ours);
+        if (same)
+            return one;
+    }
+    return NULL;
+}
+
+/* A successful response that says the certificate is good and is not past
+ * its next update: its next update (or never), else -1 with err set. */
+static time_t check_staple(SSL_CTX *ctx, const struct config *cfg, const char *sec,
+                           const struct tls_conf *t, OCSP_RESPONSE *resp, char *err,
+                           size_t errlen)
+{
+    int st = OCSP_response_status(resp), reason;
+    if (st != OCSP_RESPONSE_STATUS_SUCCESSFUL)
+        return fail(cfg, t->ocsp_line, err, errlen, "%s.ocsp_response: \"%s\" says \"%s\"",
+                    sec, t->ocsp_response, OCSP_response_status_str(st));
+    X509 *leaf = SSL_CTX_get0_certificate(ctx), *issuer = issuer_of(ctx, leaf);
+    if (!issuer)
+        return fail(cfg, t->ocsp_line, err, errlen, "%s.ocsp_response: the certificate's "
+                    "issuer is in neither certificate nor chain (it names the response's "
+                    "certificate)", sec);
+    OCSP_BASICRESP *bs = OCSP_response_get1_basic(resp);
+    OCSP_SINGLERESP *one = bs ? answer_for(bs, leaf, issuer) : NULL;
+    ASN1_GENERALIZEDTIME *next = NULL;
+    int cs = one ? OCSP_single_get0_status(one, &reason, NULL, NULL, &next) : -1;
+    struct tm tm;
+    time_t until = next && ASN1_TIME_to_tm(next, &tm) == 1 ? timegm(&tm) : (time_t)INT64_MAX;
+    OCSP_BASICRESP_free(bs);
+    if (!one)
+        return fail(cfg, t->ocsp_line, err, errlen, "%s.ocsp_response: \"%s\" is not about "
+                    "the certificate \"%s\"", sec, t->ocsp_response, t->certificate);
+    if (cs != V_OCSP_CERTSTATUS_GOOD)
+        return fail(cfg, t->ocsp_line, err, errlen, "%s.ocsp_response: \"%s\" says the "
+                    "certificate is %s", sec, t->ocsp_response, OCSP_cert_status_str(cs));
+    if (until <= time(NULL))
+        return fail(cfg, t->ocsp_line, err, errlen, "%s.ocsp_response: \"%s\" is out of date "
+                    "(next update was due); fetch a new one", sec, t->ocsp_response);
+    return until;
+}
+
+/* ocsp_response: read, check against the certificate, staple. */
+static int load_staple(SSL_CTX *ctx, const struct config *cfg, const char *sec,
+                       const struct tls_conf *t, char *err, size_t errlen)
+{
+    if (!t->ocsp_response[0])
+        return 0;
+    if (check_readable(cfg, sec, t->ocsp_line, "ocsp_response", t->ocsp_response, err,
+                       errlen) != 0)
+        return -1;
+    BIO *in = BIO_new_file(t->ocsp_response, "rb");
+    OCSP_RESPONSE *resp = in ? d2i_OCSP_RESPONSE_bio(in, NULL) : NULL;
+    BIO_free(in);
+    if (!resp)
+        return fail(cfg, t->ocsp_line, err, errlen, "%s.ocsp_response: \"%s\" is not a DER "
+                    "OCSP response", sec, t->ocsp_response);
+    time_t until = check_staple(ctx, cfg, sec, t, resp, err, errlen);
+    unsigned char *der = NULL;
+    int len = until < 0 ? -1 : i2d_OCSP_RESPONSE(resp, &der);
+    OCSP_RESPONSE_free(resp);
+    if (until < 0)
+        return -1;
+    if (len <= 0 || tls_ctx_staple(ctx, der, len, until) != 0)
+        return fail(cfg, t->ocsp_line, err, errlen, "%s.ocsp_response: %s", sec,
+                    ossl_reason("out of memory"));
+    ERR_clear_error();
+    return 0;
+}
+
 /* ALPN: http/1.1 when the client offers it; otherwise no ALPN at all. */
 static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
@@ -196,7 +291,8 @@ static SSL_CTX *build(const struct config *cfg, const char *sec, const struct tl
      * OpenSSL's buffer. */
     SSL_CTX_set_read_ahead(ctx, 1);
     if ((listener && set_protocols(ctx, cfg, t, err, errlen) != 0) ||
-        use_cert_and_key(ctx, cfg, sec, t, err, errlen) != 0) {
+        use_cert_and_key(ctx, cfg, sec, t, err, errlen) != 0 ||
+        load_staple(ctx, cfg, sec, t, err, errlen) != 0) {
         SSL_CTX_free(ctx);
         return NULL;
     }

@@ -736,3 +736,77 @@ Test(tls, site_certificate_errors_name_file_and_line)
     snprintf(want, sizeof want, "%s:12: site.tls: no listen section has tls", srv.conf);
     cr_assert(strstr(out, want), "want %s in %s", want, out);
 }
+
+/* --- OCSP stapling ------------------------------------------------------ */
+
+/* An OCSP response about certificate CERT.pem, signed by the test CA (as
+ * its own responder), saying STATUS ('V' good, 'R' revoked): OUT.ocsp. */
+static void make_ocsp(const char *cert, char status, const char *out_name)
+{
+    int rc = h_run(out, sizeof out,
+                   "cd '%1$s' && serial=$(openssl x509 -in %2$s.pem -noout -serial | cut -d= -f2) "
+                   "&& end=$(date -u -d '+2 days' +%%y%%m%%d%%H%%M%%SZ) && "
+                   "printf '%3$c\\t%%s\\t%4$s\\t%%s\\tunknown\\t/CN=x\\n' \"$end\" \"$serial\" "
+                   "> %5$s.index && openssl ocsp -issuer ca.pem -cert %2$s.pem -no_nonce "
+                   "-reqout %5$s.req 2>&1 && openssl ocsp -index %5$s.index -rsigner ca.pem "
+                   "-rkey ca.key -CA ca.pem -reqin %5$s.req -respout %5$s.ocsp -ndays 1 2>&1",
+                   srv.dir, cert, status, status == 'R' ? "260101000000Z" : "", out_name);
+    cr_assert_eq(rc, 0, "making the OCSP response %s: %s", out_name, out);
+}
+
+/* A client that asks for the status gets the response (s_client -status);
+ * the test server without ocsp_response staples nothing. */
+Test(tls, ocsp_response_is_stapled)
+{
+    make_ca();
+    make_cert("server");
+    make_ocsp("server", 'V', "good");
+    write_file("index.html", 64);
+    write_conf(2, "chain = \"ca.pem\"\n    # the status, fetched by cron\n"
+               "    ocsp_response = \"good.ocsp\"", "server");
+    cr_assert_eq(server_start(&srv, NULL), 0, "server did not start: %s",
+                 h_read_file(srv.out) ? h_read_file(srv.out) : "");
+    for (int i = 0; i < 4; i++) {       /* both workers, 1.2 and 1.3 */
+        cr_assert_eq(s_client(i % 2 ? "-status -tls1_2" : "-status -tls1_3", GET_CLOSE), 0,
+                     "%s", out);
+        cr_assert(strstr(out, "OCSP Response Status: successful"), "%s", out);
+        cr_assert(strstr(out, "Cert Status: good"), "%s", out);
+        cr_assert(strstr(out, "HTTP/1.1 200 OK"), "%s", out);
+    }
+    write_conf(2, "", "server");
+    reload_and_wait(0);
+    cr_assert(strstr(out, "\"result\":\"ok\""), "%s", out);
+    cr_assert(WAIT_UNTIL(s_client("-status", GET_CLOSE) == 0 &&
+                         strstr(out, "OCSP response: no response sent"), 10000), "%s", out);
+}
+
+/* What the master checks of the response, each a FILE:LINE verdict. */
+Test(tls, ocsp_response_errors_name_file_and_line)
+{
+    make_ca();
+    make_cert("server");
+    make_cert("other");
+    make_ocsp("other", 'V', "other");
+    make_ocsp("server", 'R', "revoked");
+    make_ocsp("server", 'V', "good");
+    write_file("index.html", 64);
+    static const struct { const char *extra, *want; } cases[] = {
+        { "chain = \"ca.pem\" ocsp_response = \"server.pem\"", "is not a DER OCSP response" },
+        { "chain = \"ca.pem\" ocsp_response = \"gone.ocsp\"", "cannot read \"" },
+        { "chain = \"ca.pem\" ocsp_response = \"other.ocsp\"", "is not about the certificate" },
+        { "chain = \"ca.pem\" ocsp_response = \"revoked.ocsp\"", "says the certificate is revoked" },
+        { "ocsp_response = \"good.ocsp\"", "issuer is in neither certificate nor chain" },
+    };
+    char want[PATH_MAX + 128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_conf(2, cases[i].extra, "server");
+        cr_assert_neq(h_run(out, sizeof out, "%s -t -c %s", h_bin(), srv.conf), 0, "%s",
+                      cases[i].extra);
+        snprintf(want, sizeof want, "%s:14: listen.tls.ocsp_response: ", srv.conf);
+        cr_assert(strstr(out, want), "%s: want %s in %s", cases[i].extra, want, out);
+        cr_assert(strstr(out, cases[i].want), "%s: want %s in %s", cases[i].extra,
+                  cases[i].want, out);
+    }
+    write_conf(2, "chain = \"ca.pem\" ocsp_response = \"good.ocsp\"", "server");
+    cr_assert_eq(h_run(out, sizeof out, "%s -t -c %s", h_bin(), srv.conf), 0, "%s", out);
+}

@@ -135,6 +135,63 @@ void tls_ctx_use_site_certs(SSL_CTX *ctx)
     SSL_CTX_set_tlsext_servername_callback(ctx, choose_site_cert);
 }
 
+/* --- OCSP stapling ------------------------------------------------------ */
+
+/* The response the master read and checked (server/tlsctx.c), freed with
+ * its context. */
+struct ocsp_staple {
+    unsigned char *der;
+    long len;
+    time_t next_update;
+};
+
+static int staple_index = -1;
+
+static void free_staple(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                        void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    struct ocsp_staple *st = ptr;
+    if (st) {
+        OPENSSL_free(st->der);
+        OPENSSL_free(st);
+    }
+}
+
+/* A client asked for the certificate's status: a copy for this handshake
+ * (OpenSSL frees it), unless the response is past its next update. */
+static int staple_ocsp(SSL *ssl, void *arg)
+{
+    const struct ocsp_staple *st = arg;
+    if (!st || time(NULL) >= st->next_update)
+        return SSL_TLSEXT_ERR_NOACK;
+    unsigned char *copy = OPENSSL_memdup(st->der, (size_t)st->len);
+    if (!copy || SSL_set_tlsext_status_ocsp_resp(ssl, copy, st->len) != 1) {
+        OPENSSL_free(copy);
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int tls_ctx_staple(SSL_CTX *ctx, unsigned char *der, long len, time_t next_update)
+{
+    if (staple_index < 0)
+        staple_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_staple);
+    struct ocsp_staple *st = staple_index >= 0 ? OPENSSL_zalloc(sizeof *st) : NULL;
+    if (!st) {
+        OPENSSL_free(der);
+        return -1;
+    }
+    *st = (struct ocsp_staple){ .der = der, .len = len, .next_update = next_update };
+    if (SSL_CTX_set_ex_data(ctx, staple_index, st) != 1) {
+        free_staple(NULL, st, NULL, 0, 0, NULL);
+        return -1;
+    }
+    SSL_CTX_set_tlsext_status_cb(ctx, staple_ocsp);
+    SSL_CTX_set_tlsext_status_arg(ctx, st);
+    return 0;
+}
+
 /* --- the fd table ------------------------------------------------------- */
 
 SSL *tls_of(int fd)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -33,6 +34,10 @@ int tls_ctx_use_pool_tickets(SSL_CTX *ctx);
  * (SNI, matched as Host is: workers/http_site.c); other names, and none,
  * keep CTX's own (the master, at load, when a site has tls { }). */
 void tls_ctx_use_site_certs(SSL_CTX *ctx);
+/* Staple DER (an OCSP response of LEN bytes, which CTX now owns) to the
+ * handshakes of clients that ask for it, until NEXT_UPDATE; later it is
+ * stale and nothing is stapled (the master, at load). 0, or -1. */
+int tls_ctx_staple(SSL_CTX *ctx, unsigned char *der, long len, time_t next_update);
 /* Install the current and previous keys (PAYLOAD: cur then prev, as the
  * master sends them); 0, or -1 on a bad length or no AES-256-CBC. */
 int tls_ticket_keys_set(const void *payload, size_t len);
