@@ -635,8 +635,9 @@ static void make_site_cert(const char *name, const char *dns)
 }
 
 /* The listener's certificate (localhost) and two sites with their own: an
- * exact name and a wildcard; site_b's key file is KEY_B. */
-static void write_sni_conf(const char *key_b)
+ * exact name and a wildcard; site_b's key file is KEY_B; A_EXTRA goes into
+ * site a's tls section. */
+static void write_sni_conf_a(const char *key_b, const char *a_extra)
 {
     server_write_conf(&srv, "workers = 2\ngraceful_timeout = 5\n"
                       "http { root = \"www\" }\n"
@@ -644,11 +645,16 @@ static void write_sni_conf(const char *key_b)
                       "  tls { certificate = \"server.pem\" key = \"server.key\" }\n}\n"
                       "site a {\n  server_names = {\"a.test\"}\n  root = \"www-a\"\n"
                       "  tls {\n    # a's own\n    certificate = \"a.pem\"\n"
-                      "    key = \"a.key\"\n  }\n}\n"
+                      "    key = \"a.key\" %s\n  }\n}\n"
                       "site b {\n  server_names = {\"*.b.test\"}\n  root = \"www-b\"\n"
                       "  tls { certificate = \"b.pem\" key = \"%s\" }\n}\n"
                       "site c {\n  server_names = {\"c.test\"}\n  root = \"www-c\"\n}\n",
-                      port, key_b);
+                      port, a_extra, key_b);
+}
+
+static void write_sni_conf(const char *key_b)
+{
+    write_sni_conf_a(key_b, "");
 }
 
 static void start_sni(void)
@@ -809,4 +815,20 @@ Test(tls, ocsp_response_errors_name_file_and_line)
     }
     write_conf(2, "chain = \"ca.pem\" ocsp_response = \"good.ocsp\"", "server");
     cr_assert_eq(h_run(out, sizeof out, "%s -t -c %s", h_bin(), srv.conf), 0, "%s", out);
+}
+
+/* A site's own response is stapled with its certificate; the listener's
+ * certificate has none. */
+Test(tls, site_ocsp_response_is_stapled)
+{
+    start_sni();
+    make_ocsp("a", 'V', "a-good");
+    write_sni_conf_a("b.key", "chain = \"ca.pem\" ocsp_response = \"a-good.ocsp\"");
+    reload_and_wait(0);
+    cr_assert(strstr(out, "\"result\":\"ok\""), "%s", out);
+    cr_assert(WAIT_UNTIL(s_client("-status -servername a.test", GET_CLOSE) == 0 &&
+                         strstr(out, "OCSP Response Status: successful"), 10000), "%s", out);
+    cr_assert(strstr(out, "Cert Status: good"), "%s", out);
+    cr_assert_eq(s_client("-status -servername localhost", GET_CLOSE), 0, "%s", out);
+    cr_assert(strstr(out, "OCSP response: no response sent"), "%s", out);
 }
