@@ -314,6 +314,8 @@ static struct app_proc *spawn_proc(struct master *m, struct app_pool *pool, int 
     if (pid == 0)
         run_app_child(m, g, &f, slot, gen, master_pid);
     close_spawn_fds(&f, false);
+    if (pid > 0)
+        setpgid(pid, pid);          /* as the child does (EACCES once it has exec'd) */
     if (pid < 0) {
         log_error("app %s/%d: fork: %s", g->app.name, slot, strerror(errno));
         close(f.notify[0]); close(f.out[0]); close(f.err[0]); close(f.sd);
@@ -762,12 +764,25 @@ static void proc_exited(struct master *m, struct app_pool *pool, struct app_proc
     p->id = 0;
 }
 
+/* A worker's own processes (its process group) do not outlive it: the stop
+ * signal went to the worker alone, which had its chance to stop them
+ * (systemd's KillMode=mixed). Left alone they would keep the listening
+ * sockets, accepting connections nobody answers. Before any respawn: the
+ * group's id cannot be a new process's while one of it is alive. */
+static void kill_leftovers(const struct app_pool *pool, const struct app_proc *p)
+{
+    if (kill(-p->pid, SIGKILL) == 0)
+        log_warn("app %s/%d pid %d: processes it started were still running; SIGKILL to "
+                 "its process group", pool_name(pool), p->slot, (int)p->pid);
+}
+
 bool apppool_reaped(struct master *m, pid_t pid, int status)
 {
     struct app_pool *pool;
     struct app_proc *p = find_proc(m, pid_matches, (uint64_t)pid, &pool);
     if (!p)
         return false;
+    kill_leftovers(pool, p);
     proc_exited(m, pool, p, status);
     return true;
 }

@@ -465,3 +465,37 @@ Test(app, two_pools_beside_builtin_listeners)
     cr_assert_eq(h_echo_exchange(fd, b, 4, r, 4, 5000), 0);
     close(fd);
 }
+
+/* The pid an app's shell wrote to child.PID in the test directory, or 0. */
+static pid_t child_of(pid_t worker)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/child.%d", srv.dir, (int)worker);
+    char *text = h_read_file(path);
+    pid_t pid = text ? (pid_t)atoi(text) : 0;
+    free(text);
+    return pid;
+}
+
+/* A worker's own processes go with it (its process group, as systemd's
+ * KillMode=mixed): here a child that ignores SIGTERM and holds the
+ * listening socket, which used to outlive its killed worker and the pool,
+ * accepting connections nobody would answer. */
+Test(app, its_own_processes_go_with_a_worker)
+{
+    write_app_conf("\"/bin/sh\", \"-c\", \"(trap '' TERM; exec sleep 1000) & "
+                   "echo $! > child.$$; exec sleep 1001\"", "  ready = \"exec\" workers = 1", false);
+    start_ok();
+    pid_t w[1], w2[1], c = 0, c2 = 0;
+    cr_assert(WAIT_UNTIL(app_pids("ready", w, 1) == 1 && (c = child_of(w[0])) > 0, 5000));
+    cr_assert_not(h_pid_gone(c));
+    kill(w[0], SIGKILL);
+    bool gone = WAIT_UNTIL(h_pid_gone(c), 10000);
+    cr_assert(WAIT_UNTIL(app_pids("ready", w2, 1) == 1 && w2[0] != w[0] &&
+                         (c2 = child_of(w2[0])) > 0, 10000), "no new worker");
+    bool gone2 = server_stop(&srv, SIGTERM, 15000) == 0 && WAIT_UNTIL(h_pid_gone(c2), 10000);
+    kill(c, SIGKILL);               /* ours either way: never left behind */
+    kill(c2, SIGKILL);
+    cr_assert(gone, "the child %d of killed worker %d outlived it", (int)c, (int)w[0]);
+    cr_assert(gone2, "the child %d of worker %d outlived the stopped pool", (int)c2, (int)w2[0]);
+}

@@ -328,6 +328,10 @@ void app_exec(const struct app_spawn *sp)
 {
     struct strvec argv = { 0 }, env = { 0 };
     char err[512] = "";
+    /* Its own process group (the master does the same from its side, so
+     * neither order races): whatever the app forks goes with it when it
+     * exits (server/apppool.c). */
+    setpgid(0, 0);
     /* The pool goes with its master, whatever killed it. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != sp->master_pid)
