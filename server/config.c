@@ -373,8 +373,8 @@ static int split_host_port(const char *s, const struct address *out, char *host,
                         "\"[::1]:8080\", in \"%s\"", out->text);
     }
     if (end == s)
-        return msgf(msg, msglen, "missing host in \"%s\" (\"*:PORT\" means any)",
-                    out->text);
+        return msgf(msg, msglen, "missing host in \"%s\" (\"*:PORT\" means any; in quotes: "
+                    "libconfuse drops an unquoted '*')", out->text);
     if ((size_t)(end - s) >= hostlen)
         return msgf(msg, msglen, "host name too long in \"%s\"", out->text);
     memcpy(host, s, (size_t)(end - s));

@@ -1817,6 +1817,17 @@ Test(config, address_host_name)
     cr_expect_eq(port_of(&a), 80);
 }
 
+/* nginx's `listen *:80` written unquoted: libconfuse hands over ":80";
+ * the message says to quote it. */
+Test(config, unquoted_star_address_says_quote_it)
+{
+    struct config c;
+    char err[1024] = "";
+    cr_assert_neq(load_text("listen {\n  address = *:8080\n}\n", &c, err, sizeof err), 0);
+    cr_assert(strstr(err, ":2: listen.address: missing host in \":8080\""), "%s", err);
+    cr_assert(strstr(err, "in quotes"), "%s", err);
+}
+
 Test(config, address_bad_forms)
 {
     char longtext[400], longunix[200], message[512];
@@ -1828,10 +1839,12 @@ Test(config, address_bad_forms)
     parse_bad("127.0.0.1:-1", "address: bad port in \"127.0.0.1:-1\"");
     parse_bad("127.0.0.1:8o", "address: bad port in \"127.0.0.1:8o\"");
     parse_bad("127.0.0.1:080080", "address: bad port in \"127.0.0.1:080080\"");
-    parse_bad(":80", "address: missing host in \":80\" (\"*:PORT\" means any)");
+    parse_bad(":80", "address: missing host in \":80\" (\"*:PORT\" means any; in quotes: "
+              "libconfuse drops an unquoted '*')");
     parse_bad("[::1", "address: missing ']' in \"[::1\"");
     parse_bad("[::1]80", "address: missing :port after ']' in \"[::1]80\"");
-    parse_bad("[]:80", "address: missing host in \"[]:80\" (\"*:PORT\" means any)");
+    parse_bad("[]:80", "address: missing host in \"[]:80\" (\"*:PORT\" means any; in quotes: "
+              "libconfuse drops an unquoted '*')");
     parse_bad("::1:80", "address: IPv6 address needs brackets, as in \"[::1]:8080\", "
               "in \"::1:80\"");
     parse_bad("[127.0.0.1]:80", "address: bad IPv6 address in \"[127.0.0.1]:80\"");
