@@ -65,11 +65,20 @@ static int set_socket_options(int fd, const struct listen_conf *conf)
     int defer_s = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s) != 0)
         return -1;
-    /* [::]:port means IPv6 only; bind 0.0.0.0 separately for IPv4. */
-    if (a->sa.ss_family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
-        return -1;
     return 0;
+}
+
+/* [::]:port means IPv6 only, for every protocol (as nginx's ipv6only=on):
+ * *:port is a listener of its own. Only before bind: an adopted socket
+ * (socket activation, a hot upgrade) keeps what it was bound with; setting
+ * it there fails with EINVAL, which made an upgrade of an IPv6 http
+ * listener fail. */
+static int set_v6only(int fd, const struct address *a)
+{
+    int one = 1;
+    if (a->sa.ss_family != AF_INET6)
+        return 0;
+    return setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 }
 
 static int adopt_passed(struct listener *l, int fd, char *err, size_t errlen);
@@ -144,7 +153,7 @@ static int probe_free(const struct address *a, char *err, size_t errlen)
 {
     int one = 1, fd = socket(a->sa.ss_family, a->socktype | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, (const struct sockaddr *)&a->sa, a->salen) != 0) {
+        set_v6only(fd, a) != 0 || bind(fd, (const struct sockaddr *)&a->sa, a->salen) != 0) {
         snprintf(err, errlen, "bind %s: %s", a->text, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -165,7 +174,7 @@ static int open_member(const struct listen_conf *conf, struct sockaddr_storage *
     if (fd < 0)
         goto fail;
     step = "setsockopt";
-    if (set_socket_options(fd, conf) != 0 ||
+    if (set_socket_options(fd, conf) != 0 || set_v6only(fd, a) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         goto fail;
     /* Used by the kernel (6.1 on) if the steering program cannot be attached. */
@@ -257,7 +266,7 @@ int listener_open(struct listener *l, const struct listen_conf *conf,
         return -1;
     }
     const char *step = "setsockopt";
-    if (set_socket_options(fd, conf) != 0)
+    if (set_socket_options(fd, conf) != 0 || set_v6only(fd, a) != 0)
         goto fail;
     step = "bind";
     if (bind(fd, (const struct sockaddr *)&a->sa, a->salen) != 0)

@@ -495,3 +495,27 @@ Test(core, ipv6_and_unix_listeners)
     cr_assert_eq(server_stop(&srv, SIGTERM, 8000), 0);
     cr_assert_neq(access(path, F_OK), 0, "unix socket file left behind");
 }
+
+/* [::]:PORT is IPv6 only for every protocol, so *:PORT can be a listener
+ * of its own (an echo pair used to fail: "bind [::]:PORT: Address already
+ * in use"). The wildcards are bound in a network namespace of the test's
+ * own (loopback only), where the daemon is started and stopped by pid. */
+Test(core, ipv6_wildcard_is_ipv6_only_for_every_protocol)
+{
+    char out[8192];
+    if (h_run(out, sizeof out, "unshare -n true 2>&1") != 0)
+        cr_skip_test("no network namespaces here: %s", out);
+    server_write_conf(&srv, "workers = 1\n"
+                      "listen { address = \"*:%d\" protocol = \"echo\" }\n"
+                      "listen { address = \"[::]:%d\" protocol = \"echo\" }\n", port, port);
+    int rc = h_run(out, sizeof out,
+                   "timeout -k 5 60 unshare -n sh -c 'ip link set lo up && %s -c %s 2>&1 && "
+                   "ss -Hlnt \"sport = :%d\" && p=$(cat %s) && kill $p && "
+                   "while [ -e /proc/$p ] && ! grep -q \"^State:.*Z\" /proc/$p/status; "
+                   "do sleep 0.05; done' 2>&1", h_bin(), srv.conf, port, srv.pidfile);
+    cr_assert_eq(rc, 0, "%s", out);
+    char v4[64], v6[64];
+    snprintf(v4, sizeof v4, "0.0.0.0:%d", port);
+    snprintf(v6, sizeof v6, "[::]:%d", port);
+    cr_assert(strstr(out, v4) && strstr(out, v6), "both listeners: %s", out);
+}

@@ -281,3 +281,27 @@ Test(upgrade, status_listener_passes_to_the_new_master)
     cr_log_info("/healthz during an upgrade: %ld ok, %ld draining, 0 refused",
                 (long)h.ok, (long)h.draining);
 }
+
+/* An IPv6 listener passes too: the new master used to set IPV6_V6ONLY on
+ * the socket it was handed (bound already: EINVAL) and refused to start,
+ * "passed socket [::1]:PORT: Invalid argument". */
+Test(upgrade, ipv6_listeners_pass_to_the_new_master)
+{
+    FILE *f = fopen(strcat(strcpy(out, srv.dir), "/www/index.html"), "w");
+    cr_assert(f);
+    fputs("v6-index\n", f);
+    fclose(f);
+    int echo_port = h_free_port(SOCK_STREAM);
+    server_write_conf(&srv, "workers = 1\ngraceful_timeout = 5\n"
+                      "listen { address = \"[::1]:%d\" protocol = \"http\" }\n"
+                      "listen { address = \"[::1]:%d\" protocol = \"echo\" }\n"
+                      "http { root = \"www\" }\n", port, echo_port);
+    cr_assert_eq(ctl("start"), 0, "%s", out);
+    pid_t old = master_pid();
+    cr_assert_eq(ctl("upgrade"), 0, "%s", out);
+    cr_assert(strstr(out, "upgrade: applied, master "), "%s", out);
+    cr_assert_neq(master_pid(), old);
+    cr_assert_eq(h_run(out, sizeof out, "curl -gsS --max-time 10 http://[::1]:%d/", port), 0,
+                 "%s", out);
+    cr_assert_str_eq(out, "v6-index\n");
+}
