@@ -60,6 +60,23 @@ struct ipc_hdr {
 
 enum worker_state { WS_STARTING, WS_IDLE, WS_BUSY, WS_DRAINING, WS_NSTATES };
 
+/* Why TLS handshakes failed (workers/tls.c sorts OpenSSL's reasons): the
+ * client left or reset, header_timeout cut it (or a drain), it offered no
+ * protocol version we speak, no cipher/group/signature we share, it refused
+ * our certificate (an alert), or anything else (plain HTTP, garbage). */
+enum tls_fail {
+    TLS_FAIL_CLOSED, TLS_FAIL_TIMEOUT, TLS_FAIL_VERSION, TLS_FAIL_CIPHER,
+    TLS_FAIL_CERTIFICATE, TLS_FAIL_PROTOCOL, TLS_FAIL_N
+};
+
+static inline const char *tls_fail_name(unsigned k)
+{
+    static const char *const names[TLS_FAIL_N] = {
+        "closed", "timeout", "version", "cipher", "certificate", "protocol",
+    };
+    return k < TLS_FAIL_N ? names[k] : "?";
+}
+
 /* Cumulative counters: a dropped report loses only freshness. */
 struct ipc_report {
     uint32_t state;       /* enum worker_state */
@@ -74,6 +91,7 @@ struct ipc_report {
     uint64_t tls_handshakes;  /* completed, resumed ones included */
     uint64_t tls_resumed;
     uint64_t tls_failed;      /* handshakes that did not complete */
+    uint64_t tls_failed_by[TLS_FAIL_N];     /* the same, by enum tls_fail */
     uint64_t limited;     /* connections and requests refused by limits */
 };
 

@@ -642,6 +642,21 @@ static void text_summary(const struct master *m, struct sbuf *o)
     sbuf_printf(o, "\n\n");
 }
 
+/* " (closed 3, version 1)": the failures' reasons that happened. */
+static void text_tls_reasons(const struct ipc_report *r, struct sbuf *o)
+{
+    bool first = true;
+    for (unsigned k = 0; k < TLS_FAIL_N; k++) {
+        if (!r->tls_failed_by[k])
+            continue;
+        sbuf_printf(o, "%s%s %llu", first ? " (" : ", ", tls_fail_name(k),
+                    (unsigned long long)r->tls_failed_by[k]);
+        first = false;
+    }
+    if (!first)
+        sbuf_printf(o, ")");
+}
+
 /* With a tls listener: the handshakes of each worker, under its row. */
 static void text_tls_rows(const struct master *m, struct sbuf *o)
 {
@@ -654,11 +669,14 @@ static void text_tls_rows(const struct master *m, struct sbuf *o)
                 "RESUMED", "FAILED");
     for (size_t i = 0; i < m->nslots; i++) {
         const struct slot *s = &m->slots[i];
-        if (s->pid)
-            sbuf_printf(o, "%-8s %-5zu %-7d %-11llu %-9llu %llu\n", "-", i, (int)s->pid,
-                        (unsigned long long)s->report.tls_handshakes,
-                        (unsigned long long)s->report.tls_resumed,
-                        (unsigned long long)s->report.tls_failed);
+        if (!s->pid)
+            continue;
+        sbuf_printf(o, "%-8s %-5zu %-7d %-11llu %-9llu %llu", "-", i, (int)s->pid,
+                    (unsigned long long)s->report.tls_handshakes,
+                    (unsigned long long)s->report.tls_resumed,
+                    (unsigned long long)s->report.tls_failed);
+        text_tls_reasons(&s->report, o);
+        sbuf_printf(o, "\n");
     }
 }
 
@@ -820,9 +838,13 @@ static void json_rows(const struct master *m, struct sbuf *o)
                     (long long)(now - (time_t)v.seen_s));
         sbuf_printf(o, v.s->pinned_cpu >= 0 ? ",\"pinned_cpu\":%d" : ",\"pinned_cpu\":null",
                     v.s->pinned_cpu);
-        sbuf_printf(o, ",\"tls\":{\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu}",
-                    (unsigned long long)r->tls_handshakes, (unsigned long long)r->tls_resumed,
-                    (unsigned long long)r->tls_failed);
+        sbuf_printf(o, ",\"tls\":{\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu,"
+                    "\"failed_by\":{", (unsigned long long)r->tls_handshakes,
+                    (unsigned long long)r->tls_resumed, (unsigned long long)r->tls_failed);
+        for (unsigned k = 0; k < TLS_FAIL_N; k++)
+            sbuf_printf(o, "%s\"%s\":%llu", k ? "," : "", tls_fail_name(k),
+                        (unsigned long long)r->tls_failed_by[k]);
+        sbuf_printf(o, "}}");
         json_latency(o, v.s->lat, true, m->now_ms);
         sbuf_printf(o, "}");
         first = false;
@@ -915,6 +937,14 @@ static void prom_pool(const struct master *m, struct sbuf *o)
                         (int)m->slots[i].pid, (unsigned long long)v);
         }
     }
+    prom_metric(o, "worker_tls_failures_total", "counter",
+                "TLS handshakes that failed, per worker and reason (closed, timeout, version, "
+                "cipher, certificate, protocol).");
+    for (size_t i = 0; i < m->nslots; i++)
+        for (unsigned k = 0; m->slots[i].pid && k < TLS_FAIL_N; k++)
+            sbuf_printf(o, "preforkd_worker_tls_failures_total{slot=\"%zu\",pid=\"%d\","
+                        "reason=\"%s\"} %llu\n", i, (int)m->slots[i].pid, tls_fail_name(k),
+                        (unsigned long long)m->slots[i].report.tls_failed_by[k]);
 }
 
 /* A label value as the exposition format wants it escaped. */

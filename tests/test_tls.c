@@ -130,6 +130,18 @@ static int worker_tls(struct tls_counts *c, int cap)
     return n;
 }
 
+/* The failures of one reason (enum tls_fail's name), summed over workers. */
+static double failed_by(const char *reason)
+{
+    static char json[1 << 16];
+    if (h_run(json, sizeof json, "%s status --json -c %s 2>/dev/null", h_bin(), srv.conf) != 0)
+        return -1;
+    double sum = 0;
+    for (const char *p = json; (p = strstr(p, "\"failed_by\":{")); p++)
+        sum += h_json_number(p, reason);
+    return sum;
+}
+
 static double total_failed(void)
 {
     struct tls_counts c[8];
@@ -409,6 +421,10 @@ Test(tls, plain_http_and_garbage_hellos_fail_alone)
         close(fd);
     }
     cr_assert(WAIT_UNTIL(total_failed() >= 5, 10000), "failures counted: %.0f", total_failed());
+    /* The SSLv2 hello claims 128 bytes: OpenSSL waits for them until
+     * header_timeout (timeout); the other four are protocol errors. */
+    cr_assert(WAIT_UNTIL(failed_by("protocol") >= 4 && failed_by("timeout") >= 1, 10000),
+              "protocol %.0f, timeout %.0f", failed_by("protocol"), failed_by("timeout"));
     long ok = l.ok;
     cr_assert(WAIT_UNTIL(l.ok > ok + 10, 10000), "the load stopped");
     h_load_stop(&l);
@@ -435,6 +451,7 @@ Test(tls, stalled_handshake_cut_at_header_timeout)
     cr_assert_geq(h_now_ms() - t0, 2900, "cut before header_timeout");
     close(fd);
     cr_assert(WAIT_UNTIL(total_failed() == 1, 5000));
+    cr_assert_eq(failed_by("timeout"), 1);
     cr_assert(WAIT_UNTIL(h_file_count(srv.log, "not finished") == 1, 5000), "%s",
               h_read_file(srv.log));
 }
@@ -831,4 +848,38 @@ Test(tls, site_ocsp_response_is_stapled)
     cr_assert(strstr(out, "Cert Status: good"), "%s", out);
     cr_assert_eq(s_client("-status -servername localhost", GET_CLOSE), 0, "%s", out);
     cr_assert(strstr(out, "OCSP response: no response sent"), "%s", out);
+}
+
+/* --- failures by reason ------------------------------------------------- */
+
+/* Each kind of failed handshake is counted under its reason, in JSON, the
+ * text table and Prometheus: a client too old (version), one without our
+ * ciphers (cipher), one that refuses our certificate (certificate), one
+ * that leaves mid-handshake (closed). */
+Test(tls, failures_by_reason_in_status)
+{
+    start(2, "", NULL);
+    h_run(out, sizeof out, "timeout 20 openssl s_client -connect 127.0.0.1:%d -tls1_1 "
+          "-cipher DEFAULT@SECLEVEL=0 </dev/null 2>&1", port);
+    cr_assert(WAIT_UNTIL(failed_by("version") == 1, 10000), "%s", out);
+    h_run(out, sizeof out, "timeout 20 openssl s_client -connect 127.0.0.1:%d -tls1_2 "
+          "-cipher AES128-SHA </dev/null 2>&1", port);
+    cr_assert(WAIT_UNTIL(failed_by("cipher") == 1, 10000), "%s", out);
+    /* curl trusts the system's CAs, not the test's: it refuses ours. */
+    cr_assert_neq(h_run(out, sizeof out, "curl -sS --max-time 20 https://localhost:%d/", port), 0);
+    cr_assert(WAIT_UNTIL(failed_by("certificate") == 1, 10000), "%s", out);
+    int fd = h_tcp_connect(port);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(h_write_full(fd, "\x16\x03\x01\x01\x00\x01\x00", 7), 0);
+    close(fd);
+    cr_assert(WAIT_UNTIL(failed_by("closed") == 1, 10000));
+    cr_assert_eq(failed_by("protocol") + failed_by("timeout"), 0);
+    cr_assert_eq(total_failed(), 4);
+    cr_assert_eq(h_run(out, sizeof out, "%s status -c %s", h_bin(), srv.conf), 0);
+    cr_assert(strstr(out, "(version 1") || strstr(out, "version 1)") ||
+              strstr(out, ", version 1"), "%s", out);
+    cr_assert(strstr(out, "certificate 1"), "%s", out);
+    cr_assert_eq(h_run(out, sizeof out, "%s status --prometheus -c %s", h_bin(), srv.conf), 0);
+    cr_assert(strstr(out, "# TYPE preforkd_worker_tls_failures_total counter"), "%s", out);
+    cr_assert(strstr(out, ",reason=\"cipher\"} 1\n"), "%s", out);
 }

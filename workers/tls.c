@@ -270,6 +270,45 @@ static const char *failure_reason(int e, char *buf, size_t cap)
     return buf;
 }
 
+/* The kind of a failure, for status (the log has OpenSSL's words). */
+static enum tls_fail failure_kind(void)
+{
+    unsigned long code = ERR_peek_last_error();
+    if (!code)
+        return TLS_FAIL_CLOSED;         /* EOF or a reset: nothing queued */
+    switch (ERR_GET_REASON(code)) {
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+        return TLS_FAIL_CLOSED;
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_VERSION_TOO_LOW:
+    case SSL_R_NO_PROTOCOLS_AVAILABLE:
+    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+        return TLS_FAIL_VERSION;
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_NO_SUITABLE_KEY_SHARE:
+    case SSL_R_NO_SHARED_GROUPS:
+    case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
+    case SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS:
+    case SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY:
+        return TLS_FAIL_CIPHER;
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE:
+        return TLS_FAIL_CERTIFICATE;
+    }
+    return TLS_FAIL_PROTOCOL;
+}
+
+static void count_failure(struct conn *c, enum tls_fail kind)
+{
+    c->w->stats.tls_failed++;
+    c->w->stats.tls_failed_by[kind]++;
+}
+
 static void handshake_step(struct conn *c)
 {
     SSL *ssl = T.by_fd[c->fd].ssl;
@@ -289,10 +328,10 @@ static void handshake_step(struct conn *c)
     char why[160], addr[64];
     log_info("tls: handshake with %s failed: %s", peer_text(c, addr, sizeof addr),
              failure_reason(e, why, sizeof why));
+    count_failure(c, failure_kind());
     ERR_clear_error();
     T.by_fd[c->fd].settled = true;
     T.by_fd[c->fd].broken = true;
-    c->w->stats.tls_failed++;
     conn_close(c);
 }
 
@@ -333,8 +372,8 @@ void tls_conn_close(struct conn *c)
     struct tls_slot *s = &T.by_fd[c->fd];
     if (!s->settled) {
         char addr[64];
-        c->w->stats.tls_failed++;
-        log_info("tls: handshake with %s not finished: timed out, or the client left",
+        count_failure(c, TLS_FAIL_TIMEOUT);
+        log_info("tls: handshake with %s not finished within header_timeout (or a drain)",
                  peer_text(c, addr, sizeof addr));
     } else if (!s->broken && SSL_is_init_finished(ssl) &&
                !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)) {
