@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "server/log.h"
 #include "workers/tls.h"
 
 #define ROTATE_DEFAULT_S 3600
@@ -23,7 +24,24 @@
 static struct {
     struct tls_ticket_key cur, prev;
     int64_t period_ms, due_ms;
+    /* a new master's: the old master's keys (taken), or why not (NULL:
+     * no upgrade) */
+    bool taken;
+    const char *not_taken;
 } KEYS;
+
+/* What a hot upgrade hands over (tlsctx_keys_export): a magic and the
+ * length of what follows, so that another binary's layout is told apart. */
+#define HANDOVER_MAGIC "pfdtkey1"
+struct handover {
+    char magic[8];
+    uint32_t len;                   /* sizeof(struct handover) - offsetof(due_ms) */
+    uint32_t zero;
+    int64_t due_ms;                 /* the next rotation, CLOCK_MONOTONIC */
+    struct tls_ticket_key cur, prev;
+};
+#define HANDOVER_BODY (sizeof(struct handover) - offsetof(struct handover, due_ms))
+_Static_assert(sizeof(struct handover) <= TLSCTX_HANDOVER_MAX, "TLSCTX_HANDOVER_MAX");
 
 /* An hour, or PREFORKD_TLS_TICKET_ROTATE seconds (tests). */
 static int64_t rotate_period_ms(void)
@@ -403,13 +421,72 @@ static int install(void)
     return rc;
 }
 
+/* The old master's keys, or one line saying why its clients' tickets stop
+ * opening now. */
+static bool use_taken_keys(int64_t now_ms)
+{
+    if (KEYS.not_taken)
+        log_warn("tls: %s: new session ticket keys (returning clients make one "
+                 "full handshake)", KEYS.not_taken);
+    if (!KEYS.taken)
+        return false;
+    /* never later than one of our own periods (a clock the other binary
+     * read otherwise); overdue rotates at the loop's first turn */
+    if (KEYS.due_ms > now_ms + KEYS.period_ms)
+        KEYS.due_ms = now_ms + KEYS.period_ms;
+    log_info("tls: session ticket keys taken over from the old master; next rotation "
+             "in %lld s", (long long)((KEYS.due_ms - now_ms + 999) / 1000));
+    return true;
+}
+
 int tlsctx_keys_init(int64_t now_ms)
 {
     KEYS.period_ms = rotate_period_ms();
-    KEYS.due_ms = now_ms + KEYS.period_ms;
-    if (random_key(&KEYS.cur) != 0 || random_key(&KEYS.prev) != 0)
-        return -1;
+    if (!use_taken_keys(now_ms)) {
+        KEYS.due_ms = now_ms + KEYS.period_ms;
+        if (random_key(&KEYS.cur) != 0 || random_key(&KEYS.prev) != 0)
+            return -1;
+    }
     return install();
+}
+
+size_t tlsctx_keys_export(unsigned char *buf, size_t cap)
+{
+    struct handover h = { .len = HANDOVER_BODY, .due_ms = KEYS.due_ms,
+                          .cur = KEYS.cur, .prev = KEYS.prev };
+    if (cap < sizeof h || !KEYS.period_ms)
+        return 0;
+    memcpy(h.magic, HANDOVER_MAGIC, sizeof h.magic);
+    memcpy(buf, &h, sizeof h);
+    OPENSSL_cleanse(&h, sizeof h);
+    return sizeof h;
+}
+
+void tlsctx_keys_take(const void *blob, size_t len)
+{
+    struct handover h;
+    memset(&h, 0, sizeof h);
+    KEYS.taken = false;
+    if (len == 0) {
+        KEYS.not_taken = "the old master passed no ticket keys";
+        return;
+    }
+    if (len < offsetof(struct handover, due_ms)) {
+        KEYS.not_taken = "the old master's ticket keys are cut short";
+        return;
+    }
+    memcpy(&h, blob, len < sizeof h ? len : sizeof h);
+    if (memcmp(h.magic, HANDOVER_MAGIC, sizeof h.magic) != 0 || h.len != HANDOVER_BODY ||
+        len != sizeof h) {
+        KEYS.not_taken = "the old master's ticket keys are in another layout";
+    } else {
+        KEYS.not_taken = NULL;
+        KEYS.taken = true;
+        KEYS.due_ms = h.due_ms;
+        KEYS.cur = h.cur;
+        KEYS.prev = h.prev;
+    }
+    OPENSSL_cleanse(&h, sizeof h);
 }
 
 int64_t tlsctx_keys_due_ms(void)

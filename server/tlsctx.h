@@ -33,4 +33,14 @@ bool tlsctx_keys_rotate(int64_t now_ms, unsigned char payload[IPC_TLS_KEYS_SIZE]
 /* The current keys, as a worker receives them. */
 void tlsctx_keys_payload(unsigned char payload[IPC_TLS_KEYS_SIZE]);
 
+/* A hot upgrade: the keys and the next rotation's time, versioned, for the
+ * new master (at most TLSCTX_HANDOVER_MAX bytes into buf); the length, or 0
+ * before tlsctx_keys_init. */
+#define TLSCTX_HANDOVER_MAX 256
+size_t tlsctx_keys_export(unsigned char *buf, size_t cap);
+/* In the new master, before tlsctx_keys_init: what the old one exported
+ * (len 0: nothing came). tlsctx_keys_init then keeps those keys and their
+ * schedule, or logs why not and makes new ones. */
+void tlsctx_keys_take(const void *blob, size_t len);
+
 #endif

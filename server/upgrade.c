@@ -1,8 +1,8 @@
 /* upgrade: the hot binary upgrade, both sides. The old master's child lays
- * out fds 3.. (listeners, as LISTEN_FDS), then the locked pidfile and the
- * verdict pipe, and execs `BINARY -f -c FILE`; the new master adopts the
- * sockets by address (server/sdnotify.c), writes its pid into the shared
- * pidfile, publishes its control socket and writes "ok" to the pipe. */
+ * out fds 3.. (listeners, as LISTEN_FDS), then the locked pidfile, the
+ * verdict pipe and a sealed memfd of TLS ticket keys, and execs `BINARY -f
+ * -c FILE`; the new master adopts the sockets by address (sdnotify.c),
+ * writes its pid into the shared pidfile and "ok" to the pipe. */
 #include "server/upgrade.h"
 
 #include <errno.h>
@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "server/log.h"
 #include "server/master.h"
 #include "server/sdnotify.h"
+#include "server/tlsctx.h"
 
 #define UPGRADE_BASE_TIMEOUT_S 30   /* plus the slowest app pool's ready_timeout */
 
@@ -39,6 +41,24 @@ static int lift(int fd, int floor)
     return copy;
 }
 
+/* The pool's session ticket keys and their schedule for the new master,
+ * in a memfd sealed read-only: never on disk, in the environment or argv.
+ * -1 (the new master makes new keys and says so) if it cannot be made. */
+static int ticket_keys_memfd(void)
+{
+    unsigned char blob[TLSCTX_HANDOVER_MAX];
+    size_t len = tlsctx_keys_export(blob, sizeof blob);
+    int fd = len ? memfd_create("preforkd-ticket-keys", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
+    if (fd >= 0 && (write(fd, blob, len) != (ssize_t)len ||
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+                          F_SEAL_SEAL) != 0)) {
+        close(fd);
+        fd = -1;
+    }
+    explicit_bzero(blob, sizeof blob);
+    return fd;
+}
+
 /* In the forked child: fds and environment for the new master, then exec.
  * dup2 clears close-on-exec on exactly the fds that are passed. */
 static __attribute__((noreturn)) void exec_new_master(struct master *m, int verdict_w,
@@ -50,7 +70,8 @@ static __attribute__((noreturn)) void exec_new_master(struct master *m, int verd
     int n = (int)(m->shttp.lfd >= 0);
     for (size_t i = 0; i < m->nls; i++)
         n += m->ls[i].pc.n > 0 ? m->ls[i].pc.n : 1;
-    int floor = 3 + n + 2, lifted[n + 2], k = 0;
+    int keys = ticket_keys_memfd(), passed = n + 2 + (keys >= 0);
+    int floor = 3 + passed, lifted[passed], k = 0;
     for (size_t i = 0; i < m->nls; i++) {
         if (m->ls[i].pc.n == 0)
             lifted[k++] = lift(m->ls[i].fd, floor);
@@ -61,11 +82,18 @@ static __attribute__((noreturn)) void exec_new_master(struct master *m, int verd
         lifted[n - 1] = lift(m->shttp.lfd, floor);
     lifted[n] = lift(m->pidfile_fd, floor);
     lifted[n + 1] = lift(verdict_w, floor);
-    for (int i = 0; i < n + 2; i++)
+    if (keys >= 0)
+        lifted[n + 2] = lift(keys, floor);
+    for (int i = 0; i < passed; i++)
         if (dup2(lifted[i], 3 + i) < 0)
             _exit(126);
     close_range((unsigned)floor, ~0U, 0);
     char v[32];
+    unsetenv("PREFORKD_UPGRADE_KEYS_FD");
+    if (keys >= 0) {
+        snprintf(v, sizeof v, "%d", 3 + n + 2);
+        setenv("PREFORKD_UPGRADE_KEYS_FD", v, 1);
+    }
     snprintf(v, sizeof v, "%d", n);
     setenv("LISTEN_FDS", v, 1);
     snprintf(v, sizeof v, "%d", (int)getpid());
@@ -238,6 +266,26 @@ static int inherited_fd(const char *name)
     return fd;
 }
 
+/* The old master's ticket keys to tlsctx, and the memfd closed at once:
+ * nothing this master forks later sees it. */
+static void take_ticket_keys(int fd)
+{
+    unsigned char blob[TLSCTX_HANDOVER_MAX + 1];
+    size_t len = 0;
+    ssize_t got = 1;
+    while (fd >= 0 && got > 0 && len < sizeof blob) {
+        got = pread(fd, blob + len, sizeof blob - len, (off_t)len);
+        if (got > 0)
+            len += (size_t)got;
+        else if (got < 0 && errno == EINTR)
+            got = 1;
+    }
+    if (fd >= 0)
+        close(fd);
+    tlsctx_keys_take(blob, got < 0 ? 0 : len);
+    explicit_bzero(blob, sizeof blob);
+}
+
 int upgrade_inherit(struct master *m)
 {
     const char *from = getenv("PREFORKD_UPGRADE_FROM");
@@ -245,8 +293,13 @@ int upgrade_inherit(struct master *m)
     unsetenv("PREFORKD_UPGRADE_FROM");
     int ready = inherited_fd("PREFORKD_UPGRADE_FD");
     int pidfile = inherited_fd("PREFORKD_UPGRADE_PIDFILE_FD");
-    if (!m->upgrade.from || ready < 0 || pidfile < 0)
+    int keys = inherited_fd("PREFORKD_UPGRADE_KEYS_FD");
+    if (!m->upgrade.from || ready < 0 || pidfile < 0) {
+        if (keys >= 0)
+            close(keys);
         return 0;
+    }
+    take_ticket_keys(keys);
     m->ready_fd = ready;            /* daemon_ready() writes the verdict */
     m->pidfile_fd = pidfile;        /* locked by the old master: the lock is ours too */
     return 1;
