@@ -428,8 +428,10 @@ static bool use_taken_keys(int64_t now_ms)
     if (KEYS.not_taken)
         log_warn("tls: %s: new session ticket keys (returning clients make one "
                  "full handshake)", KEYS.not_taken);
+    KEYS.not_taken = NULL;
     if (!KEYS.taken)
         return false;
+    KEYS.taken = false;
     /* never later than one of our own periods (a clock the other binary
      * read otherwise); overdue rotates at the loop's first turn */
     if (KEYS.due_ms > now_ms + KEYS.period_ms)

@@ -489,6 +489,32 @@ void h_kill_remembered(struct h_pids *set)
     set->n = 0;
 }
 
+void h_adopt_orphans(void)
+{
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        fprintf(stderr, "PR_SET_CHILD_SUBREAPER: %s\n", strerror(errno));
+}
+
+bool h_kill_descendants(int ms)
+{
+    struct h_pids set;
+    int64_t end = h_now_ms() + ms;
+    for (;;) {
+        set.n = 0;
+        h_remember_tree(&set, getpid());
+        bool none = true;
+        for (size_t i = 0; i < set.n; i++)
+            none = none && h_pid_gone(set.pid[i]);
+        for (size_t i = 0; i < set.n; i++)
+            if (parent_of(set.pid[i]) == getpid())
+                waitpid(set.pid[i], NULL, WNOHANG);     /* ours to reap */
+        if (none || h_now_ms() >= end)
+            return none;
+        h_kill_remembered(&set);
+        h_sleep_ms(10);
+    }
+}
+
 const char *h_http_body(int port, const char *request, char *buf, size_t cap, int ms)
 {
     int fd = h_tcp_connect(port);

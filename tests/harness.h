@@ -108,6 +108,14 @@ int h_unix_connect(const char *path);
 
 /* SIGKILL the members still alive (zombies count as gone). */
 void h_kill_remembered(struct h_pids *set);
+/* Make this test process the reaper of its orphans: a daemon it starts,
+ * or the new master of an upgrade whose old master exited, becomes its
+ * child instead of PID 1's, so h_kill_descendants finds it by pid. */
+void h_adopt_orphans(void);
+/* SIGKILL every descendant of this process and reap them, again until
+ * none is left (a master killed mid-fork leaves a child that comes to us);
+ * false if some still lived after ms. */
+bool h_kill_descendants(int ms);
 
 /* Send request on a new connection to 127.0.0.1:port, read to EOF within
  * ms into buf; the body after the header, or "" on failure. */
