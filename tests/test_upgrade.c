@@ -531,6 +531,11 @@ TestSuite(upgrade_keys, .timeout = 30);
 Test(upgrade_keys, taken_keys_keep_their_rotation_time)
 {
     unsigned char blob[TLSCTX_HANDOVER_MAX], before[IPC_TLS_KEYS_SIZE], now[IPC_TLS_KEYS_SIZE];
+    char path[] = "/tmp/preforkd-keys-log-XXXXXX", err[256];
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(log_open(path, LOG_LVL_INFO, err, sizeof err), 0, "%s", err);
     unsetenv("PREFORKD_TLS_TICKET_ROTATE");
     cr_assert_eq(tlsctx_keys_init(1000), 0);
     tlsctx_keys_payload(before);
@@ -548,6 +553,9 @@ Test(upgrade_keys, taken_keys_keep_their_rotation_time)
     cr_assert(tlsctx_keys_rotate(1000 + HOUR_MS, now));
     cr_assert_eq(memcmp(now + IPC_TLS_KEYS_SIZE / 2, before, IPC_TLS_KEYS_SIZE / 2), 0,
                  "the old current key is the previous one after the rotation");
+    cr_assert_eq(h_file_count(path, "tls: session ticket keys taken over from the old master; "
+                              "next rotation in 3540 s"), 1);
+    unlink(path);
 }
 
 /* A blob of another layout (another binary's magic, length or size):
