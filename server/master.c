@@ -606,6 +606,7 @@ static void begin_stop(struct master *m, bool now)
 {
     if (m->stopping && (m->stop_now || !now))
         return;
+    upgrade_abort(m, "the master was told to stop");
     master_set_health(m, false);
     if (!now && !m->stopping && m->cfg.graceful_stop_delay > 0 && m->ready &&
         (!m->stop_at_ms || m->now_ms < m->stop_at_ms)) {

@@ -183,6 +183,12 @@ static void upgrade_failed(struct master *m, const char *why)
         kill(u->child, SIGKILL);    /* reaped by upgrade_reaped */
 }
 
+void upgrade_abort(struct master *m, const char *why)
+{
+    if (m->upgrade.child > 0 && !m->upgrade.handed_over)
+        upgrade_failed(m, why);
+}
+
 /* "ok": the new master serves. Hand over, drain our workers, exit, leaving
  * the pidfile, the control socket's path and unix listeners' paths to it. */
 static void hand_over(struct master *m)

@@ -35,6 +35,10 @@ void upgrade_start(struct master *m);
 /* The verdict pipe is readable. */
 void upgrade_on_event(struct master *m);
 /* waitpid() returned pid: true if it was the new master. */
+/* A stop while an upgrade is in flight: the starting new master goes
+ * (SIGKILL; its workers follow it), or it would serve on and the stop be
+ * lost. */
+void upgrade_abort(struct master *m, const char *why);
 bool upgrade_reaped(struct master *m, pid_t pid, int status);
 /* Every loop turn: the new master's deadline. */
 void upgrade_tick(struct master *m);

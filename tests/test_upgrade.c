@@ -597,3 +597,29 @@ Test(upgrade_keys, another_layout_means_new_keys_and_one_log_line)
                               "layout: new"), 4);
     unlink(path);
 }
+
+/* SIGTERM while an upgrade is in flight: the starting new master goes too
+ * (it used to be left to start and serve on, the stop lost). */
+Test(upgrade, a_stop_during_an_upgrade_stops_the_new_master)
+{
+    SKIP_UNDER_VALGRIND("valgrind's /proc/self/exe is the real binary, not the replaced copy");
+    start_http();
+    pid_t m = master_pid();
+    char tmp[PATH_MAX + 8], newpid[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.new", bin);
+    snprintf(newpid, sizeof newpid, "%s/new.pid", srv.dir);
+    FILE *f = fopen(tmp, "w");
+    fprintf(f, "#!/bin/sh\necho $$ > '%s'\nexec sleep 1000\n", newpid);
+    fclose(f);
+    cr_assert_eq(h_run(out, sizeof out, "chmod +x %s && mv %s %s", tmp, tmp, bin), 0);
+    cr_assert_eq(kill(m, SIGUSR2), 0);
+    char *t = NULL;
+    cr_assert(WAIT_UNTIL((free(t), (t = h_read_file(newpid)) && atoi(t) > 0), 10000),
+              "the new master never started");
+    pid_t child = (pid_t)atoi(t);
+    free(t);
+    cr_assert_eq(kill(m, SIGTERM), 0);
+    cr_assert(WAIT_UNTIL(h_pid_gone(m), 15000), "the old master did not stop");
+    cr_assert(WAIT_UNTIL(h_pid_gone(child), 10000), "the new master %d outlived the stop",
+              (int)child);
+}
