@@ -29,6 +29,7 @@ static pid_t pidfile_pid(void)
 
 static void setup(void)
 {
+    h_adopt_orphans();              /* the daemon and an upgraded master stay ours */
     server_init(&srv);
     snprintf(destdir, sizeof destdir, "/tmp/preforkd-install-XXXXXX");
     if (!mkdtemp(destdir))
@@ -45,6 +46,7 @@ static void teardown(void)
             kill(pid, SIGKILL);
     }
     server_cleanup(&srv);
+    h_kill_descendants(10000);
     if (!getenv("PREFORKD_KEEP_TEST_DIRS"))
         h_run(out, sizeof out, "rm -rf '%s'", destdir);
 }

@@ -24,11 +24,18 @@ static char out[1 << 16];
 
 static void setup(void)
 {
+    h_adopt_orphans();              /* an upgraded master stays ours (see teardown) */
     server_init(&srv);
     port = h_free_port(SOCK_STREAM);
 }
 
-static void teardown(void) { server_cleanup(&srv); }
+/* A test that gave up mid-upgrade leaves a new master no tree of srv's
+ * holds: as our orphan it is our descendant, killed by pid. */
+static void teardown(void)
+{
+    server_cleanup(&srv);
+    h_kill_descendants(10000);
+}
 
 TestSuite(percpu, .init = setup, .fini = teardown, .timeout = 150);
 

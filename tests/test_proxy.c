@@ -104,14 +104,18 @@ static int port, port2;
 
 static void setup(void)
 {
+    h_adopt_orphans();              /* an upgraded master stays ours (see teardown) */
     server_init(&srv);
     port = h_free_port(SOCK_STREAM);
     port2 = h_free_port(SOCK_STREAM);
 }
 
+/* Then whatever a failed test left (an upgraded master, a balancer): our
+ * descendants, killed by pid. */
 static void teardown(void)
 {
     server_cleanup(&srv);
+    h_kill_descendants(10000);
 }
 
 static void write_index(const struct server *s, const char *body)
