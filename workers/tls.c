@@ -341,15 +341,29 @@ static void on_handshake_event(struct worker *w, struct ev *ev, uint32_t events)
     handshake_step((struct conn *)ev);
 }
 
+static void admit_failed(struct conn *c, SSL *ssl)
+{
+    log_error("tls: out of memory for a connection");
+    SSL_free(ssl);
+    ERR_clear_error();
+    conn_close(c);
+}
+
 void tls_admit(struct conn *c)
 {
-    struct tls_slot *s = slot_for(c->fd);
-    SSL *ssl = s ? SSL_new(c->ls->conf->ssl_ctx) : NULL;
+    SSL *ssl = SSL_new(c->ls->conf->ssl_ctx);
     if (!ssl || SSL_set_fd(ssl, c->fd) != 1) {
-        log_error("tls: out of memory for a connection");
-        SSL_free(ssl);
-        ERR_clear_error();
-        conn_close(c);
+        admit_failed(c, ssl);
+        return;
+    }
+    tls_admit_ssl(c, ssl);
+}
+
+void tls_admit_ssl(struct conn *c, SSL *ssl)
+{
+    struct tls_slot *s = slot_for(c->fd);
+    if (!s) {
+        admit_failed(c, ssl);
         return;
     }
     SSL_set_accept_state(ssl);

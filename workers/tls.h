@@ -46,6 +46,12 @@ int tls_ticket_keys_set(const void *payload, size_t len);
  * the protocol when it completes (closing c on failure). */
 bool tls_wanted(const struct conn *c);
 void tls_admit(struct conn *c);
+/* tls_admit with SSL made and bound by the caller: tls_admit binds it to
+ * c's socket. This seam exists for the fuzz harness (tests/fuzz_tls.c),
+ * which binds memory BIOs instead and so drives this file's own handshake
+ * and I/O code without sockets. The slot is found by SSL_get_fd(ssl): the
+ * BIOs must answer BIO_get_fd with c->fd. SSL is c's (freed on failure). */
+void tls_admit_ssl(struct conn *c, SSL *ssl);
 /* Conns whose SSL holds bytes (read ahead, or decrypted and not yet taken)
  * that the socket will not announce:
  * handed their EPOLLIN now. tls_pending_any: wake without waiting. */
