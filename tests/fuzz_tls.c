@@ -77,6 +77,12 @@ static struct {
     bool eagain;
 } wire;
 
+/* Where the client is in the response stream: in a header, just after
+ * one (a body, or the next response: the answer to HEAD has none), or in
+ * a body. */
+enum frame { F_HEAD, F_PEEK, F_BODY };
+#define HEAD_MAX 16384
+
 /* The in-process client of part 1. */
 struct client {
     SSL *ssl;
@@ -87,6 +93,11 @@ struct client {
     uint64_t plain;         /* decrypted bytes */
     char head[9];
     char tail[sizeof FUZZ_SECRET - 1];  /* the secret across two reads */
+    enum frame frame;
+    char hdr[HEAD_MAX];     /* the header so far (F_HEAD), or the body's
+                               first bytes (F_PEEK) */
+    size_t hlen;
+    uint64_t body_left;
 };
 
 static struct config cfg, tls_cfg;
@@ -367,11 +378,72 @@ static void check_secret(struct client *cl, const struct plan *p, const char *bu
     }
 }
 
+/* The body length a complete header announces (Content-Length; none for
+ * 1xx, 204 and 304). It must be a status line. */
+static uint64_t body_length(const char *hdr, size_t len)
+{
+    static const char status[] = "HTTP/1.1 ";
+    if (len < sizeof status + 3 || memcmp(hdr, status, sizeof status - 1))
+        abort();                        /* a response starts with a status line */
+    int code = atoi(hdr + sizeof status - 1);
+    if (code < 200 || code == 204 || code == 304)
+        return 0;
+    const char *cl = strcasestr(hdr, "\r\nContent-Length:");
+    if (!cl || cl > hdr + len)
+        abort();                        /* the stream could not be framed */
+    return strtoull(cl + 17, NULL, 10);
+}
+
+/* After a header: the body, unless the next response starts here (the
+ * answer to HEAD). No file of the root starts with "HTTP/1". */
+static void frame_peek(struct client *cl)
+{
+    static const char status[] = "HTTP/1.1 ";
+    size_t want = cl->body_left < sizeof status - 1 ? cl->body_left : sizeof status - 1;
+    if (cl->hlen < want)
+        return;
+    if (memcmp(cl->hdr, status, want) == 0) {
+        cl->frame = F_HEAD;             /* cl->hdr holds its first bytes */
+    } else {
+        cl->frame = cl->body_left == cl->hlen ? F_HEAD : F_BODY;
+        cl->body_left -= cl->hlen;
+        cl->hlen = 0;
+    }
+}
+
+/* Responses follow each other, each framed by its Content-Length: a byte
+ * lost or added on the way (a retried write, the file path) breaks it. */
+static void client_frame(struct client *cl, const char *buf, size_t n)
+{
+    while (n) {
+        size_t k = 1;
+        if (cl->frame == F_BODY) {
+            k = cl->body_left < n ? (size_t)cl->body_left : n;
+            if (!(cl->body_left -= k))
+                cl->frame = F_HEAD;
+        } else {
+            if (cl->hlen == sizeof cl->hdr - 1)
+                abort();                /* a header without an end */
+            cl->hdr[cl->hlen++] = *buf;
+            cl->hdr[cl->hlen] = '\0';
+            if (cl->frame == F_PEEK) {
+                frame_peek(cl);
+            } else if (cl->hlen >= 4 && !memcmp(cl->hdr + cl->hlen - 4, "\r\n\r\n", 4)) {
+                cl->body_left = body_length(cl->hdr, cl->hlen);
+                cl->hlen = 0;
+                cl->frame = cl->body_left ? F_PEEK : F_HEAD;
+            }
+        }
+        buf += k, n -= k;
+    }
+}
+
 static void client_got(struct client *cl, const struct plan *p, const char *buf, size_t n)
 {
     for (size_t i = 0; cl->plain + i < sizeof cl->head && i < n; i++)
         cl->head[cl->plain + i] = buf[i];
     check_secret(cl, p, buf, n);
+    client_frame(cl, buf, n);
     cl->plain += n;
 }
 
