@@ -635,6 +635,10 @@ static void run_records(const struct plan *p)
 
 /* --- the input ----------------------------------------------------------- */
 
+/* flags: bit 0 part, 1 TLS 1.2, 2 resume, 3-4 rotations, 5 close_notify,
+ * 6 bad record, 7 batch. mode: bits 0-1 tail, 2-3 wire chunk, 4-5 server
+ * writes (1: every other refused, 2: 7 bytes, 3: 100 bytes), 6 ALPN, 7 SNI.
+ * cut: where in the stream (/255). n: how many sizes follow (mod 8, +1). */
 static struct plan plan_of(const uint8_t *data, size_t size)
 {
     static const size_t chunks[] = { 0, 1, 5, 300 }, caps[] = { 0, 0, 7, 100 };
