@@ -1357,7 +1357,9 @@ static int read_more(struct conn *c, struct hbuf *b, bool *maybe_more)
         if (n > 0) {
             b->len += (uint32_t)n;
             c->w->stats.bytes_in += (uint64_t)n;
-            *maybe_more = (size_t)n == room;
+            /* Over TLS a read returns one record: more may wait in OpenSSL's
+             * buffer (tiny records) without the socket saying so. */
+            *maybe_more = (size_t)n == room || http_io_pending(c->fd);
             return 1;
         }
         if (n == 0)

@@ -35,6 +35,12 @@ int http_io_shutdown_wr(int fd)
     return ssl ? tls_shutdown_wr(ssl, fd) : shutdown(fd, SHUT_WR);
 }
 
+bool http_io_pending(int fd)
+{
+    SSL *ssl = tls_of(fd);
+    return ssl && SSL_has_pending(ssl);
+}
+
 size_t http_io_tls_text(int fd, char *out, size_t cap)
 {
     SSL *ssl = tls_of(fd);
