@@ -515,6 +515,24 @@ bool h_kill_descendants(int ms)
     }
 }
 
+int h_make_test_ca(const char *dir, char *out, size_t cap)
+{
+    return h_run(out, cap, "cd '%s' && openssl req -x509 -newkey ec -pkeyopt "
+                 "ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 "
+                 "-subj '/CN=preforkd test CA' 2>&1", dir);
+}
+
+int h_make_tls_cert(const char *dir, const char *name, const char *cn, const char *san,
+                    char *out, size_t cap)
+{
+    return h_run(out, cap,
+                 "cd '%1$s' && printf 'subjectAltName=%4$s\\n' > %2$s.ext && "
+                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                 "-keyout %2$s.key -out %2$s.csr -subj /CN=%3$s 2>&1 && "
+                 "openssl x509 -req -in %2$s.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                 "-days 2 -extfile %2$s.ext -out %2$s.pem 2>&1", dir, name, cn, san);
+}
+
 const char *h_http_body(int port, const char *request, char *buf, size_t cap, int ms)
 {
     int fd = h_tcp_connect(port);

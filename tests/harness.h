@@ -91,6 +91,13 @@ int h_write_full(int fd, const void *buf, size_t len);
 /* Run a command line via /bin/sh, capture stdout+stderr; returns exit code. */
 int h_run(char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* TLS test certificates, made by the openssl CLI in DIR: a CA (ca.pem,
+ * ca.key), then NAME.pem / NAME.key for common name CN and SAN (e.g.
+ * "DNS:localhost,IP:127.0.0.1") signed by it. 0, or openssl's status with
+ * its output in out. */
+int h_make_test_ca(const char *dir, char *out, size_t cap);
+int h_make_tls_cert(const char *dir, const char *name, const char *cn, const char *san,
+                    char *out, size_t cap);
 
 
 /* Strict JSON syntax check of a whole document: true when valid. */

@@ -36,21 +36,13 @@ TestSuite(tls, .init = setup, .fini = teardown, .timeout = 150);
  * signed by it, in the test's directory. */
 static void make_ca(void)
 {
-    int rc = h_run(out, sizeof out,
-                   "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-                   "-nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=preforkd test CA' 2>&1 && "
-                   "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext", srv.dir);
-    cr_assert_eq(rc, 0, "making the test CA: %s", out);
+    cr_assert_eq(h_make_test_ca(srv.dir, out, sizeof out), 0, "making the test CA: %s", out);
 }
 
 static void make_cert(const char *name)
 {
-    int rc = h_run(out, sizeof out,
-                   "cd '%1$s' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                   "-keyout %2$s.key -out %2$s.csr -subj /CN=localhost 2>&1 && "
-                   "openssl x509 -req -in %2$s.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                   "-days 2 -extfile san.ext -out %2$s.pem 2>&1", srv.dir, name);
-    cr_assert_eq(rc, 0, "making certificate %s: %s", name, out);
+    cr_assert_eq(h_make_tls_cert(srv.dir, name, "localhost", "DNS:localhost,IP:127.0.0.1", out,
+                                 sizeof out), 0, "making certificate %s: %s", name, out);
 }
 
 /* The SHA-256 fingerprint of certificate file NAME.pem, or of what the
@@ -642,13 +634,10 @@ Test(tls, chromium_loads_the_site_over_https)
 /* A certificate for DNS name DNS, signed by the test CA, as NAME.pem/.key. */
 static void make_site_cert(const char *name, const char *dns)
 {
-    int rc = h_run(out, sizeof out,
-                   "cd '%1$s' && printf 'subjectAltName=DNS:%3$s\\n' > %2$s.ext && "
-                   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                   "-keyout %2$s.key -out %2$s.csr -subj /CN=%3$s 2>&1 && "
-                   "openssl x509 -req -in %2$s.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                   "-days 2 -extfile %2$s.ext -out %2$s.pem 2>&1", srv.dir, name, dns);
-    cr_assert_eq(rc, 0, "making certificate %s: %s", name, out);
+    char san[300];
+    snprintf(san, sizeof san, "DNS:%s", dns);
+    cr_assert_eq(h_make_tls_cert(srv.dir, name, dns, san, out, sizeof out), 0,
+                 "making certificate %s: %s", name, out);
 }
 
 /* The listener's certificate (localhost) and two sites with their own: an

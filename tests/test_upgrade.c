@@ -316,16 +316,10 @@ Test(upgrade, ipv6_listeners_pass_to_the_new_master)
  * started by preforkctl with ENV ("K=V " or ""); EXTRA: more config. */
 static void start_https(const char *env, const char *extra)
 {
-    int rc = h_run(out, sizeof out,
-                   "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-                   "-nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=preforkd test CA' 2>&1 "
-                   "&& openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                   "-keyout server.key -out server.csr -subj /CN=localhost 2>&1 && "
-                   "printf 'subjectAltName=DNS:localhost\\n' > san.ext && "
-                   "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                   "-days 2 -extfile san.ext -out server.pem 2>&1 && "
-                   "echo v-index > www/index.html", srv.dir);
-    cr_assert_eq(rc, 0, "making the certificates: %s", out);
+    cr_assert_eq(h_make_test_ca(srv.dir, out, sizeof out), 0, "the test CA: %s", out);
+    cr_assert_eq(h_make_tls_cert(srv.dir, "server", "localhost", "DNS:localhost", out,
+                                 sizeof out), 0, "the certificate: %s", out);
+    cr_assert_eq(h_run(out, sizeof out, "echo v-index > '%s/www/index.html'", srv.dir), 0);
     server_write_conf(&srv, "workers = 2\ngraceful_timeout = 5\nhttp { root = \"www\" }\n"
                       "listen {\n  address = \"127.0.0.1:%d\"\n"
                       "  tls { certificate = \"server.pem\" key = \"server.key\" }\n}\n%s",
